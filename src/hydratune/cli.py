@@ -1,0 +1,117 @@
+"""The shared shape of every console script: argv check -> Hydra compose -> RunSpec -> stage.
+
+Before Hydra sees the command line, plain `key=value` overrides are checked against
+the RunSpec schema (unknown keys fail with a suggestion, exit code 2) and rewritten
+as `++key=value`: the YAML files hold only what differs from the spec's defaults, so
+a valid key need not exist in the composed config to be set.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .problems import ConfigError, Problem
+from .spec import KEY_ALIASES, RunSpec
+
+log = logging.getLogger("hydratune")
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+PRIMARY_CONFIG = "config"
+
+
+def config_groups() -> set[str]:
+    return {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()} | {"hydra"}
+
+
+def normalize_overrides(args: list[str]) -> tuple[list[str], list[Problem]]:
+    """Check and rewrite command-line overrides. Unknown keys are left out of the
+    returned overrides and reported as problems, to be raised with the spec's own."""
+    from .spec_builder import check_key
+
+    groups = config_groups()
+    out, problems = [], []
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg:
+            out.append(arg)  # Hydra's own flags (-m, --cfg job, ...) and their values
+            continue
+        key, value = arg.split("=", 1)
+        bare = key.lstrip("+~")
+        root = bare.split(".", 1)[0].split("/", 1)[0]
+        if root == "hydra" or key.startswith("~") or (("." not in bare) and root in groups):
+            out.append(arg)  # group choices (model=tiny_llama, +experiment=...), Hydra's keys, deletions
+            continue
+        bare = KEY_ALIASES.get(bare, bare)
+        problem = check_key(bare)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        out.append(f"++{bare}={value}")
+    return out, problems
+
+
+def exit_on_config_error(error: ConfigError) -> None:
+    print(error.render(), file=sys.stderr)
+    sys.exit(ConfigError.exit_code)
+
+
+def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], Any]:
+    """Build the console-script `main` for a stage: `stage(spec)` gets a checked RunSpec."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
+
+    argv_problems: list[Problem] = []
+
+    @hydra.main(config_path=str(CONFIG_DIR), config_name=PRIMARY_CONFIG, version_base="1.3")
+    def task(cfg: DictConfig) -> Any:
+        hydra_cfg = HydraConfig.get()
+        try:
+            spec = spec_from_config(cfg, output_dir=hydra_cfg.runtime.output_dir, extra_problems=argv_problems)
+        except ConfigError as error:
+            if hydra_cfg.mode.name == "MULTIRUN":
+                raise  # one bad job fails alone; the sweep goes on
+            exit_on_config_error(error)
+        return stage(spec)
+
+    def main() -> Any:
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+        overrides, problems = normalize_overrides(sys.argv[1:])
+        argv_problems.extend(problems)
+        sys.argv[1:] = overrides + [f"hydra.job.name={job_name}"]
+        return task()
+
+    return main
+
+
+def spec_from_config(cfg: Any, *, output_dir: str | None = None, env=None, extra_problems: list[Problem] = ()) -> RunSpec:
+    """DictConfig -> RunSpec, checked against the support matrix and this machine.
+    `extra_problems` (unknown command-line keys) are reported with the spec's own."""
+    from .environment import detect_environment
+    from .spec_builder import build_run_spec
+    from .validation import check_run_spec
+
+    try:
+        spec = build_run_spec(cfg, output_dir=output_dir)
+    except ConfigError as error:
+        raise ConfigError([*extra_problems, *error.problems]) from None
+    try:
+        check_run_spec(spec, env or detect_environment())
+    except ConfigError as error:
+        raise ConfigError([*extra_problems, *error.problems]) from None
+    if extra_problems:
+        raise ConfigError(extra_problems)
+    return spec
+
+
+def compose_spec(overrides: list[str] = (), *, output_dir: str | None = None, env=None) -> RunSpec:
+    """Compose configs/ with overrides as the console scripts do, without running Hydra's app
+    (for tests, notebooks and the benchmark scripts)."""
+    from hydra import compose, initialize_config_dir
+
+    args, problems = normalize_overrides(list(overrides))
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name=PRIMARY_CONFIG, overrides=args)
+    return spec_from_config(cfg, output_dir=output_dir, env=env, extra_problems=problems)

