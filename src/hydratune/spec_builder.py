@@ -92,7 +92,7 @@ def _suggest(path: str, keys: Mapping[str, SchemaKey]) -> str:
     if match:
         return f"did you mean `{by_leaf[match]}`?"
     elsewhere = [k for k in keys if k.rpartition(".")[2] == leaf]
-    return f"did you mean `{elsewhere[0]}`?" if elsewhere else did_you_mean(path, keys)
+    return f"did you mean `{elsewhere[0]}`?" if elsewhere else ""
 
 
 def _dataclass_in(tp: Any) -> type | None:

@@ -1,0 +1,1 @@
+"""Data: raw rows -> conversations -> token ids + loss mask -> packed rows -> cached shards."""

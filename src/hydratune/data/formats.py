@@ -1,0 +1,189 @@
+"""Row formats: each a small named converter from a raw row to an `Example`.
+
+Add your own without editing the package: write `def my_rows(row, options) -> Example`
+(or returning a list of {role, content} messages) in an importable module and set
+`dataset.format=my_module:my_rows`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .errors import DataError, RowError
+
+ROLES = ("system", "user", "assistant", "tool")
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "tool": "tool"}
+CALCULATOR_ANNOTATION = re.compile(r"<<[^<>]*>>")
+
+
+@dataclass(frozen=True)
+class FormatOptions:
+    fields: Mapping[str, str] = field(default_factory=dict)
+    strip_calculator_annotations: bool = False
+    system_prompt: str | None = None
+
+    def field(self, name: str) -> str:
+        return self.fields.get(name, name)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: a conversation, a plain text trained whole, or token ids."""
+
+    messages: tuple[Mapping[str, str], ...] | None = None
+    text: str | None = None
+    input_ids: tuple[int, ...] | None = None
+    labels: tuple[int, ...] | None = None
+
+
+def _get(row: Mapping[str, Any], options: FormatOptions, name: str, *, optional: bool = False) -> Any:
+    key = options.field(name)
+    if key not in row or row[key] is None:
+        if optional:
+            return None
+        present = ", ".join(sorted(row)) or "no fields"
+        raise RowError("missing field", f"missing field '{key}' (row has: {present})", f"map it with dataset.fields.{name}=<your field>")
+    return row[key]
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise RowError("wrong type", f"field '{name}' should be text, got {type(value).__name__}")
+    return value
+
+
+def _with_system(messages: list[dict[str, str]], options: FormatOptions) -> tuple[Mapping[str, str], ...]:
+    if options.system_prompt and not (messages and messages[0]["role"] == "system"):
+        messages = [{"role": "system", "content": options.system_prompt}, *messages]
+    return tuple(messages)
+
+
+def qa(row: Mapping[str, Any], options: FormatOptions) -> Example:
+    question = _text(_get(row, options, "question"), options.field("question"))
+    answer = _text(_get(row, options, "answer"), options.field("answer"))
+    if options.strip_calculator_annotations:
+        answer = CALCULATOR_ANNOTATION.sub("", answer)
+    if not question.strip() or not answer.strip():
+        raise RowError("empty text", "question or answer is empty")
+    return Example(messages=_with_system([{"role": "user", "content": question}, {"role": "assistant", "content": answer}], options))
+
+
+def alpaca(row: Mapping[str, Any], options: FormatOptions) -> Example:
+    instruction = _text(_get(row, options, "instruction"), options.field("instruction"))
+    extra = _get(row, options, "input", optional=True) or ""
+    output = _text(_get(row, options, "output"), options.field("output"))
+    prompt = f"{instruction}\n\n{_text(extra, options.field('input'))}" if extra.strip() else instruction
+    if not prompt.strip() or not output.strip():
+        raise RowError("empty text", "instruction or output is empty")
+    return Example(messages=_with_system([{"role": "user", "content": prompt}, {"role": "assistant", "content": output}], options))
+
+
+def _check_conversation(messages: list[dict[str, str]]) -> None:
+    if not messages:
+        raise RowError("empty conversation", "the conversation has no messages")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise RowError("no assistant turn", "the conversation has no assistant message to train on")
+
+
+def messages(row: Mapping[str, Any], options: FormatOptions) -> Example:
+    """OpenAI-style `messages`: [{role, content}, ...]."""
+    raw = _get(row, options, "messages")
+    if not isinstance(raw, list):
+        raise RowError("wrong type", f"'{options.field('messages')}' should be a list of messages")
+    out = []
+    for i, m in enumerate(raw):
+        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+            raise RowError("bad message", f"message {i} needs 'role' and 'content'")
+        if m["role"] not in ROLES:
+            raise RowError("wrong role", f"message {i} has role {m['role']!r}", f"use one of {', '.join(ROLES)}")
+        out.append({"role": m["role"], "content": _text(m["content"], f"message {i} content")})
+    _check_conversation(out)
+    return Example(messages=_with_system(out, options))
+
+
+def sharegpt(row: Mapping[str, Any], options: FormatOptions) -> Example:
+    """ShareGPT-style `conversations`: [{from: human|gpt|system, value}, ...]."""
+    raw = _get(row, options, "conversations")
+    if not isinstance(raw, list):
+        raise RowError("wrong type", f"'{options.field('conversations')}' should be a list of turns")
+    out = []
+    for i, turn in enumerate(raw):
+        if not isinstance(turn, Mapping) or "from" not in turn or "value" not in turn:
+            raise RowError("bad message", f"turn {i} needs 'from' and 'value'")
+        role = SHAREGPT_ROLES.get(turn["from"])
+        if role is None:
+            raise RowError("wrong role", f"turn {i} is from {turn['from']!r}", f"use one of {', '.join(SHAREGPT_ROLES)}")
+        out.append({"role": role, "content": _text(turn["value"], f"turn {i} value")})
+    _check_conversation(out)
+    return Example(messages=_with_system(out, options))
+
+
+def completion(row: Mapping[str, Any], options: FormatOptions) -> Example:
+    text = _text(_get(row, options, "text"), options.field("text"))
+    if not text.strip():
+        raise RowError("empty text", "the text is empty")
+    return Example(text=text)
+
+
+def pretokenized(row: Mapping[str, Any], options: FormatOptions) -> Example:
+    ids = _get(row, options, "input_ids")
+    labels = _get(row, options, "labels", optional=True)
+    if not isinstance(ids, (list, tuple)) or not ids or not all(isinstance(t, int) for t in ids):
+        raise RowError("bad token ids", "input_ids should be a non-empty list of integers")
+    if labels is not None and len(labels) != len(ids):
+        raise RowError("bad token ids", f"labels has {len(labels)} entries for {len(ids)} input_ids", "give one label per token (-100 masks)")
+    return Example(input_ids=tuple(ids), labels=tuple(labels) if labels is not None else None)
+
+
+FORMATS: dict[str, Callable[[Mapping[str, Any], FormatOptions], Example]] = {
+    "qa": qa,
+    "alpaca": alpaca,
+    "messages": messages,
+    "sharegpt": sharegpt,
+    "completion": completion,
+    "pretokenized": pretokenized,
+}
+
+
+def is_custom(name: str) -> bool:
+    return ":" in name
+
+
+def resolve_format(name: str) -> Callable[[Mapping[str, Any], FormatOptions], Example]:
+    """A built-in format by name, or a user's `module:function`."""
+    if name in FORMATS:
+        return FORMATS[name]
+    if not is_custom(name):
+        raise DataError(f"dataset.format={name}: unknown format", f"use one of {', '.join(FORMATS)}, or module:function")
+    fn = _import_custom(name)
+
+    def custom(row: Mapping[str, Any], options: FormatOptions) -> Example:
+        result = fn(row, options)
+        if isinstance(result, Example):
+            return result
+        if isinstance(result, list):
+            return Example(messages=_with_system(list(result), options))
+        raise RowError("bad custom format", f"{name} returned {type(result).__name__}", "return an Example or a list of {role, content}")
+
+    return custom
+
+
+def _import_custom(name: str) -> Callable[..., Any]:
+    module_name, _, attr = name.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise DataError(f"dataset.format={name}: cannot import it ({exc})", "make the module importable (on PYTHONPATH)") from None
+
+
+def format_source_text(name: str) -> str:
+    """The converter's source code: part of the cache key, so editing a custom format rebuilds."""
+    fn = FORMATS.get(name) or _import_custom(name)
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return name

@@ -1,0 +1,112 @@
+"""The inspection report of a preprocessed dataset: counts, tokens, lengths, packing, examples.
+
+Written as report.json and report.md beside the shards, and printed by `preprocess`
+with trained tokens in green on a terminal ([[marked]] elsewhere).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ..atomic_dir import write_json_atomic
+from .tokenize_examples import IGNORE
+
+EXAMPLES_SHOWN = 3
+HISTOGRAM_BINS = 16
+
+
+def _segments(tokenizer, input_ids, labels) -> list[list[Any]]:
+    """[[text, trained], ...] runs of a sequence, for coloured or marked display."""
+    runs: list[list[Any]] = []
+    current: list[int] = []
+    trained = None
+    for tok, label in zip(input_ids, labels):
+        is_trained = label != IGNORE
+        if is_trained != trained and current:
+            runs.append([tokenizer.decode(current), bool(trained)])
+            current = []
+        trained = is_trained
+        current.append(tok)
+    if current:
+        runs.append([tokenizer.decode(current), bool(trained)])
+    return runs
+
+
+def _histogram(lengths: list[int], max_length: int) -> list[dict[str, int]]:
+    width = max(1, -(-max_length // HISTOGRAM_BINS))
+    counts = [0] * HISTOGRAM_BINS
+    for n in lengths:
+        counts[min((n - 1) // width, HISTOGRAM_BINS - 1)] += 1
+    return [{"from": i * width + 1, "to": min((i + 1) * width, max_length), "count": c} for i, c in enumerate(counts)]
+
+
+def build_report(*, ds, tokenizer, stats, sequences, packing, realized_shares, seconds) -> dict[str, Any]:
+    train = sequences.get("train", [])
+    tokens = sum(len(s.input_ids) for s in train)
+    supervised = sum(s.supervised for s in train)
+    weights = [ds.weight, *(m.weight for m in ds.mix)]
+    return {
+        "sources": {split: [dataclasses.asdict(s) for s in per] for split, per in stats.items()},
+        "train": {
+            "sequences": len(train),
+            "tokens": tokens,
+            "supervised_tokens": supervised,
+            "supervised_fraction": supervised / tokens if tokens else 0.0,
+            "length_histogram": _histogram([len(s.input_ids) for s in train], ds.max_length),
+        },
+        "eval": {"sequences": len(sequences.get("eval") or []), "tokens": sum(len(s.input_ids) for s in sequences.get("eval") or [])},
+        "packing": packing,
+        "mixture": [
+            {"source": st.name, "weight_share": w / sum(weights), "realized_token_share": share}
+            for st, w, share in zip(stats["train"], weights, realized_shares)
+        ],
+        "examples": [_segments(tokenizer, s.input_ids, s.labels) for s in train[:EXAMPLES_SHOWN]],
+        "build_seconds": seconds,
+    }
+
+
+def render_example(segments: list[list[Any]], *, color: bool) -> str:
+    if color:
+        return "".join(f"\x1b[1;32m{text}\x1b[0m" if trained else f"\x1b[2m{text}\x1b[0m" for text, trained in segments)
+    return "".join(f"[[{text}]]" if trained else text for text, trained in segments)
+
+
+def render_report(report: dict[str, Any], *, color: bool = False) -> str:
+    t = report["train"]
+    lines = ["## Rows", "", "| split | source | read | kept | truncated | dropped |", "|---|---|---|---|---|---|"]
+    for split, per in report["sources"].items():
+        for s in per:
+            dropped = ", ".join(f"{n} {reason}" for reason, n in s["dropped"].items()) or "0"
+            lines.append(f"| {split} | {s['name']} | {s['rows_read']} | {s['rows_kept']} | {s['truncated']} | {dropped} |")
+    lines += [
+        "",
+        "## Tokens",
+        "",
+        f"- train sequences: {t['sequences']:,}; tokens: {t['tokens']:,}; supervised: {t['supervised_tokens']:,} "
+        f"({100 * t['supervised_fraction']:.1f}%)",
+        f"- eval sequences: {report['eval']['sequences']:,}; tokens: {report['eval']['tokens']:,}",
+        "",
+        "## Packing",
+        "",
+    ]
+    for split, p in report["packing"].items():
+        lines.append(f"- {split}: {p['sequences']:,} sequences in {p['rows']:,} rows, efficiency {100 * p['efficiency']:.2f}%")
+    if len(report["mixture"]) > 1:
+        lines += ["", "## Mixture (share of training tokens)", "", "| source | weight share | realized share |", "|---|---|---|"]
+        lines += [f"| {m['source']} | {m['weight_share']:.3f} | {m['realized_token_share']:.3f} |" for m in report["mixture"]]
+    lines += ["", "## Sequence lengths (train)", "", "| tokens | sequences |", "|---|---|"]
+    peak = max((b["count"] for b in t["length_histogram"]), default=1) or 1
+    for b in t["length_histogram"]:
+        bar = "#" * round(30 * b["count"] / peak)
+        lines.append(f"| {b['from']}-{b['to']} | {b['count']} {bar} |")
+    lines += ["", "## Examples (trained tokens " + ("in green" if color else "in [[double brackets]]") + ")", ""]
+    for i, segments in enumerate(report["examples"]):
+        lines += [f"### example {i}", "", "```", render_example(segments, color=color), "```", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    write_json_atomic(out / "report.json", report)
+    (out / "report.md").write_text("# Preprocessing report\n\n" + render_report(report, color=False) + "\n")

@@ -1,0 +1,118 @@
+"""Examples -> token ids and labels, rendered through the tokenizer's own chat template.
+
+Which tokens are trained is decided on characters, not tokens: the conversation is
+rendered once, each message's span is found by rendering the conversation up to it
+(templates render prefixes of a conversation as prefixes of its text, which is
+checked), and a token is trained when it starts inside a trained span. A trained
+assistant span runs from its content through the end-of-turn token the template
+writes after it (so the model learns to stop), without the trailing newline.
+Injected system prompts and role headers are never trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .errors import DataError
+from .formats import Example
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class MaskPolicy:
+    train_on_inputs: bool = False
+    train_roles: tuple[str, ...] = ("assistant",)
+
+    def trains(self, role: str) -> bool:
+        return self.train_on_inputs or role in self.train_roles
+
+
+@dataclass(frozen=True)
+class TokenSequence:
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def supervised(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE)
+
+
+def _render(tokenizer, messages: Sequence, *, generation_prompt: bool = False) -> str:
+    if not messages:
+        return ""
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def trained_char_spans(tokenizer, messages: Sequence, policy: MaskPolicy) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered text and the [start, end) character spans whose tokens are trained."""
+    text = _render(tokenizer, messages)
+    spans = []
+    for i, message in enumerate(messages):
+        if not policy.trains(message["role"]):
+            continue
+        before = _render(tokenizer, messages[:i], generation_prompt=message["role"] == "assistant")
+        through = _render(tokenizer, messages[: i + 1])
+        if not (text.startswith(through) and through.startswith(before)):
+            raise DataError(
+                "the chat template does not render a conversation's prefix as a prefix of its text, so turns cannot be masked",
+                "set model.chat_template=chatml (or another named template)",
+            )
+        end = len(through.rstrip())
+        if end > len(before):
+            spans.append((len(before), end))
+    return text, spans
+
+
+def _no_first_label(labels: list[int]) -> list[int]:
+    """A sequence's first token is never predicted (nothing precedes it). Masking it keeps a
+    packed row from training its neighbour's last token to predict it."""
+    return [IGNORE, *labels[1:]] if labels else labels
+
+
+def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -> list[TokenSequence]:
+    """Token ids and labels for a batch of examples (one fast-tokenizer call per batch)."""
+    texts, spans_per_text, slots = [], [], []
+    out: list[TokenSequence | None] = [None] * len(examples)
+    for i, ex in enumerate(examples):
+        if ex.input_ids is not None:
+            labels = list(ex.labels) if ex.labels is not None else list(ex.input_ids)
+            out[i] = TokenSequence(list(ex.input_ids), _no_first_label(labels))
+        elif ex.text is not None:
+            text = ex.text if ex.text.endswith(tokenizer.eos_token) else ex.text + tokenizer.eos_token
+            texts.append(text)
+            spans_per_text.append([(0, len(text))])
+            slots.append(i)
+        else:
+            text, spans = trained_char_spans(tokenizer, ex.messages, policy)
+            texts.append(text)
+            spans_per_text.append(spans)
+            slots.append(i)
+    if texts:
+        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        for slot, ids, offsets, spans in zip(slots, encoded["input_ids"], encoded["offset_mapping"], spans_per_text):
+            labels = [tok if any(s <= start < e for s, e in spans) else IGNORE for tok, (start, _) in zip(ids, offsets)]
+            out[slot] = TokenSequence(list(ids), _no_first_label(labels))
+    return out  # type: ignore[return-value]
+
+
+def fit_length(seq: TokenSequence, max_length: int, overlong: str) -> tuple[TokenSequence | None, str | None]:
+    """Apply the sequence policy: (sequence or None, what happened: None, 'truncated' or a drop reason)."""
+    if len(seq.input_ids) <= max_length:
+        return (seq, None) if seq.supervised else (None, "no supervised tokens")
+    if overlong == "drop":
+        return None, "longer than max_length"
+    cut = TokenSequence(seq.input_ids[:max_length], seq.labels[:max_length])
+    return (cut, "truncated") if cut.supervised else (None, "no supervised tokens left after truncation")
+
+
+def tokenizer_fingerprint_parts(tokenizer) -> Iterable[str]:
+    """What shapes token ids: the tokenizer's full definition, its special tokens and template."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    yield type(tokenizer).__name__
+    yield backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    yield repr(sorted((k, str(v)) for k, v in tokenizer.special_tokens_map.items()))
+    yield tokenizer.chat_template or ""
+
+

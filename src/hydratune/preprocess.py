@@ -1,0 +1,33 @@
+"""`preprocess`: build (or find) the tokenized shards of a run's data and print the inspection report.
+
+    preprocess +experiment=gsm8k_lora dataset.path=../shared/data/gsm8k
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import hydra_entry
+from .data.errors import DataError
+from .data.prepare_data import PreparedData, run_preprocess
+from .data.report import render_report
+from .spec import RunSpec
+
+
+def run_preprocess_report(spec: RunSpec) -> PreparedData:
+    try:
+        prepared = run_preprocess(spec)
+    except DataError as error:
+        print(f"Data error: {error}", file=sys.stderr)
+        sys.exit(DataError.exit_code)
+    status = "cache hit" if prepared.cache_hit else "built"
+    print(f"{status}: {prepared.directory} ({prepared.seconds:.2f}s)")
+    print(render_report(prepared.report, color=sys.stdout.isatty()))
+    print(f"\nreport: {prepared.directory / 'report.md'}")
+    return prepared
+
+
+main = hydra_entry(run_preprocess_report, job_name="preprocess")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Per format: exact token ids and label masks, against SmolLM2's tokenizer and a tiny one."""
+
+from __future__ import annotations
+
+import pytest
+
+from hydratune.cache_dirs import cache_root
+from hydratune.data.errors import RowError
+from hydratune.data.formats import FORMATS, FormatOptions, resolve_format
+from hydratune.data.tokenize_examples import IGNORE, MaskPolicy, tokenize_batch
+from hydratune.model_loading import load_tokenizer
+from hydratune.spec import ModelSpec
+
+from .tokenizers_for_tests import VOCAB, tiny_tokenizer
+
+V = VOCAB
+DEFAULT = MaskPolicy()
+
+
+@pytest.fixture(scope="module")
+def smol():
+    return load_tokenizer(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root())
+
+
+def encode(tok, fmt, row, policy=DEFAULT, **options):
+    example = FORMATS[fmt](row, FormatOptions(**options))
+    return tokenize_batch(tok, [example], policy)[0]
+
+
+def trained_text(tok, seq):
+    return tok.decode([t for t, l in zip(seq.input_ids, seq.labels) if l != IGNORE])
+
+
+def test_qa_exact_ids_and_mask_tiny():
+    seq = encode(tiny_tokenizer(), "qa", {"question": "What is 2 + 3 ?", "answer": "5"})
+    S, E = V["<|im_start|>"], V["<|im_end|>"]
+    # ChatML: <|im_start|>user\nWhat is 2 + 3 ?<|im_end|>\n<|im_start|>assistant\n5<|im_end|>\n
+    assert seq.input_ids == [S, V["user"], V["What"], V["is"], V["2"], V["+"], V["3"], V["?"], E, S, V["assistant"], V["5"], E]
+    assert seq.labels == [IGNORE] * 11 + [V["5"], E]
+
+
+def test_qa_exact_ids_and_mask_smollm2(smol):
+    seq = encode(smol, "qa", {"question": "What is 2+3?", "answer": "5"})
+    # SmolLM2's template injects its default system prompt; it is never trained.
+    assert seq.input_ids[:3] == [1, 9690, 198]  # <|im_start|>system\n
+    assert seq.input_ids[-9:] == [2, 198, 1, 520, 9531, 198, 37, 2, 198]  # ...<|im_end|>\n<|im_start|>assistant\n5<|im_end|>\n
+    assert seq.labels[-3:] == [37, 2, IGNORE]  # the answer and its end-of-turn token; not the newline
+    assert all(l == IGNORE for l in seq.labels[:-3])
+    assert len(seq.input_ids) == 40
+
+
+def test_calculator_annotations_stripped(smol):
+    seq = encode(smol, "qa", {"question": "q?", "answer": "48/2 = <<48/2=24>>24\n#### 24"}, strip_calculator_annotations=True)
+    assert trained_text(smol, seq) == "48/2 = 24\n#### 24<|im_end|>"
+
+
+def test_field_mapping():
+    seq = encode(tiny_tokenizer(), "qa", {"prompt": "Hi", "response": "Hello"}, fields={"question": "prompt", "answer": "response"})
+    assert [t for t, l in zip(seq.input_ids, seq.labels) if l != IGNORE] == [V["Hello"], V["<|im_end|>"]]
+
+
+def test_alpaca_joins_instruction_and_input(smol):
+    seq = encode(smol, "alpaca", {"instruction": "Add numbers", "input": "2 3", "output": "5"})
+    text = smol.decode(seq.input_ids)
+    assert "Add numbers\n\n2 3<|im_end|>" in text
+    assert trained_text(smol, seq) == "5<|im_end|>"
+
+
+def test_multi_turn_messages_train_every_assistant_turn(smol):
+    row = {"messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2+3?"},
+        {"role": "assistant", "content": "5"},
+        {"role": "user", "content": "And times 6?"},
+        {"role": "assistant", "content": "30"},
+    ]}
+    seq = encode(smol, "messages", row)
+    assert trained_text(smol, seq) == "5<|im_end|>30<|im_end|>"
+    assert "You are a helpful AI assistant" not in smol.decode(seq.input_ids)  # own system prompt replaces the default
+    everything = encode(smol, "messages", row, policy=MaskPolicy(train_on_inputs=True))
+    assert "Be brief." in trained_text(smol, everything) and "And times 6?" in trained_text(smol, everything)
+    users_too = encode(smol, "messages", row, policy=MaskPolicy(train_roles=("assistant", "user")))
+    assert "And times 6?" in trained_text(smol, users_too) and "Be brief." not in trained_text(smol, users_too)
+
+
+def test_sharegpt_maps_roles(smol):
+    row = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}
+    assert trained_text(smol, encode(smol, "sharegpt", row)) == "Hello<|im_end|>"
+
+
+def test_completion_trains_all_and_appends_eos():
+    tok = tiny_tokenizer()
+    seq = encode(tok, "completion", {"text": "What is 2"})
+    assert seq.input_ids == [V["What"], V["is"], V["2"], V["<|im_end|>"]]
+    assert seq.labels == [IGNORE, V["is"], V["2"], V["<|im_end|>"]]  # the first token is never predicted
+
+
+def test_pretokenized_keeps_ids_and_labels():
+    seq = encode(tiny_tokenizer(), "pretokenized", {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]})
+    assert seq.input_ids == [5, 6, 7] and seq.labels == [IGNORE, 6, 7]
+
+
+@pytest.mark.parametrize(
+    "fmt,row,reason",
+    [
+        ("qa", {"question": "q"}, "missing field"),
+        ("messages", {"messages": []}, "empty conversation"),
+        ("messages", {"messages": [{"role": "robot", "content": "x"}]}, "wrong role"),
+        ("messages", {"messages": [{"role": "user", "content": "x"}]}, "no assistant turn"),
+        ("sharegpt", {"conversations": [{"from": "alien", "value": "x"}]}, "wrong role"),
+        ("pretokenized", {"input_ids": [1, 2], "labels": [1]}, "bad token ids"),
+        ("completion", {"text": 5}, "wrong type"),
+    ],
+)
+def test_bad_rows_raise_with_reason(fmt, row, reason):
+    with pytest.raises(RowError) as info:
+        FORMATS[fmt](row, FormatOptions())
+    assert info.value.reason == reason
+
+
+def test_custom_format_by_import_path(tmp_path, monkeypatch):
+    (tmp_path / "my_formats.py").write_text(
+        "def reverse(row, options):\n    return [{'role': 'user', 'content': row['a']}, {'role': 'assistant', 'content': row['b']}]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    example = resolve_format("my_formats:reverse")({"a": "Hi", "b": "Hello"}, FormatOptions())
+    assert [m["role"] for m in example.messages] == ["user", "assistant"]

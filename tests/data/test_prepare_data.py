@@ -1,0 +1,186 @@
+"""The shard cache: keyed on content, atomic, rebuilt when damaged, built once under concurrency."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hydratune.cli import compose_spec
+from hydratune.data.errors import DataError
+from hydratune.data.prepare_data import run_preprocess
+
+from ..conftest import REPO, cpu_env
+from .tokenizers_for_tests import tiny_tokenizer
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def rows(n=40, start=0):
+    return [{"question": f"What is {i} + 3 ?", "answer": f"It is {i + 3} ."} for i in range(start, start + n)]
+
+
+def spec_for(data: Path, cache: Path, *extra):
+    return compose_spec(["model=tiny_llama", f"dataset.path={data}", "dataset.eval_split=null", "dataset.max_length=64",
+                         f"run.cache_dir={cache}", *extra], env=cpu_env())
+
+
+def test_key_changes_with_bytes_tokenizer_template_and_settings_only(tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", rows())
+    spec = spec_for(data, tmp_path / "cache")
+    tok = tiny_tokenizer()
+    first = run_preprocess(spec, tokenizer=tok)
+    assert not first.cache_hit
+    again = run_preprocess(spec, tokenizer=tok)
+    assert again.cache_hit and again.key == first.key
+
+    os.utime(data, (time.time() + 100, time.time() + 100))  # a touch changes no byte
+    assert run_preprocess(spec, tokenizer=tok).key == first.key
+
+    keys = {first.key}
+    write_jsonl(data, rows(start=1))  # data bytes
+    keys.add(run_preprocess(spec, tokenizer=tok).key)
+    write_jsonl(data, rows())
+    assert run_preprocess(spec, tokenizer=tok).key == first.key  # the same bytes again: the same key
+
+    other_template = tiny_tokenizer()
+    other_template.chat_template = other_template.chat_template.replace("<|im_start|>", "<|im_start|> ")
+    keys.add(run_preprocess(spec, tokenizer=other_template).key)  # template text
+
+    other_vocab = tiny_tokenizer()
+    other_vocab.add_tokens(["brand-new"])
+    keys.add(run_preprocess(spec, tokenizer=other_vocab).key)  # tokenizer
+
+    for setting in ("dataset.max_length=48", "dataset.packing=false", "dataset.train_on_inputs=true",
+                    "dataset.strip_calculator_annotations=true", "dataset.eval_fraction=0.1"):
+        keys.add(run_preprocess(spec_for(data, tmp_path / "cache", setting), tokenizer=tok).key)
+    assert len(keys) == 1 + 1 + 1 + 1 + 5
+
+
+def test_damaged_cache_is_rebuilt_not_read(tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", rows())
+    spec = spec_for(data, tmp_path / "cache")
+    built = run_preprocess(spec, tokenizer=tiny_tokenizer())
+    shard = next(built.directory.glob("train-*.arrow"))
+    shard.write_bytes(shard.read_bytes()[:-10])  # truncated shard
+    again = run_preprocess(spec, tokenizer=tiny_tokenizer())
+    assert not again.cache_hit
+    assert len(again.load("train")) == len(built.load("train"))
+
+
+def _build_then_die(data: str, cache: str) -> None:
+    """Preprocess and get killed while writing the shards."""
+    import hydratune.data.prepare_data as prepare
+
+    original = prepare._write_shards
+
+    def write_and_die(*args, **kwargs):
+        result = original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    prepare._write_shards = write_and_die
+    run_preprocess(spec_for(Path(data), Path(cache)), tokenizer=tiny_tokenizer())
+
+
+def test_killed_build_leaves_nothing_read_as_complete(tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", rows())
+    cache = tmp_path / "cache"
+    proc = multiprocessing.get_context("spawn").Process(target=_build_then_die, args=(str(data), str(cache)))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == -signal.SIGKILL
+    assert not [p for p in (cache / "data").iterdir() if not p.name.startswith(".") and not p.name.endswith(".lock")]
+    after = run_preprocess(spec_for(data, cache), tokenizer=tiny_tokenizer())
+    assert not after.cache_hit and len(after.load("train")) > 0
+
+
+def _preprocess_worker(data: str, cache: str, queue) -> None:
+    prepared = run_preprocess(spec_for(Path(data), Path(cache)), tokenizer=tiny_tokenizer())
+    queue.put((str(prepared.directory), prepared.cache_hit))
+
+
+def test_two_concurrent_builders_build_once(tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", rows(400))
+    cache = tmp_path / "cache"
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_preprocess_worker, args=(str(data), str(cache), queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert len({d for d, _ in results}) == 1
+    assert sorted(hit for _, hit in results) == [False, True]  # one built, the other waited and read
+
+
+def test_held_out_fraction_and_mixture_shares(tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", rows(200))
+    b = write_jsonl(tmp_path / "b.jsonl", rows(200, start=500))
+    spec = spec_for(a, tmp_path / "cache", "dataset.eval_fraction=0.1",
+                    f"+dataset.mix=[{{path: '{b}', weight: 3.0}}]")
+    report = run_preprocess(spec, tokenizer=tiny_tokenizer()).report
+    shares = [m["realized_token_share"] for m in report["mixture"]]
+    assert shares[0] == pytest.approx(0.25, abs=0.02) and shares[1] == pytest.approx(0.75, abs=0.02)
+    assert report["sources"]["train"][0]["dropped"].get("mixture subsampling", 0) > 100
+    assert report["eval"]["sequences"] == round(0.1 * report["train"]["sequences"] / 0.9)
+
+
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (b'{"question": "q", "answer": "a"}\n{"question": broken\n', "train.jsonl:2: bad JSON"),
+        (b'{"question": "q", "answer": "a"}\n{"question": "q"}\n', "train.jsonl:2: missing field 'answer'"),
+        (b'{"question": "q", "answer": "a"}\n{"question": "caf\xe9", "answer": "a"}\n', "train.jsonl:2: not UTF-8"),
+    ],
+)
+def test_bad_data_names_file_and_line(tmp_path, content, needle):
+    (tmp_path / "train.jsonl").write_bytes(content)
+    with pytest.raises(DataError) as info:
+        run_preprocess(spec_for(tmp_path / "train.jsonl", tmp_path / "cache"), tokenizer=tiny_tokenizer())
+    assert needle in str(info.value)
+
+
+def test_bad_rows_dropped_and_counted_when_allowed(tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"question": "What is 2 ?", "answer": "5"}\n{"question": "q"}\n')
+    prepared = run_preprocess(spec_for(data, tmp_path / "cache", "dataset.bad_rows=drop"), tokenizer=tiny_tokenizer())
+    assert prepared.report["sources"]["train"][0]["dropped"] == {"missing field": 1}
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(DataError, match="no such file or folder"):
+        run_preprocess(spec_for(tmp_path / "nope.jsonl", tmp_path / "cache"), tokenizer=tiny_tokenizer())
+
+
+def test_overlong_rows_truncated_or_dropped_and_counted(tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", [{"question": " ".join(["What"] * 80), "answer": "5"}, *rows(5)])
+    truncated = run_preprocess(spec_for(data, tmp_path / "cache"), tokenizer=tiny_tokenizer()).report
+    # truncation cuts the answer away, so the row has nothing left to train: dropped with that reason
+    assert truncated["sources"]["train"][0]["dropped"] == {"no supervised tokens left after truncation": 1}
+    dropped = run_preprocess(spec_for(data, tmp_path / "cache", "dataset.overlong=drop"), tokenizer=tiny_tokenizer()).report
+    assert dropped["sources"]["train"][0]["dropped"] == {"longer than max_length": 1}
+
+
+@pytest.mark.slow
+def test_gsm8k_through_the_real_preprocess_command(gsm8k_dir, tmp_path):
+    cmd = [sys.executable, "-m", "hydratune.preprocess", "+experiment=gsm8k_lora", f"dataset.path={gsm8k_dir}",
+           "dataset.max_length=512", f"hydra.run.dir={tmp_path / 'run'}"]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "| train | " in first.stdout and "7473 | 7473" in first.stdout and "efficiency" in first.stdout
+    assert "[[" in first.stdout  # trained tokens marked (not a terminal)
+    second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert second.returncode == 0 and "\ncache hit: " in second.stdout

@@ -1,0 +1,65 @@
+"""The plan's parameter counts are exact and its memory estimate follows the sharding."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from hydratune.cli import compose_spec
+from hydratune.plan import estimate_memory, make_plan, model_shape
+
+from .conftest import REPO, cpu_env
+
+
+def _shape_and_spec(*overrides):
+    from transformers import LlamaConfig
+
+    spec = compose_spec(["+experiment=quickstart", *overrides], env=cpu_env())
+    config = LlamaConfig(
+        vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+    )
+    return spec, config
+
+
+def test_lora_parameter_count_matches_peft():
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    spec, config = _shape_and_spec("method.lora.rank=4")
+    shape = model_shape(spec, config)
+    base = AutoModelForCausalLM.from_config(config)
+    assert shape.total_params == sum(p.numel() for p in base.parameters())
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear"))
+    assert shape.lora_params == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_sharding_divides_memory():
+    spec1, config = _shape_and_spec("method=full")
+    shape = model_shape(spec1, config)
+    single = estimate_memory(spec1, shape, "fp32")
+    spec3, _ = _shape_and_spec("method=full", "sharding=deepspeed_zero3")
+    zero3 = estimate_memory(spec3, shape, "fp32")
+    assert zero3.weights == single.weights / 2 and zero3.optimizer == single.optimizer / 2
+    spec_off, _ = _shape_and_spec("method=full", "sharding=deepspeed_zero3_offload")
+    offload = estimate_memory(spec_off, shape, "fp32")
+    assert offload.optimizer == 0 and offload.host_offload > 0
+
+
+def test_plan_global_batch():
+    spec, config = _shape_and_spec("sharding=ddp", "train.gradient_accumulation_steps=3")
+    plan = make_plan(spec, cpu_env(), config)
+    assert plan.global_batch_rows == 4 * 3 * 2
+    assert plan.global_batch_tokens == plan.global_batch_rows * 256
+
+
+def test_dry_run_prints_plan_for_every_experiment(tmp_path):
+    for experiment in sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml")):
+        result = subprocess.run(
+            [sys.executable, "-m", "hydratune.train", f"+experiment={experiment}", "run.dry_run=true",
+             f"hydra.run.dir={tmp_path / experiment}"],
+            capture_output=True, text=True, cwd=REPO, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "memory per device" in result.stdout and "trainable" in result.stdout, result.stdout
+        assert (tmp_path / experiment / "plan.json").is_file()
