@@ -174,6 +174,9 @@ class TrainSpec:
         "auto", "Training precision. auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on the CPU."
     )
     seed: int = knob(42, "Seed of initialization, dropout and data order.")
+    data_order: Literal["shuffled", "sequential"] = knob(
+        "shuffled", "Row order: reshuffled each epoch, or as stored (already shuffled once, with dataset.split_seed)."
+    )
     logging_steps: int = knob(1, "Log loss, learning rate, grad norm and tokens/s every N steps.", ge=1)
     save_steps: Optional[int] = knob(None, "Checkpoint every N steps; null saves only at the end.", ge=1)
     save_total_limit: int = knob(2, "Checkpoints kept (the latest K).", ge=1)

@@ -227,6 +227,7 @@ def _hold_out(sequences: list[TokenSequence], fraction: float, seed: int) -> tup
 def _pack(sequences: list[TokenSequence], ds: DatasetSpec) -> tuple[list[dict[str, list[int]]], float]:
     lengths = [len(s.input_ids) for s in sequences]
     bins = best_fit_decreasing(lengths, ds.max_length) if ds.packing else [[i] for i in range(len(sequences))]
+    random.Random(ds.split_seed).shuffle(bins)  # packing sorts by length; stored rows should not be
     rows = []
     for members in bins:
         ids, labels, seq_lens = [], [], []

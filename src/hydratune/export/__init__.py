@@ -1,0 +1,1 @@
+"""Export: merged checkpoints that plain transformers and vLLM load."""

@@ -1,0 +1,109 @@
+"""merged/: a plain transformers model directory from a run's adapter or full weights.
+
+The base is always reloaded in fp32 from its source (for QLoRA too: merging into 4-bit
+weights would keep them 4-bit), the adapter applied, logits taken on a few held-out
+rows, the adapter merged, and the logits compared: the max absolute difference is the
+parity recorded in run.json. merged/ is written beside as a scratch folder and moved
+into place whole, so a rerun replaces it safely.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+
+from ..cache_dirs import cache_root
+from ..model_loading import load_base_model, load_tokenizer
+from ..spec import RunSpec
+from ..training.collate import PackedCollator
+
+log = logging.getLogger(__name__)
+
+PARITY_ROWS = 2
+PARITY_TOKENS = 128
+
+
+def parity_batch(spec: RunSpec, pad_token_id: int) -> dict[str, torch.Tensor] | None:
+    """A few held-out packed rows (train rows when there is no eval split), cut short."""
+    from ..data.prepare_data import run_preprocess
+
+    prepared = run_preprocess(spec)
+    rows = prepared.load("eval") or prepared.load("train")
+    picked = []
+    for row in rows.select(range(min(PARITY_ROWS, len(rows)))):
+        n = min(PARITY_TOKENS, len(row["input_ids"]))
+        lens, used = [], 0
+        for length in row["seq_lens"]:
+            take = min(length, n - used)
+            if take <= 0:
+                break
+            lens.append(take)
+            used += take
+        picked.append({"input_ids": row["input_ids"][:n], "labels": row["labels"][:n], "seq_lens": lens})
+    batch = PackedCollator(pad_token_id)(picked)
+    return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
+
+
+@torch.no_grad()
+def _logits(model, batch) -> torch.Tensor:
+    model.eval()
+    return model(**batch, use_cache=False).logits.float()
+
+
+def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = torch.float32) -> dict:
+    """Write spec.output_dir/merged from `weights` (an adapter or full-weights directory)."""
+    from peft import PeftModel
+
+    root = cache_root(spec.run.cache_dir)
+    tokenizer = load_tokenizer(spec.model, root)
+    is_adapter = (weights / "adapter_config.json").is_file()
+    parity = None
+    if is_adapter:
+        base = load_base_model(spec.model, root, dtype=torch.float32, attn_implementation="sdpa")
+        model = PeftModel.from_pretrained(base, str(weights))
+        batch = parity_batch(spec, tokenizer.pad_token_id)
+        before = _logits(model, batch)
+        model = model.merge_and_unload()
+        after = _logits(model, batch)
+        parity = {"max_abs_logit_diff": float((before - after).abs().max()), "rows": int(batch["input_ids"].shape[0]),
+                  "tokens": int(batch["input_ids"].numel())}
+        log.info("merged vs base+adapter: max |logit diff| = %.3g", parity["max_abs_logit_diff"])
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(weights), dtype=torch.float32)
+    model.config.use_cache = True  # for serving
+    model = model.to(save_dtype)
+    _set_generation_stop(model, tokenizer)
+
+    target = spec.output_dir / "merged"
+    scratch = spec.output_dir / f".merged.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(str(scratch), safe_serialization=True)
+        tokenizer.save_pretrained(str(scratch))
+        old = None
+        if target.exists():
+            old = target.rename(spec.output_dir / f".merged.old-{uuid.uuid4().hex[:8]}")
+        os.replace(scratch, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"merged_dir": str(target), "from": str(weights), "parity": parity, "dtype": str(save_dtype).replace("torch.", "")}
+
+
+def _set_generation_stop(model, tokenizer) -> None:
+    """Stop generation at the end-of-turn token as well as EOS (vLLM and generate() read this)."""
+    stops = {tokenizer.eos_token_id}
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>"):
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+            stops.add(tid)
+    stops.discard(None)
+    model.generation_config.eos_token_id = sorted(stops) if len(stops) > 1 else next(iter(stops))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -1,0 +1,72 @@
+"""What a run directory records about itself: spec.json at the start, run.json at the end.
+
+Later stages (export, evaluate, relaunched ranks) read spec.json instead of asking again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .atomic_dir import write_json_atomic
+from .spec import RunSpec
+
+SPEC_FILE = "spec.json"
+RUN_FILE = "run.json"
+PACKAGES = ("hydratune", "torch", "transformers", "peft", "accelerate", "datasets", "deepspeed", "bitsandbytes", "flash-attn", "hydra-core")
+
+
+def save_spec(spec: RunSpec, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(directory / SPEC_FILE, dataclasses.asdict(spec))
+    return directory / SPEC_FILE
+
+
+def load_spec(directory: Path) -> RunSpec:
+    """The spec a run directory was made with (its output_dir is where the directory is now)."""
+    from .spec_builder import build_run_spec
+
+    path = Path(directory) / SPEC_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a hydratune run directory (no {SPEC_FILE})")
+    data = json.loads(path.read_text())
+    return build_run_spec(data, output_dir=str(Path(directory).resolve()))
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=cwd, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def write_run_record(spec: RunSpec, **sections: Any) -> Path:
+    record = {
+        "spec": dataclasses.asdict(spec),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        **sections,
+    }
+    write_json_atomic(spec.output_dir / RUN_FILE, record)
+    return spec.output_dir / RUN_FILE
+
+
+def read_run_record(directory: Path) -> dict[str, Any]:
+    return json.loads((Path(directory) / RUN_FILE).read_text())

@@ -1,0 +1,88 @@
+"""The model a method trains: full weights, a LoRA adapter, or LoRA on a 4-bit NF4 base.
+
+Dtypes, chosen so the optimizer always updates fp32 weights:
+- full: fp32 master weights; bf16/fp16 runs autocast the matmuls.
+- lora: the frozen base in the compute dtype (bf16 on GPUs), the adapter in fp32.
+- qlora: decoder Linear weights in 4 bits, dequantized to the compute dtype per matmul.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ..environment import Environment
+from ..model_loading import load_base_model, resolve_attention
+from ..spec import MethodSpec, RunSpec
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def lora_config(method: MethodSpec):
+    from peft import LoraConfig
+
+    targets = method.lora.target_modules
+    return LoraConfig(
+        r=method.lora.rank,
+        lora_alpha=method.lora.alpha,
+        lora_dropout=method.lora.dropout,
+        target_modules="all-linear" if "all-linear" in targets else list(targets),
+        use_rslora=method.lora.use_rslora,
+        use_dora=method.lora.use_dora,
+        task_type="CAUSAL_LM",
+    )
+
+
+def quantization_config(method: MethodSpec, precision: str):
+    from transformers import BitsAndBytesConfig
+
+    q = method.quant
+    compute = DTYPES[precision] if q.compute_dtype == "auto" else getattr(torch, q.compute_dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=compute,
+    )
+
+
+def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: str):
+    """The base model wrapped for the spec's method, ready for the Trainer."""
+    method = spec.method.name
+    dtype = torch.float32 if method == "full" else DTYPES[precision]
+    kwargs = {}
+    if method == "qlora":
+        kwargs["quantization_config"] = quantization_config(spec.method, precision)
+        if env.cuda:
+            import os
+
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    model = load_base_model(
+        spec.model, cache_root, dtype=dtype, attn_implementation=resolve_attention(spec.model.attn_implementation, env), **kwargs
+    )
+    # No KV cache in training: with a cache transformers would not read packed sequence
+    # boundaries from position_ids, and attention would cross sequences.
+    model.config.use_cache = False
+    if method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=spec.train.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif spec.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if method == "lora":
+            model.enable_input_require_grads()  # the frozen embeddings must still pass gradients on
+    if method in ("lora", "qlora"):
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(spec.method))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("model: %s with %s, %d trainable parameters", spec.model.name, method, trainable)
+    return model

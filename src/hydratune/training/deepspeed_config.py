@@ -1,0 +1,70 @@
+"""The DeepSpeed JSON: generated from the spec, or the user's own file, validated.
+
+Batch sizes, learning rate and clipping are left "auto" so the HF Trainer fills them
+from the spec: one source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..problems import ConfigError, Problem
+from ..spec import RunSpec
+
+
+def deepspeed_config(spec: RunSpec, *, cpu: bool, precision: str) -> dict[str, Any]:
+    ds = spec.sharding.deepspeed
+    if ds.config_file:
+        return load_user_config(Path(ds.config_file), spec)
+    zero: dict[str, Any] = {"stage": ds.stage, "overlap_comm": not cpu, "contiguous_gradients": True}
+    if ds.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": not cpu}
+    if ds.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": not cpu}
+    if ds.stage == 3:
+        # merged/ and adapter/ need whole weights: gather them on save
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "train_batch_size": "auto",
+        "gradient_clipping": "auto",
+        "zero_optimization": zero,
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
+    }
+    if cpu or ds.offload_optimizer:
+        # DeepSpeed's fused CPU Adam is a C++ extension built at run time; torch's AdamW
+        # needs no compiler and is what its CPU accelerator supports.
+        config["zero_force_ds_cpu_optimizer"] = False
+        config["optimizer"] = {
+            "type": "AdamW",
+            "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto", "torch_adam": True},
+        }
+    return config
+
+
+REQUIRED_KEYS = ("zero_optimization",)
+
+
+def load_user_config(path: Path, spec: RunSpec) -> dict[str, Any]:
+    key = f"sharding.deepspeed.config_file={path}"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError([Problem(key, f"cannot read it as JSON ({exc})", "fix the file, or set config_file=null to generate one")]) from None
+    problems = [Problem(key, f"has no '{k}' section", "add it (see the DeepSpeed config docs)") for k in REQUIRED_KEYS if k not in config]
+    stage = config.get("zero_optimization", {}).get("stage")
+    if stage not in (0, 1, 2, 3):
+        problems.append(Problem(key, f"zero_optimization.stage is {stage!r}", "use 1, 2 or 3"))
+    micro = config.get("train_micro_batch_size_per_gpu", "auto")
+    if micro not in ("auto", spec.train.micro_batch_size):
+        problems.append(Problem(key, f"train_micro_batch_size_per_gpu={micro} disagrees with train.micro_batch_size={spec.train.micro_batch_size}", 'set it to "auto"'))
+    accum = config.get("gradient_accumulation_steps", "auto")
+    if accum not in ("auto", spec.train.gradient_accumulation_steps):
+        problems.append(Problem(key, f"gradient_accumulation_steps={accum} disagrees with train.gradient_accumulation_steps", 'set it to "auto"'))
+    if problems:
+        raise ConfigError(problems)
+    return config

@@ -1,0 +1,108 @@
+"""fit(spec): one rank's training on the HF Trainer, from the cached shards to saved weights.
+
+Every rank runs this; the Trainer (with accelerate under it) handles DDP, FSDP2 and
+DeepSpeed from the TrainingArguments. The data was prepared before: ranks only read.
+Outputs, written by the main process once whole: `adapter/` (LoRA, QLoRA) or
+`trained/` (full weights), and `train_result.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+from ..atomic_dir import write_json_atomic
+from ..cache_dirs import cache_root
+from ..data.prepare_data import run_preprocess
+from ..environment import Environment
+from ..plan import resolve_precision
+from ..spec import RunSpec
+from .build_model import build_model
+from .checkpoints import resolve_resume
+from .hydratune_trainer import HydratuneTrainer
+from .token_throughput import CountingCollator
+from .trainer_args import training_arguments
+
+log = logging.getLogger(__name__)
+
+TRAIN_RESULT = "train_result.json"
+
+
+def weights_dir(spec: RunSpec) -> Path:
+    """Where fit() leaves the trained weights: the adapter, or the full model."""
+    return spec.output_dir / ("trained" if spec.method.name == "full" else "adapter")
+
+
+def fit(spec: RunSpec, env: Environment) -> dict:
+    from ..model_loading import load_model_config, load_tokenizer
+
+    start = time.perf_counter()
+    root = cache_root(spec.run.cache_dir)
+    tokenizer = load_tokenizer(spec.model, root)
+    prepared = run_preprocess(spec, tokenizer=tokenizer)  # a cache hit: the launcher or the first rank built it
+    train_rows, eval_rows = prepared.load("train"), prepared.load("eval")
+    loss_task = spec.eval.tasks.get("loss")
+    if loss_task is not None and loss_task.max_rows and eval_rows is not None:
+        eval_rows = eval_rows.select(range(min(loss_task.max_rows, len(eval_rows))))
+
+    precision = resolve_precision(spec.train.precision, env)
+    layer_class = _decoder_layer_class(load_model_config(spec.model, root))
+    # TrainingArguments first: under DeepSpeed ZeRO-3 it must exist before the model is built.
+    args = training_arguments(spec, env, precision=precision, has_eval=eval_rows is not None, layer_class=layer_class)
+    model = build_model(spec, env, root, precision)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(spec.output_dir / "tensorboard")
+    collator = CountingCollator(pad_token_id=tokenizer.pad_token_id)
+    trainer = HydratuneTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_rows,
+        eval_dataset=eval_rows if loss_task is not None else None,
+        data_collator=collator,
+        processing_class=tokenizer,
+    )
+    resume_from = resolve_resume(spec.train.resume, Path(args.output_dir))
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.perf_counter() - start
+
+    metrics = {"train_loss": output.training_loss, "global_step": output.global_step}
+    if loss_task is not None and eval_rows is not None:
+        final_eval = trainer.evaluate()
+        metrics["eval_loss"] = final_eval["eval_loss"]
+        metrics["eval_perplexity"] = math.exp(min(final_eval["eval_loss"], 50.0))
+
+    target = weights_dir(spec)
+    trainer.save_model(str(target))  # gathers FSDP / ZeRO-3 shards; writes on the main process
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(target))
+        result = {
+            "metrics": metrics,
+            "log_history": trainer.state.log_history,
+            "train_seconds": train_seconds,
+            "tokens_seen": trainer.throughput.last[1],
+            "resumed_from": resume_from,
+            "world_size": args.world_size,
+            "precision": precision,
+            "data": {"key": prepared.key, "directory": str(prepared.directory)},
+        }
+        write_json_atomic(spec.output_dir / TRAIN_RESULT, result)
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def read_train_result(spec: RunSpec) -> dict:
+    return json.loads((spec.output_dir / TRAIN_RESULT).read_text())
+
+
+def _decoder_layer_class(config) -> str:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sorted(model._no_split_modules)[0]

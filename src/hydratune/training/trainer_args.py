@@ -1,0 +1,85 @@
+"""RunSpec -> transformers.TrainingArguments: the one place the spec meets the HF Trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..environment import Environment
+from ..spec import RunSpec
+from .deepspeed_config import deepspeed_config
+
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit"}
+
+
+def fsdp_settings(spec: RunSpec, layer_class: str) -> dict:
+    fsdp = spec.sharding.fsdp
+    config = {
+        "version": 2,
+        # shard_grad_op keeps parameters gathered from forward to backward (ZeRO-2-like)
+        "reshard_after_forward": fsdp.sharding != "shard_grad_op",
+        "cpu_offload": fsdp.cpu_offload,
+        "state_dict_type": "FULL_STATE_DICT",
+        "auto_wrap_policy": "TRANSFORMER_BASED_WRAP" if fsdp.auto_wrap else "NO_WRAP",
+    }
+    if fsdp.auto_wrap:
+        config["transformer_layer_cls_to_wrap"] = [layer_class]
+    return config
+
+
+def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_eval: bool, layer_class: str):
+    from transformers import TrainingArguments
+
+    t, o, sh = spec.train, spec.optim, spec.sharding
+    loss_task = spec.eval.tasks.get("loss")
+    every = loss_task.every_n_steps if (loss_task is not None and has_eval) else None
+    kwargs = dict(
+        output_dir=str(spec.output_dir / "checkpoints"),
+        per_device_train_batch_size=t.micro_batch_size,
+        per_device_eval_batch_size=t.micro_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_steps=t.max_steps or -1,
+        num_train_epochs=t.epochs,
+        learning_rate=o.learning_rate,
+        lr_scheduler_type=o.scheduler if o.scheduler != "constant" else "constant_with_warmup",
+        warmup_steps=o.warmup_ratio,  # a float below 1 is a fraction of the steps
+        weight_decay=o.weight_decay,
+        adam_beta1=o.beta1,
+        adam_beta2=o.beta2,
+        adam_epsilon=o.eps,
+        max_grad_norm=o.max_grad_norm,
+        optim=OPTIMIZERS[o.name],
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not env.cuda,
+        seed=t.seed,
+        data_seed=t.seed,
+        train_sampling_strategy="sequential" if t.data_order == "sequential" else "random",
+        logging_steps=t.logging_steps,
+        report_to=list(t.report_to),
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if every else "no",
+        eval_steps=every,
+        remove_unused_columns=False,  # seq_lens feeds the collator
+        dataloader_num_workers=0,
+        average_tokens_across_devices=True,  # loss = mean over every supervised token of the step, all ranks
+        ddp_find_unused_parameters=False,
+        disable_tqdm=False,
+    )
+    if sh.world_size > 1:
+        kwargs["ddp_backend"] = sh.backend if sh.backend != "auto" else ("nccl" if env.cuda else "gloo")
+    if sh.strategy == "fsdp":
+        kwargs["fsdp"] = True
+        kwargs["fsdp_config"] = fsdp_settings(spec, layer_class)
+        if sh.fsdp.sharding == "hybrid_shard":
+            from accelerate.parallelism_config import ParallelismConfig
+
+            kwargs["parallelism_config"] = ParallelismConfig(dp_replicate_size=sh.nnodes, dp_shard_size=sh.nproc_per_node)
+    if sh.strategy == "deepspeed":
+        kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision)
+    return TrainingArguments(**kwargs)
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
