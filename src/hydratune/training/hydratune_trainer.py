@@ -5,22 +5,25 @@ from __future__ import annotations
 from transformers import Trainer
 
 from .checkpoints import MarkCompleteCheckpoints
-from .token_throughput import CountingCollator, Throughput
+from .token_throughput import REAL_TOKENS, Throughput
 
 
 class HydratuneTrainer(Trainer):
-    def __init__(self, *args, data_collator: CountingCollator, **kwargs):
-        super().__init__(*args, data_collator=data_collator, **kwargs)
-        self.throughput = Throughput(data_collator)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.throughput = Throughput()
         self.add_callback(MarkCompleteCheckpoints())
 
     def train(self, *args, **kwargs):
         self.throughput.restart()
         return super().train(*args, **kwargs)
 
-    def evaluate(self, *args, **kwargs):
-        with self.throughput.paused():  # eval batches go through the same collator; they are not training tokens
-            return super().evaluate(*args, **kwargs)
+    def _prepare_inputs(self, inputs):
+        if REAL_TOKENS in inputs:
+            if self.model.training:
+                self.throughput.count(inputs)
+            inputs = {k: v for k, v in inputs.items() if k != REAL_TOKENS}
+        return super()._prepare_inputs(inputs)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log, not an eval one

@@ -1,0 +1,58 @@
+"""`hydratune-export RUN_DIR_OR_CHECKPOINT`: (re)build merged/ from a run or one of its checkpoints.
+
+It reads the run's spec.json for the base model and method instead of asking again,
+and is safe to rerun: merged/ is replaced whole.
+
+    hydratune-export outputs/runs/2026-11-25_10-00-00
+    hydratune-export outputs/runs/2026-11-25_10-00-00/checkpoints/checkpoint-200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ..atomic_dir import write_json_atomic
+from ..run_record import RUN_FILE, SPEC_FILE, load_spec
+from ..training.fit import weights_dir
+from .merge_adapter import export_merged
+
+
+def locate(path: Path) -> tuple[Path, Path | None]:
+    """(run dir, checkpoint dir or None) for a run dir or a checkpoint inside one."""
+    path = path.resolve()
+    if (path / SPEC_FILE).is_file():
+        return path, None
+    if path.name.startswith("checkpoint-") and (path.parents[1] / SPEC_FILE).is_file():
+        return path.parents[1], path
+    raise SystemExit(f"{path}: neither a hydratune run directory (with {SPEC_FILE}) nor a checkpoint inside one")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="hydratune-export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", type=Path, help="a run directory, or a checkpoint-N folder inside one")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="dtype of merged/ (default: what the run trained in)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+
+    import torch
+
+    run_dir, checkpoint = locate(args.path)
+    spec = load_spec(run_dir)
+    record_path = run_dir / RUN_FILE
+    record = json.loads(record_path.read_text()) if record_path.is_file() else None
+    trained_bf16 = record is not None and record.get("precision") == "bf16"
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if trained_bf16 else torch.float32)
+    result = export_merged(spec, checkpoint or weights_dir(spec), save_dtype=dtype)
+    if record is not None:
+        record["export"] = result
+        write_json_atomic(record_path, record)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,53 @@
+"""A run killed after a checkpoint and resumed ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from hydratune.training.checkpoints import COMPLETE_MARKER
+
+from ..conftest import REPO
+from .runs import TINY, losses, train
+
+COMMON = ["train.max_steps=16", "train.save_steps=2", "train.save_total_limit=3", "optim.learning_rate=1e-2", "train.resume=auto"]
+
+
+def _kill_after_first_checkpoint(run_dir, *overrides) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hydratune.train", *TINY, *COMMON, *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"),
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    marker = run_dir / "checkpoints" / "checkpoint-4" / COMPLETE_MARKER
+    while time.time() < deadline and not marker.exists() and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: torchrun and its ranks too
+    proc.wait()
+    assert marker.exists(), "the run ended before its checkpoint could be awaited"
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (run_dir / "run.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sharding", ["single", "ddp"])
+def test_killed_run_resumes_to_the_same_end(sharding, tmp_path):
+    extra = [f"sharding={sharding}", "method.lora.dropout=0"]
+    train(tmp_path / "straight", *extra)
+    _kill_after_first_checkpoint(tmp_path / "resumed", *extra)
+    train(tmp_path / "resumed", *extra)
+
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert len(resumed) == len(straight) == 16
+    assert resumed == pytest.approx(straight, abs=1e-5)
+    a = load_file(tmp_path / "straight" / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
