@@ -15,6 +15,8 @@ import os
 import time
 from pathlib import Path
 
+from transformers import set_seed
+
 from ..atomic_dir import write_json_atomic
 from ..cache_dirs import cache_root
 from ..data.prepare_data import run_preprocess
@@ -53,6 +55,12 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     layer_class = _decoder_layer_class(load_model_config(spec.model, root))
     # TrainingArguments first: under DeepSpeed ZeRO-3 it must exist before the model is built.
     args = training_arguments(spec, env, precision=precision, has_eval=eval_rows is not None, layer_class=layer_class)
+    args.device  # initializes the process group: ZeRO-3 partitions weights as they load, across all ranks
+    if spec.sharding.strategy == "deepspeed":
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=args.ddp_backend)  # deepspeed.comm wraps the same group
+    set_seed(spec.train.seed)  # the adapter's initialization must not depend on what ran before
     model = build_model(spec, env, root, precision)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(spec.output_dir / "tensorboard")
     collator = CountingCollator(pad_token_id=tokenizer.pad_token_id)

@@ -44,6 +44,8 @@ def run_training(spec: RunSpec) -> Any:
         code = relaunch(spec)
         if code != 0:
             raise RuntimeError(f"training processes failed with exit code {code}; see the log above")
+        if spec.sharding.node_rank != 0:
+            return None  # node 0 finishes the run
     else:
         fit(spec, env)
         if not is_main_process():
