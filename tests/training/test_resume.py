@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 from safetensors.torch import load_file
 
@@ -21,15 +22,20 @@ COMMON = ["train.max_steps=16", "train.save_steps=2", "train.save_total_limit=3"
 
 def _kill_after_first_checkpoint(run_dir, *overrides) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hydratune.train", *TINY, *COMMON, *overrides, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "hydratune.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"),
-        start_new_session=True,
     )
     deadline = time.time() + 300
     marker = run_dir / "checkpoints" / "checkpoint-4" / COMPLETE_MARKER
     while time.time() < deadline and not marker.exists() and proc.poll() is None:
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: torchrun and its ranks too
+    # like a crashed machine: `train`, torchrun and every rank die at once, none cleans up
+    family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
     assert marker.exists(), "the run ended before its checkpoint could be awaited"
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
@@ -39,7 +45,7 @@ def _kill_after_first_checkpoint(run_dir, *overrides) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("sharding", ["single", "ddp"])
 def test_killed_run_resumes_to_the_same_end(sharding, tmp_path):
-    extra = [f"sharding={sharding}", "method.lora.dropout=0"]
+    extra = [*COMMON, f"sharding={sharding}", "method.lora.dropout=0"]
     train(tmp_path / "straight", *extra)
     _kill_after_first_checkpoint(tmp_path / "resumed", *extra)
     train(tmp_path / "resumed", *extra)
