@@ -11,6 +11,7 @@ Injected system prompts and role headers are never trained.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -53,7 +54,7 @@ def trained_char_spans(tokenizer, messages: Sequence, policy: MaskPolicy) -> tup
         if not policy.trains(message["role"]):
             continue
         before = _render(tokenizer, messages[:i], generation_prompt=message["role"] == "assistant")
-        through = _render(tokenizer, messages[: i + 1])
+        through = text if i == len(messages) - 1 else _render(tokenizer, messages[: i + 1])
         if not (text.startswith(through) and through.startswith(before)):
             raise DataError(
                 "the chat template does not render a conversation's prefix as a prefix of its text, so turns cannot be masked",
@@ -69,6 +70,16 @@ def _no_first_label(labels: list[int]) -> list[int]:
     """A sequence's first token is never predicted (nothing precedes it). Masking it keeps a
     packed row from training its neighbour's last token to predict it."""
     return [IGNORE, *labels[1:]] if labels else labels
+
+
+def _labels_in_spans(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Token ids whose first character lies in a trained span; IGNORE elsewhere (offsets ascend)."""
+    starts = [start for start, _ in offsets]
+    labels = [IGNORE] * len(ids)
+    for begin, end in spans:
+        lo, hi = bisect.bisect_left(starts, begin), bisect.bisect_left(starts, end)
+        labels[lo:hi] = ids[lo:hi]
+    return labels
 
 
 def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -> list[TokenSequence]:
@@ -92,8 +103,7 @@ def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -
     if texts:
         encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
         for slot, ids, offsets, spans in zip(slots, encoded["input_ids"], encoded["offset_mapping"], spans_per_text):
-            labels = [tok if any(s <= start < e for s, e in spans) else IGNORE for tok, (start, _) in zip(ids, offsets)]
-            out[slot] = TokenSequence(list(ids), _no_first_label(labels))
+            out[slot] = TokenSequence(list(ids), _no_first_label(_labels_in_spans(ids, offsets, spans)))
     return out  # type: ignore[return-value]
 
 
