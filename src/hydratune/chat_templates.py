@@ -18,3 +18,17 @@ CHAT_TEMPLATES: dict[str, str] = {
         "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
     ),
 }
+
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>")
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """EOS plus the end-of-turn tokens this tokenizer knows: generation stops at any of them."""
+    stops = {tokenizer.eos_token_id}
+    for token in END_OF_TURN_TOKENS:
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+            stops.add(tid)
+    stops.discard(None)
+    return sorted(stops)

@@ -192,31 +192,16 @@ class TrainSpec:
 
 
 # ----------------------------------------------------------------------- eval
-@dataclass(frozen=True)
-class LossTaskSpec:
-    every_n_steps: Optional[int] = knob(None, "Also evaluate during training every N steps; null: only at the end.", ge=1)
-    max_rows: Optional[int] = knob(None, "Evaluate on at most this many packed eval rows.", ge=1)
+def _eval_task_options() -> dict[str, type]:
+    """Each task's options dataclass, from the task registry (one file per task)."""
+    from .evaluation.tasks import TASKS
 
-
-@dataclass(frozen=True)
-class Gsm8kTaskSpec:
-    path: str = knob("gsm8k", "Where GSM8K's test split lives: the Hub name or a local file or folder.")
-    config_name: Optional[str] = knob("main", "Hub configuration.")
-    split: str = knob("test", "Split scored.")
-    max_samples: Optional[int] = knob(None, "Score at most this many problems (quick looks).", ge=1)
-    num_shots: int = knob(0, "Worked examples from the train split shown before each problem.", ge=0, le=8)
-    max_new_tokens: int = knob(256, "Generation budget per problem.", ge=1)
-    batch_size: int = knob(16, "Problems generated together.", ge=1)
-    backend: Literal["hf", "vllm"] = knob("hf", "Generation engine; vllm needs vllm installed and a GPU.")
-
-
-# The evaluation tasks a run may list under `eval.tasks`; adding a task adds one entry.
-EVAL_TASK_SPECS: dict[str, type] = {"loss": LossTaskSpec, "gsm8k": Gsm8kTaskSpec}
+    return {name: task.options for name, task in TASKS.items()}
 
 
 @dataclass(frozen=True)
 class EvalSpec:
-    tasks: dict[str, Any] = knob({}, "Evaluations to run, by task name (`loss`, `gsm8k`).", registry=EVAL_TASK_SPECS)
+    tasks: dict[str, Any] = knob({}, "Evaluations to run, by task name (`loss`, `gsm8k`).", registry=_eval_task_options)
     objective: str = knob(
         "loss.eval_loss", "The metric a sweep optimizes, as `task.metric` (e.g. `gsm8k.strict_accuracy`)."
     )

@@ -65,7 +65,7 @@ def schema_keys(cls: type = RunSpec, prefix: str = "") -> dict[str, SchemaKey]:
         inner = _dataclass_in(hints[f.name])
         if inner is not None:
             keys.update(schema_keys(inner, path + "."))
-        for name, task_cls in f.metadata.get("registry", {}).items():
+        for name, task_cls in _registry(f).items():
             keys[f"{path}.{name}"] = SchemaKey(task_cls, f)
             keys.update(schema_keys(task_cls, f"{path}.{name}."))
     return keys
@@ -93,6 +93,12 @@ def _suggest(path: str, keys: Mapping[str, SchemaKey]) -> str:
         return f"did you mean `{by_leaf[match]}`?"
     elsewhere = [k for k in keys if k.rpartition(".")[2] == leaf]
     return f"did you mean `{elsewhere[0]}`?" if elsewhere else ""
+
+
+def _registry(f: dataclasses.Field) -> dict[str, type]:
+    """A field's registry of named option classes (given as a function, resolved late)."""
+    registry = f.metadata.get("registry", {})
+    return registry() if callable(registry) else registry
 
 
 def _dataclass_in(tp: Any) -> type | None:
@@ -188,7 +194,7 @@ def _convert(tp: Any, value: Any, key: str, f: dataclasses.Field, problems: list
         if not isinstance(value, Mapping):
             problems.append(Problem(key, f"expected a mapping, got {value!r}", f"write `{key}={{name: value}}`"))
             return None
-        registry = f.metadata.get("registry")
+        registry = _registry(f) if "registry" in f.metadata else None
         if registry is None:
             return {str(k): v for k, v in value.items()}
         out = {}

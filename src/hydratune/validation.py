@@ -124,7 +124,21 @@ def _check_paths(spec: RunSpec, env: Environment) -> list[Problem]:
     resume = spec.train.resume
     if resume and resume != "auto" and not Path(resume).is_dir():
         out.append(Problem(f"train.resume={resume}", "no such checkpoint directory", "use train.resume=auto, or the path of a checkpoint-N folder"))
-    objective_task = spec.eval.objective.split(".", 1)[0]
-    if objective_task not in spec.eval.tasks and spec.eval.tasks:
-        out.append(Problem(f"eval.objective={spec.eval.objective}", f"task `{objective_task}` is not in eval.tasks", f"use one of: {', '.join(spec.eval.tasks)}"))
+    out += _check_eval(spec)
+    return out
+
+
+def _check_eval(spec: RunSpec) -> list[Problem]:
+    from .evaluation.tasks import TASKS
+
+    out = []
+    task_name, _, metric = spec.eval.objective.partition(".")
+    if spec.eval.tasks and task_name not in spec.eval.tasks:
+        out.append(Problem(f"eval.objective={spec.eval.objective}", f"task `{task_name}` is not in eval.tasks", f"use one of: {', '.join(spec.eval.tasks)}"))
+    elif spec.eval.tasks and metric not in TASKS[task_name].metrics:
+        names = ", ".join(f"{task_name}.{m}" for m in TASKS[task_name].metrics)
+        out.append(Problem(f"eval.objective={spec.eval.objective}", f"`{task_name}` has no metric `{metric}`", f"use one of: {names}"))
+    if "loss" in spec.eval.tasks and not spec.dataset.eval_split and spec.dataset.eval_fraction == 0:
+        out.append(Problem("eval.tasks.loss", "needs held-out rows, and the dataset has none",
+                           "set dataset.eval_split=<split> or dataset.eval_fraction=0.02, or eval=[none]"))
     return out

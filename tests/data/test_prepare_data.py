@@ -32,7 +32,7 @@ def rows(n=40, start=0):
 
 
 def spec_for(data: Path, cache: Path, *extra):
-    return compose_spec(["model=tiny_llama", f"dataset.path={data}", "dataset.eval_split=null", "dataset.max_length=64",
+    return compose_spec(["model=tiny_llama", f"dataset.path={data}", "dataset.eval_split=null", "eval=[none]", "dataset.max_length=64",
                          f"run.cache_dir={cache}", *extra], env=cpu_env())
 
 

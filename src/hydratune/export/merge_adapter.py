@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..cache_dirs import cache_root
+from ..chat_templates import stop_token_ids
 from ..model_loading import load_base_model, load_tokenizer
 from ..spec import RunSpec
 from ..training.collate import PackedCollator
@@ -99,11 +100,6 @@ def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = tor
 
 def _set_generation_stop(model, tokenizer) -> None:
     """Stop generation at the end-of-turn token as well as EOS (vLLM and generate() read this)."""
-    stops = {tokenizer.eos_token_id}
-    for token in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>"):
-        tid = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
-            stops.add(tid)
-    stops.discard(None)
-    model.generation_config.eos_token_id = sorted(stops) if len(stops) > 1 else next(iter(stops))
+    stops = stop_token_ids(tokenizer)
+    model.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -71,7 +71,10 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> dict:
     if sample is not None:
         print(f"\nSample from merged/:\n  prompt: {spec.train.sample_prompt}\n  reply:  {sample}\n", flush=True)
     curves = plot_curves(result["log_history"], spec.output_dir / "curves.png")
-    metrics = dict(result["metrics"])
+    eval_start = time.perf_counter()
+    metrics = {**_loss_metrics(result["metrics"]), **evaluate_run(spec)}
+    eval_seconds = time.perf_counter() - eval_start
+    objective = objective_value(spec, metrics)
     record = write_run_record(
         spec,
         plan=plan.to_dict(),
@@ -79,15 +82,48 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> dict:
         precision=result["precision"],
         data=result["data"],
         metrics=metrics,
+        objective={"name": spec.eval.objective if spec.eval.tasks else "train_loss", "value": objective,
+                   "direction": spec.eval.direction if spec.eval.tasks else "minimize"},
         export=export,
         sample=sample,
         curves=str(curves) if curves else None,
         resumed_from=result["resumed_from"],
-        wall_seconds={"train": result["train_seconds"], "export": export_seconds, "total": time.perf_counter() - started},
+        wall_seconds={"train": result["train_seconds"], "export": export_seconds, "eval": eval_seconds,
+                      "total": time.perf_counter() - started},
         log_history=result["log_history"],
     )
     log.info("run recorded in %s", record)
-    return metrics
+    return objective
+
+
+def _loss_metrics(trained: dict) -> dict:
+    """Training's own numbers, with the held-out loss under the `loss.` task prefix."""
+    out = {"train_loss": trained["train_loss"], "global_step": trained["global_step"]}
+    for name in ("eval_loss", "eval_perplexity"):
+        if name in trained:
+            out[f"loss.{name}"] = trained[name]
+    return out
+
+
+def evaluate_run(spec: RunSpec) -> dict[str, float]:
+    """The configured generation tasks on merged/, and on the base model for comparison."""
+    from ..cache_dirs import cache_root
+    from ..evaluation.run_evaluation import run_evaluation
+    from ..evaluation.targets import base_target, merged_target
+
+    root = cache_root(spec.run.cache_dir)
+    base = base_target(spec.model, root) if spec.eval.compare_base else None
+    return run_evaluation(merged_target(spec.output_dir / "merged"), base, spec.eval.tasks, cache_root=root,
+                          out_dir=spec.output_dir / "eval", system_prompt=spec.dataset.system_prompt)
+
+
+def objective_value(spec: RunSpec, metrics: dict[str, float]) -> float:
+    """What a sweep optimizes: eval.objective, or the final training loss when nothing is evaluated."""
+    if not spec.eval.tasks:
+        return float(metrics["train_loss"])
+    if spec.eval.objective not in metrics:
+        raise KeyError(f"eval.objective={spec.eval.objective} was not measured (measured: {', '.join(sorted(metrics))})")
+    return float(metrics[spec.eval.objective])
 
 
 def _check_user_deepspeed_file(spec: RunSpec) -> None:

@@ -1,0 +1,77 @@
+"""`hydratune-eval TARGET`: score a run directory, a merged or adapter directory, or a model name.
+
+    hydratune-eval outputs/runs/2026-11-25_10-00-00                  # the run's eval tasks, tuned vs base
+    hydratune-eval outputs/runs/<run>/adapter --max-samples 50
+    hydratune-eval embedded:smollm2-135m-instruct --task gsm8k --gsm8k-path ../shared/data/gsm8k --max-samples 20
+
+Writes metrics.json and predictions.jsonl (and predictions_base.jsonl) into --out
+(default: <run>/eval, else ./eval-<name>), and prints base vs tuned with 95% intervals
+and McNemar's paired test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .cache_dirs import cache_root as default_cache_root
+from .evaluation.run_evaluation import run_evaluation
+from .evaluation.targets import base_target, resolve_target
+from .evaluation.tasks import TASKS
+from .spec import ModelSpec
+
+# command-line flag -> task option it overrides
+OPTION_FLAGS = {"max_samples": int, "num_shots": int, "batch_size": int, "max_new_tokens": int, "backend": str}
+
+
+def task_options(resolved, args) -> dict[str, Any]:
+    if resolved.spec is not None and not args.task:
+        tasks = dict(resolved.spec.eval.tasks)
+    else:
+        tasks = {name: TASKS[name].options() for name in (args.task or ["gsm8k"])}
+    changes = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
+    out = {}
+    for name, options in tasks.items():
+        if not TASKS[name].generative:
+            continue
+        own = {k: v for k, v in changes.items() if hasattr(options, k)}
+        if name == "gsm8k" and args.gsm8k_path:
+            own["path"] = args.gsm8k_path
+        out[name] = dataclasses.replace(options, **own)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(prog="hydratune-eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", help="run dir, merged dir, adapter dir, or a model name (Hub id, local dir, embedded:...)")
+    parser.add_argument("--task", action="append", choices=sorted(n for n, t in TASKS.items() if t.generative))
+    parser.add_argument("--gsm8k-path", help="GSM8K location (Hub name, file or folder)")
+    for flag, kind in OPTION_FLAGS.items():
+        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind)
+    parser.add_argument("--base", help="compare with this base model (default: the run's or the adapter's base); 'none' to skip")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--cache-dir", help="hydratune cache (default $HYDRATUNE_CACHE or ~/.cache/hydratune)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+
+    root = default_cache_root(args.cache_dir)
+    resolved = resolve_target(args.target, root)
+    tasks = task_options(resolved, args)
+    if not tasks:
+        print("nothing to evaluate: no generative task (use --task gsm8k)", file=sys.stderr)
+        sys.exit(2)
+    base_spec = ModelSpec(name=args.base) if args.base and args.base != "none" else resolved.base_model
+    base = None if args.base == "none" or base_spec is None else base_target(base_spec, root)
+    out_dir = args.out or (Path(args.target) / "eval" if resolved.kind == "run" else Path(f"eval-{Path(args.target).name}"))
+    system_prompt = resolved.spec.dataset.system_prompt if resolved.spec else None
+    metrics = run_evaluation(resolved.tuned, base, tasks, cache_root=root, out_dir=out_dir, system_prompt=system_prompt)
+    print(f"results: {out_dir / 'metrics.json'}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Evaluation: task registry, batched generation, scoring with confidence intervals."""

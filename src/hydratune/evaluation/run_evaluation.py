@@ -1,0 +1,161 @@
+"""Run generation tasks on a model, compare it with its base, and write what was found.
+
+Outputs in the chosen directory: metrics.json (accuracies with 95% Wilson intervals,
+problems/s, the paired McNemar test against the base), predictions.jsonl (question,
+gold, generated text, extracted answers, correct) and predictions_base.jsonl. The
+base model's results are cached by (model, task options, prompt settings), so a
+sweep evaluates the base once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..atomic_dir import build_once, write_json_atomic
+from .statistics import mcnemar_exact, wilson_interval
+from .tasks import TASKS, Task
+
+log = logging.getLogger(__name__)
+
+# Bump when prompts, generation or scoring change what a cached base result would hold.
+EVAL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EvalTarget:
+    """A model to evaluate: how to load it (model, tokenizer), and for vLLM its directory."""
+
+    label: str
+    load: Callable[[], tuple[Any, Any]]
+    directory: Optional[Path] = None
+    cache_identity: Optional[dict] = None  # set for base models: their results are cached
+
+
+def generative_tasks(tasks: dict[str, Any]) -> dict[str, tuple[Task, Any]]:
+    return {name: (TASKS[name], options) for name, options in tasks.items() if TASKS[name].generative}
+
+
+def _task_results(task: Task, options, target: EvalTarget, model_tokenizer, cache_root: Path, system_prompt: Optional[str]) -> dict:
+    from .generate import generate_hf, generate_vllm
+
+    problems = task.load_problems(options, cache_root)
+    shots = task.load_shots(options, cache_root) if task.load_shots else []
+    conversations = [task.build_prompt(p, shots, system_prompt) for p in problems]
+    if getattr(options, "backend", "hf") == "vllm":
+        generations = generate_vllm(target.directory, conversations, max_new_tokens=options.max_new_tokens)
+    else:
+        model, tokenizer = model_tokenizer()
+        generations = generate_hf(model, tokenizer, conversations, max_new_tokens=options.max_new_tokens, batch_size=options.batch_size)
+    predictions = []
+    for problem, reply in zip(problems, generations.texts):
+        scored = task.score(reply, problem)
+        predictions.append({**problem.record, "generated": reply, **scored})
+    n = len(predictions)
+    metrics = {}
+    for metric in task.metrics:
+        correct = sum(1 for p in predictions if p[metric])
+        low, high = wilson_interval(correct, n)
+        metrics[metric] = {"value": correct / n if n else 0.0, "correct": correct, "n": n, "ci95": [low, high]}
+    return {"metrics": metrics, "problems_per_second": generations.per_second, "seconds": generations.seconds, "predictions": predictions}
+
+
+def evaluate_target(target: EvalTarget, tasks: dict[str, tuple[Task, Any]], cache_root: Path, system_prompt: Optional[str]) -> dict[str, dict]:
+    """Results per task. Models load once, lazily (a fully cached base never loads)."""
+    loaded: list = []
+
+    def model_tokenizer():
+        if not loaded:
+            loaded.append(target.load())
+        return loaded[0]
+
+    results = {}
+    for name, (task, options) in tasks.items():
+        if target.cache_identity is None:
+            results[name] = _task_results(task, options, target, model_tokenizer, cache_root, system_prompt)
+            continue
+        identity = {"model": target.cache_identity, "task": name, "options": dataclasses.asdict(options),
+                    "system_prompt": system_prompt, "version": EVAL_VERSION}
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+        def build(out: Path, task=task, options=options) -> dict:
+            write_json_atomic(out / "results.json", _task_results(task, options, target, model_tokenizer, cache_root, system_prompt))
+            return {"identity": identity}
+
+        folder, built = build_once(cache_root / "evals" / key, build)
+        log.info("%s on %s: %s", name, target.label, "evaluated" if built else "cache hit")
+        results[name] = json.loads((folder / "results.json").read_text())
+    return results
+
+
+def compare(tuned: dict[str, dict], base: Optional[dict[str, dict]]) -> dict[str, dict]:
+    """Per task and metric: tuned and base values with intervals, and McNemar's paired test."""
+    summary: dict[str, dict] = {}
+    for name, result in tuned.items():
+        summary[name] = {}
+        for metric, value in result["metrics"].items():
+            entry = {"tuned": value}
+            if base is not None and name in base:
+                entry["base"] = base[name]["metrics"][metric]
+                entry["mcnemar"] = mcnemar_exact([p[metric] for p in result["predictions"]], [p[metric] for p in base[name]["predictions"]])
+            summary[name][metric] = entry
+    return summary
+
+
+def render_table(summary: dict[str, dict], tuned: dict[str, dict], base: Optional[dict[str, dict]]) -> str:
+    def cell(v: dict) -> str:
+        return f"{100 * v['value']:5.1f}% [{100 * v['ci95'][0]:.1f}, {100 * v['ci95'][1]:.1f}] ({v['correct']}/{v['n']})"
+
+    lines = ["| task | metric | base | tuned | McNemar p |", "|---|---|---|---|---|"]
+    for name, metrics in summary.items():
+        for metric, entry in metrics.items():
+            base_cell = cell(entry["base"]) if "base" in entry else "-"
+            p = f"{entry['mcnemar']['p_value']:.3g}" if "mcnemar" in entry else "-"
+            lines.append(f"| {name} | {metric} | {base_cell} | {cell(entry['tuned'])} | {p} |")
+    speeds = [f"{name}: tuned {r['problems_per_second']:.2f} problems/s" + (f", base {base[name]['problems_per_second']:.2f}" if base and name in base else "")
+              for name, r in tuned.items()]
+    return "\n".join(lines + ["", "; ".join(speeds)])
+
+
+def write_results(out_dir: Path, tuned: dict[str, dict], base: Optional[dict[str, dict]], summary: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for label, results in (("", tuned), ("_base", base or {})):
+        if not results:
+            continue
+        with open(out_dir / f"predictions{label}.jsonl", "w") as fh:
+            for name, result in results.items():
+                for p in result["predictions"]:
+                    fh.write(json.dumps({"task": name, **p}) + "\n")
+    metrics = {
+        "summary": summary,
+        "tuned": {n: {k: v for k, v in r.items() if k != "predictions"} for n, r in tuned.items()},
+        "base": {n: {k: v for k, v in r.items() if k != "predictions"} for n, r in (base or {}).items()} or None,
+    }
+    write_json_atomic(out_dir / "metrics.json", metrics)
+
+
+def flat_metrics(results: dict[str, dict]) -> dict[str, float]:
+    """{'gsm8k.strict_accuracy': 0.41, ...}: the names `eval.objective` refers to."""
+    return {f"{name}.{metric}": v["value"] for name, r in results.items() for metric, v in r["metrics"].items()}
+
+
+def run_evaluation(tuned: EvalTarget, base: Optional[EvalTarget], tasks: dict[str, Any], *, cache_root: Path,
+                   out_dir: Path, system_prompt: Optional[str] = None) -> dict[str, float]:
+    """Evaluate `tuned` (and `base` for comparison) on the generative tasks; write and print the results."""
+    chosen = generative_tasks(tasks)
+    if not chosen:
+        return {}
+    tuned_results = evaluate_target(tuned, chosen, cache_root, system_prompt)
+    base_results = evaluate_target(base, chosen, cache_root, system_prompt) if base is not None else None
+    summary = compare(tuned_results, base_results)
+    write_results(out_dir, tuned_results, base_results, summary)
+    print("\n" + render_table(summary, tuned_results, base_results) + "\n", flush=True)
+    out = flat_metrics(tuned_results)
+    if base_results:
+        out.update({f"base.{k}": v for k, v in flat_metrics(base_results).items()})
+    return out

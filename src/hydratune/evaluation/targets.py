@@ -1,0 +1,71 @@
+"""What `evaluate` can score: a run directory, a merged or adapter directory, or a model name."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Optional
+
+from ..spec import ModelSpec, RunSpec
+from .run_evaluation import EvalTarget
+
+
+def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> EvalTarget:
+    """A base model by spec (Hub id, local dir or the embedded one); its results are cached."""
+
+    def load():
+        import torch
+
+        from ..model_loading import load_base_model, load_tokenizer
+
+        return (load_base_model(model, cache_root, dtype=torch.float32, attn_implementation="sdpa"), load_tokenizer(model, cache_root))
+
+    return EvalTarget(label, load, directory=None, cache_identity=dataclasses.asdict(model))
+
+
+def merged_target(directory: Path, label: str = "tuned") -> EvalTarget:
+    def load():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        return AutoModelForCausalLM.from_pretrained(str(directory)), AutoTokenizer.from_pretrained(str(directory))
+
+    return EvalTarget(label, load, directory=directory)
+
+
+def adapter_base_name(directory: Path) -> str:
+    return json.loads((directory / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def adapter_target(directory: Path, label: str = "tuned") -> EvalTarget:
+    """Base + adapter, unmerged (its predictions must equal merged/'s)."""
+
+    def load():
+        from peft import AutoPeftModelForCausalLM
+        from transformers import AutoTokenizer
+
+        return AutoPeftModelForCausalLM.from_pretrained(str(directory)), AutoTokenizer.from_pretrained(str(directory))
+
+    return EvalTarget(label, load, directory=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedTarget:
+    tuned: EvalTarget
+    base_model: Optional[ModelSpec]  # what to compare against, when known
+    spec: Optional[RunSpec]  # the run's spec, for a run directory
+    kind: str
+
+
+def resolve_target(target: str, cache_root: Path) -> ResolvedTarget:
+    path = Path(target).expanduser()
+    if (path / "spec.json").is_file():
+        from ..run_record import load_spec
+
+        spec = load_spec(path)
+        return ResolvedTarget(merged_target(path / "merged"), spec.model, spec, "run")
+    if (path / "adapter_config.json").is_file():
+        return ResolvedTarget(adapter_target(path), ModelSpec(name=adapter_base_name(path)), None, "adapter")
+    if (path / "config.json").is_file():
+        return ResolvedTarget(merged_target(path), None, None, "merged")
+    return ResolvedTarget(base_target(ModelSpec(name=target), cache_root, label=target), None, None, "model")
