@@ -94,7 +94,6 @@ def model_shape(spec: RunSpec, config) -> ModelShape:
     text = getattr(config, "text_config", config)
     heads = text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
-    layer_classes = getattr(model, "_no_split_modules", None) or ["?"]
     return ModelShape(
         total_params=total,
         embedding_params=embedding,
@@ -105,8 +104,21 @@ def model_shape(spec: RunSpec, config) -> ModelShape:
         kv_size=getattr(text, "num_key_value_heads", heads) * head_dim,
         intermediate_size=getattr(text, "intermediate_size", 4 * text.hidden_size),
         vocab_size=text.vocab_size,
-        decoder_layer_class=sorted(layer_classes)[0],
+        decoder_layer_class=_layer_class(model),
     )
+
+
+def _layer_class(model) -> str:
+    """The decoder layer class FSDP wraps as one unit (transformers lists it in _no_split_modules)."""
+    return sorted(getattr(model, "_no_split_modules", None) or ["?"])[0]
+
+
+def decoder_layer_class(config) -> str:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return _layer_class(AutoModelForCausalLM.from_config(config))
 
 
 def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str) -> MemoryEstimate:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .environment import Environment
-from .problems import Problem, raise_if_any
+from .problems import ConfigError, Problem, raise_if_any
 from .spec import EMBEDDED_SMOLLM2, RunSpec
 
 # method -> sharding strategies it runs under. Written once: validation enforces it,
@@ -121,6 +121,13 @@ def _check_paths(spec: RunSpec, env: Environment) -> list[Problem]:
     ds_file = spec.sharding.deepspeed.config_file
     if spec.sharding.strategy == "deepspeed" and ds_file and not Path(ds_file).is_file():
         out.append(Problem(f"sharding.deepspeed.config_file={ds_file}", "no such file", "give the path of a DeepSpeed JSON, or null to generate one"))
+    elif spec.sharding.strategy == "deepspeed" and ds_file:
+        from .training.deepspeed_config import load_user_config
+
+        try:
+            load_user_config(Path(ds_file), spec)
+        except ConfigError as error:
+            out += error.problems
     resume = spec.train.resume
     if resume and resume != "auto" and not Path(resume).is_dir():
         out.append(Problem(f"train.resume={resume}", "no such checkpoint directory", "use train.resume=auto, or the path of a checkpoint-N folder"))

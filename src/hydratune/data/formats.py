@@ -82,44 +82,35 @@ def alpaca(row: Mapping[str, Any], options: FormatOptions) -> Example:
     return Example(messages=_with_system([{"role": "user", "content": prompt}, {"role": "assistant", "content": output}], options))
 
 
-def _check_conversation(messages: list[dict[str, str]]) -> None:
-    if not messages:
+def _conversation(row: Mapping[str, Any], options: FormatOptions, field: str, role_key: str, text_key: str,
+                  roles: Mapping[str, str]) -> Example:
+    """A list of turns under `field`, each {role_key: one of `roles`, text_key: text}, as chat messages."""
+    raw = _get(row, options, field)
+    if not isinstance(raw, list):
+        raise RowError("wrong type", f"'{options.field(field)}' should be a list of turns")
+    out = []
+    for i, turn in enumerate(raw):
+        if not isinstance(turn, Mapping) or role_key not in turn or text_key not in turn:
+            raise RowError("bad message", f"turn {i} needs '{role_key}' and '{text_key}'")
+        role = roles.get(turn[role_key])
+        if role is None:
+            raise RowError("wrong role", f"turn {i} has {role_key} {turn[role_key]!r}", f"use one of {', '.join(roles)}")
+        out.append({"role": role, "content": _text(turn[text_key], f"turn {i} {text_key}")})
+    if not out:
         raise RowError("empty conversation", "the conversation has no messages")
-    if not any(m["role"] == "assistant" for m in messages):
+    if not any(m["role"] == "assistant" for m in out):
         raise RowError("no assistant turn", "the conversation has no assistant message to train on")
+    return Example(messages=_with_system(out, options))
 
 
 def messages(row: Mapping[str, Any], options: FormatOptions) -> Example:
     """OpenAI-style `messages`: [{role, content}, ...]."""
-    raw = _get(row, options, "messages")
-    if not isinstance(raw, list):
-        raise RowError("wrong type", f"'{options.field('messages')}' should be a list of messages")
-    out = []
-    for i, m in enumerate(raw):
-        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-            raise RowError("bad message", f"message {i} needs 'role' and 'content'")
-        if m["role"] not in ROLES:
-            raise RowError("wrong role", f"message {i} has role {m['role']!r}", f"use one of {', '.join(ROLES)}")
-        out.append({"role": m["role"], "content": _text(m["content"], f"message {i} content")})
-    _check_conversation(out)
-    return Example(messages=_with_system(out, options))
+    return _conversation(row, options, "messages", "role", "content", {r: r for r in ROLES})
 
 
 def sharegpt(row: Mapping[str, Any], options: FormatOptions) -> Example:
     """ShareGPT-style `conversations`: [{from: human|gpt|system, value}, ...]."""
-    raw = _get(row, options, "conversations")
-    if not isinstance(raw, list):
-        raise RowError("wrong type", f"'{options.field('conversations')}' should be a list of turns")
-    out = []
-    for i, turn in enumerate(raw):
-        if not isinstance(turn, Mapping) or "from" not in turn or "value" not in turn:
-            raise RowError("bad message", f"turn {i} needs 'from' and 'value'")
-        role = SHAREGPT_ROLES.get(turn["from"])
-        if role is None:
-            raise RowError("wrong role", f"turn {i} is from {turn['from']!r}", f"use one of {', '.join(SHAREGPT_ROLES)}")
-        out.append({"role": role, "content": _text(turn["value"], f"turn {i} value")})
-    _check_conversation(out)
-    return Example(messages=_with_system(out, options))
+    return _conversation(row, options, "conversations", "from", "value", SHAREGPT_ROLES)
 
 
 def completion(row: Mapping[str, Any], options: FormatOptions) -> Example:

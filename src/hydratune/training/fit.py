@@ -21,7 +21,7 @@ from ..atomic_dir import write_json_atomic
 from ..cache_dirs import cache_root
 from ..data.prepare_data import run_preprocess
 from ..environment import Environment
-from ..plan import resolve_precision
+from ..plan import decoder_layer_class, resolve_precision
 from ..spec import RunSpec
 from .build_model import build_model
 from .checkpoints import resolve_resume
@@ -52,7 +52,7 @@ def fit(spec: RunSpec, env: Environment) -> dict:
         eval_rows = eval_rows.select(range(min(loss_task.max_rows, len(eval_rows))))
 
     precision = resolve_precision(spec.train.precision, env)
-    layer_class = _decoder_layer_class(load_model_config(spec.model, root))
+    layer_class = decoder_layer_class(load_model_config(spec.model, root))
     # TrainingArguments first: under DeepSpeed ZeRO-3 it must exist before the model is built.
     args = training_arguments(spec, env, precision=precision, has_eval=eval_rows is not None, layer_class=layer_class)
     args.device  # initializes the process group: ZeRO-3 partitions weights as they load, across all ranks
@@ -105,12 +105,3 @@ def fit(spec: RunSpec, env: Environment) -> dict:
 
 def read_train_result(spec: RunSpec) -> dict:
     return json.loads((spec.output_dir / TRAIN_RESULT).read_text())
-
-
-def _decoder_layer_class(config) -> str:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    return sorted(model._no_split_modules)[0]

@@ -38,7 +38,6 @@ def run_training(spec: RunSpec) -> Any:
         save_spec(spec, spec.output_dir)
     if spec.run.dry_run:
         return None
-    _check_user_deepspeed_file(spec)
     if needs_relaunch(spec, env.under_launcher):
         run_preprocess(spec)  # once, here: the ranks only read the cache
         code = relaunch(spec)
@@ -124,15 +123,6 @@ def objective_value(spec: RunSpec, metrics: dict[str, float]) -> float:
     if spec.eval.objective not in metrics:
         raise KeyError(f"eval.objective={spec.eval.objective} was not measured (measured: {', '.join(sorted(metrics))})")
     return float(metrics[spec.eval.objective])
-
-
-def _check_user_deepspeed_file(spec: RunSpec) -> None:
-    if spec.sharding.strategy == "deepspeed" and spec.sharding.deepspeed.config_file:
-        from pathlib import Path
-
-        from .deepspeed_config import load_user_config
-
-        load_user_config(Path(spec.sharding.deepspeed.config_file), spec)
 
 
 def _release_training_memory() -> None:

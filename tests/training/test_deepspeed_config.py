@@ -1,0 +1,55 @@
+"""The DeepSpeed JSON generated from the spec, and a user's own file validated before training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hydratune.cli import compose_spec
+from hydratune.problems import ConfigError
+from hydratune.training.deepspeed_config import deepspeed_config
+
+from ..conftest import cpu_env
+
+
+def spec(*overrides):
+    return compose_spec(["+experiment=quickstart", *overrides], env=cpu_env())
+
+
+def test_generated_config_follows_the_spec():
+    zero3 = deepspeed_config(spec("sharding=deepspeed_zero3_offload"), cpu=True, precision="fp32")
+    z = zero3["zero_optimization"]
+    assert z["stage"] == 3 and z["offload_optimizer"]["device"] == "cpu" and z["offload_param"]["device"] == "cpu"
+    assert z["stage3_gather_16bit_weights_on_model_save"] is True
+    assert zero3["optimizer"]["params"]["torch_adam"] is True  # no C++ extension build on the CPU
+    assert zero3["train_micro_batch_size_per_gpu"] == "auto"  # filled by the Trainer from the spec
+    zero1 = deepspeed_config(spec("sharding=deepspeed_zero1"), cpu=False, precision="bf16")
+    assert zero1["zero_optimization"] == {"stage": 1, "overlap_comm": True, "contiguous_gradients": True}
+    assert "optimizer" not in zero1  # on GPUs DeepSpeed uses the Trainer's optimizer
+
+
+def test_user_file_is_used_and_checked(tmp_path):
+    good = tmp_path / "ds.json"
+    good.write_text(json.dumps({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto"}))
+    assert deepspeed_config(spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={good}"), cpu=True, precision="fp32") == json.loads(good.read_text())
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"zero_optimization": {"stage": 5}, "train_micro_batch_size_per_gpu": 32}))
+    with pytest.raises(ConfigError) as info:
+        deepspeed_config(spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={bad}"), cpu=True, precision="fp32")
+    text = info.value.render()
+    assert "zero_optimization.stage is 5" in text and "disagrees with train.micro_batch_size=4" in text
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read it as JSON"):
+        deepspeed_config(spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={broken}"), cpu=True, precision="fp32")
+
+
+def test_bad_user_file_fails_validation_before_training(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"train_micro_batch_size_per_gpu": "auto"}))
+    with pytest.raises(ConfigError) as info:
+        spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={bad}")
+    assert "has no 'zero_optimization' section" in info.value.render()
