@@ -29,7 +29,7 @@ def test_method_trains_and_exports(method, lr, tmp_path):
 
 
 def test_lora_variants_train(tmp_path):
-    train(tmp_path, "method.lora.use_dora=true", "method.lora.use_rslora=true", "method.lora.target_modules=[q_proj,v_proj]",
+    train(tmp_path, "method.lora.use_dora=true", "method.lora.use_rslora=true", "method.lora.target_modules=[q_proj,v_proj]", "optim=adamw_8bit",
           "train.max_steps=3", "train.gradient_checkpointing=true", "train.gradient_accumulation_steps=2")
     cfg = (tmp_path / "adapter" / "adapter_config.json").read_text()
     assert '"use_dora": true' in cfg and '"use_rslora": true' in cfg and "q_proj" in cfg and "k_proj" not in cfg
