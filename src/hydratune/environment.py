@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,6 +32,7 @@ OPTIONAL_PACKAGES = ("flash_attn", "bitsandbytes", "deepspeed", "vllm", "llm_smo
 def detect_environment() -> Environment:
     import torch
 
+    adopt_slurm_environment()
     cuda = torch.cuda.is_available()
     return Environment(
         cuda=cuda,
@@ -44,3 +46,16 @@ def detect_environment() -> Environment:
 def launched_by_launcher() -> bool:
     """torchrun, accelerate and the deepspeed launcher all set LOCAL_RANK and WORLD_SIZE."""
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def adopt_slurm_environment() -> None:
+    """Under `srun` with one task per process, map Slurm's variables to torch.distributed's."""
+    env = os.environ
+    if "SLURM_PROCID" in env and "RANK" not in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        env["RANK"] = env["SLURM_PROCID"]
+        env["WORLD_SIZE"] = env["SLURM_NTASKS"]
+        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+        env.setdefault("MASTER_PORT", "29500")
+        if "MASTER_ADDR" not in env:
+            nodes = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]], capture_output=True, text=True)
+            env["MASTER_ADDR"] = nodes.stdout.split()[0] if nodes.returncode == 0 and nodes.stdout else "127.0.0.1"

@@ -20,19 +20,6 @@ from ..spec import RunSpec
 log = logging.getLogger(__name__)
 
 
-def adopt_slurm_environment() -> None:
-    """Under `srun` with one task per process, map Slurm's variables to torch.distributed's."""
-    env = os.environ
-    if "SLURM_PROCID" in env and "RANK" not in env and int(env.get("SLURM_NTASKS", "1")) > 1:
-        env["RANK"] = env["SLURM_PROCID"]
-        env["WORLD_SIZE"] = env["SLURM_NTASKS"]
-        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
-        env.setdefault("MASTER_PORT", "29500")
-        if "MASTER_ADDR" not in env:
-            nodes = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]], capture_output=True, text=True)
-            env["MASTER_ADDR"] = nodes.stdout.split()[0] if nodes.returncode == 0 and nodes.stdout else "127.0.0.1"
-
-
 def needs_relaunch(spec: RunSpec, under_launcher: bool) -> bool:
     return spec.sharding.world_size > 1 and not under_launcher
 

@@ -19,7 +19,7 @@ from ..environment import detect_environment
 from ..planning import plan_run
 from ..run_record import save_spec, write_run_record
 from ..spec import RunSpec
-from .launch import adopt_slurm_environment, needs_relaunch, relaunch
+from .launch import needs_relaunch, relaunch
 from .fit import fit, read_train_result, weights_dir
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ def is_main_process() -> bool:
 
 
 def run_training(spec: RunSpec) -> Any:
+    """The run's objective (what a sweep optimizes); None for a dry run and on non-main ranks."""
     start = time.perf_counter()
-    adopt_slurm_environment()
     env = detect_environment()
     if is_main_process():
         plan = plan_run(spec)
@@ -53,7 +53,7 @@ def run_training(spec: RunSpec) -> Any:
     return finish_run(spec, plan, started=start)
 
 
-def finish_run(spec: RunSpec, plan, *, started: float) -> dict:
+def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     """Export merged/, evaluate, plot and record: one process, after training."""
     import torch
 
