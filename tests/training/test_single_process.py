@@ -17,7 +17,7 @@ def test_method_trains_and_exports(method, lr, tmp_path):
     assert rec["world_size"] == 1 and rec["precision"] == "fp32"
     assert rec["data"]["key"] and rec["versions"]["torch"]
     assert (run / "curves.png").stat().st_size > 1000
-    assert rec["metrics"]["eval_loss"] > 0
+    assert rec["metrics"]["loss.eval_loss"] > 0 and rec["objective"]["name"] == "loss.eval_loss"
     if method == "full":
         assert rec["export"]["parity"] is None
     else:
