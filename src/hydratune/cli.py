@@ -1,7 +1,8 @@
 """The shared shape of every console script: argv check -> Hydra compose -> RunSpec -> stage.
 
 Before Hydra sees the command line, plain `key=value` overrides are checked against
-the RunSpec schema (unknown keys fail with a suggestion, exit code 2) and rewritten
+the RunSpec schema (unknown keys are reported with a suggestion, together with the
+spec's other problems, exit code 2) and rewritten
 as `++key=value`: the YAML files hold only what differs from the spec's defaults, so
 a valid key need not exist in the composed config to be set.
 """
@@ -15,8 +16,6 @@ from typing import Any, Callable
 
 from .problems import ConfigError, Problem
 from .spec import KEY_ALIASES, RunSpec
-
-log = logging.getLogger("hydratune")
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PRIMARY_CONFIG = "config"
