@@ -51,6 +51,8 @@ CASES = [
     ([Q, "sharding=ddp", "sharding.backend=nccl"], {}, "sharding.backend=nccl", "use sharding.backend=auto (gloo on the CPU)"),
     ([Q, "train.report_to=[mlflow]"], {}, "train.report_to=mlflow", "pip install mlflow, or drop it from train.report_to"),
     ([Q, "+model.bogus=1"], {}, "model.bogus", "see docs/configuration.md for every key"),
+    ([Q, "dataset.path=examples/bring_your_own_data/chat_sample.jsonl", "dataset.format=messages"], {}, "dataset.eval_split=test",
+     "set dataset.eval_split=null dataset.eval_fraction=0.05"),
 ]
 
 

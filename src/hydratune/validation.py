@@ -131,6 +131,10 @@ def _check_paths(spec: RunSpec, env: Environment) -> list[Problem]:
     resume = spec.train.resume
     if resume and resume != "auto" and not Path(resume).is_dir():
         out.append(Problem(f"train.resume={resume}", "no such checkpoint directory", "use train.resume=auto, or the path of a checkpoint-N folder"))
+    ds = spec.dataset
+    if ds.eval_split and Path(ds.path).expanduser().is_file():
+        out.append(Problem(f"dataset.eval_split={ds.eval_split}", f"{ds.path} is a single file: it has no '{ds.eval_split}' split",
+                           "set dataset.eval_split=null dataset.eval_fraction=0.05, or point dataset.path at a folder with train and test files"))
     out += _check_eval(spec)
     return out
 
