@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -63,3 +64,12 @@ def test_dry_run_prints_plan_for_every_experiment(tmp_path):
         assert result.returncode == 0, result.stderr
         assert "memory per device" in result.stdout and "trainable" in result.stdout, result.stdout
         assert (tmp_path / experiment / "plan.json").is_file()
+
+
+def test_unreachable_hub_model_is_a_clear_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hydratune.train", "model.name=no-such-org/no-such-model", "run.dry_run=true", f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "model.name=no-such-org/no-such-model: cannot read the model's config" in result.stderr

@@ -73,7 +73,12 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], 
             if hydra_cfg.mode.name == "MULTIRUN":
                 raise  # one bad job fails alone; the sweep goes on
             exit_on_config_error(error)
-        return stage(spec)
+        try:
+            return stage(spec)
+        except ConfigError as error:  # found by a stage before its expensive work (e.g. an unreachable model)
+            if hydra_cfg.mode.name == "MULTIRUN":
+                raise
+            exit_on_config_error(error)
 
     def main() -> Any:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
