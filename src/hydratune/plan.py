@@ -8,7 +8,6 @@ for the chosen method, precision and sharding.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,10 +244,6 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         f"output       {spec.output_dir}",
     ]
     return "\n".join(lines)
-
-
-def render_spec(spec: RunSpec) -> str:
-    return json.dumps(dataclasses.asdict(spec), indent=2, default=str)
 
 
 def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:

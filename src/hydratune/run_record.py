@@ -66,7 +66,3 @@ def write_run_record(spec: RunSpec, **sections: Any) -> Path:
     }
     write_json_atomic(spec.output_dir / RUN_FILE, record)
     return spec.output_dir / RUN_FILE
-
-
-def read_run_record(directory: Path) -> dict[str, Any]:
-    return json.loads((Path(directory) / RUN_FILE).read_text())

@@ -167,7 +167,7 @@ def _convert(tp: Any, value: Any, key: str, f: dataclasses.Field, problems: list
         inner = [a for a in args if a is not type(None)]
         return _convert(inner[0], value, key, f, problems)
     if value is None:
-        problems.append(Problem(key, "must not be null", f"remove the override to keep the default"))
+        problems.append(Problem(key, "must not be null", "remove the override to keep the default"))
         return None
     if dataclasses.is_dataclass(tp):
         return _build_dataclass(tp, value, key + ".", problems)

@@ -28,7 +28,7 @@ from .formats import Example, FormatOptions, format_source_text, resolve_format
 from .packing import best_fit_decreasing, packing_efficiency
 from .report import build_report, write_report
 from .sources import open_split
-from .tokenize_examples import IGNORE, MaskPolicy, TokenSequence, fit_length, tokenize_batch, tokenizer_fingerprint_parts
+from .tokenize_examples import MaskPolicy, TokenSequence, fit_length, tokenize_batch, tokenizer_fingerprint_parts
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,3 @@ def _build(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: str) -> dic
     )
     write_report(report, out)
     return {"key": key, "format_version": FORMAT_VERSION, "shards": shards, "packing": packing}
-
-
-def supervised_tokens(rows) -> int:
-    return sum(1 for row in rows for t in row["labels"] if t != IGNORE)

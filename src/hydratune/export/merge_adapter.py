@@ -29,11 +29,11 @@ PARITY_ROWS = 2
 PARITY_TOKENS = 128
 
 
-def parity_batch(spec: RunSpec, pad_token_id: int) -> dict[str, torch.Tensor] | None:
+def parity_batch(spec: RunSpec, tokenizer) -> dict[str, torch.Tensor]:
     """A few held-out packed rows (train rows when there is no eval split), cut short."""
     from ..data.prepare_data import run_preprocess
 
-    prepared = run_preprocess(spec)
+    prepared = run_preprocess(spec, tokenizer=tokenizer)  # a cache hit: the rows training read
     rows = prepared.load("eval") or prepared.load("train")
     picked = []
     for row in rows.select(range(min(PARITY_ROWS, len(rows)))):
@@ -46,7 +46,7 @@ def parity_batch(spec: RunSpec, pad_token_id: int) -> dict[str, torch.Tensor] | 
             lens.append(take)
             used += take
         picked.append({"input_ids": row["input_ids"][:n], "labels": row["labels"][:n], "seq_lens": lens})
-    batch = PackedCollator(pad_token_id)(picked)
+    batch = PackedCollator(tokenizer.pad_token_id)(picked)
     return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
 
 
@@ -67,7 +67,7 @@ def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = tor
     if is_adapter:
         base = load_base_model(spec.model, root, dtype=torch.float32, attn_implementation="sdpa")
         model = PeftModel.from_pretrained(base, str(weights))
-        batch = parity_batch(spec, tokenizer.pad_token_id)
+        batch = parity_batch(spec, tokenizer)
         before = _logits(model, batch)
         model = model.merge_and_unload()
         after = _logits(model, batch)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..environment import Environment
 from ..spec import RunSpec
@@ -79,7 +78,3 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
     if sh.strategy == "deepspeed":
         kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision)
     return TrainingArguments(**kwargs)
-
-
-def checkpoints_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
