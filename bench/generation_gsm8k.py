@@ -27,11 +27,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from hydratune.cache_dirs import cache_root
-    from hydratune.chat_templates import stop_token_ids
-    from hydratune.evaluation.generate import generate_hf
-    from hydratune.evaluation.tasks.gsm8k import Gsm8kTaskSpec, build_prompt, load_problems, score
-    from hydratune.model_loading import load_base_model, load_tokenizer
-    from hydratune.spec import ModelSpec
+    from hydratune.models.chat_templates import stop_token_ids
+    from hydratune.evaluate.generate import generate_hf
+    from hydratune.evaluate.tasks.gsm8k import Gsm8kTaskSpec, build_prompt, load_problems, score
+    from hydratune.models.model_loading import load_base_model, load_tokenizer
+    from hydratune.config.spec import ModelSpec
 
     model_spec = ModelSpec(name="embedded:smollm2-135m-instruct")
     root = cache_root()

@@ -41,9 +41,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from hydratune.cache_dirs import cache_root
-    from hydratune.cli import compose_spec
+    from hydratune.config.cli import compose_spec
     from hydratune.data.prepare_data import run_preprocess
-    from hydratune.model_loading import load_tokenizer
+    from hydratune.models.model_loading import load_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = compose_spec(["+experiment=gsm8k_lora", f"dataset.path={args.data}", "dataset.max_length=512",

@@ -40,8 +40,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from hydratune.cache_dirs import cache_root
-    from hydratune.model_loading import model_location
-    from hydratune.spec import ModelSpec
+    from hydratune.models.model_loading import model_location
+    from hydratune.config.spec import ModelSpec
 
     model_dir = model_location(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root())
     with tempfile.TemporaryDirectory() as tmp:

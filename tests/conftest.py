@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hydratune.environment import Environment
+from hydratune.config.environment import Environment
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_DIR = REPO.parent / "shared" / "data" / "gsm8k"

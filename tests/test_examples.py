@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from hydratune.cli import compose_spec
+from hydratune.config.cli import compose_spec
 
 from .conftest import REPO, cpu_env
 
-ENTRY_POINTS = {"train": "hydratune.train", "preprocess": "hydratune.preprocess", "hydratune-eval": "hydratune.evaluate",
+ENTRY_POINTS = {"train": "hydratune.train", "preprocess": "hydratune.preprocess", "hydratune-eval": "hydratune.evaluate.command",
                 "hydratune-export": "hydratune.export"}
 
 

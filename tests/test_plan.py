@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from hydratune.cli import compose_spec
+from hydratune.config.cli import compose_spec
 from hydratune.plan import estimate_memory, make_plan, model_shape
 
 from .conftest import REPO, cpu_env

@@ -11,8 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from .environment import Environment
-from .spec import RunSpec
+from hydratune.cache_dirs import cache_root
+from hydratune.config.environment import Environment, detect_environment
+from hydratune.config.problems import ConfigError, Problem
+from hydratune.config.spec import RunSpec
 
 GIB = 1024**3
 
@@ -192,7 +194,7 @@ def train_flops_per_token(spec: RunSpec, shape: ModelShape) -> float:
 
 
 def make_plan(spec: RunSpec, env: Environment, config) -> Plan:
-    from .model_loading import resolve_attention
+    from hydratune.models.model_loading import resolve_attention
 
     shape = model_shape(spec, config)
     precision = resolve_precision(spec.train.precision, env)
@@ -247,7 +249,23 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
 
 
 def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
-    from .atomic_dir import write_json_atomic
+    from hydratune.atomic_dir import write_json_atomic
 
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / "plan.json", {"spec": dataclasses.asdict(spec), "plan": plan.to_dict()})
+
+
+def plan_run(spec: RunSpec, *, quiet: bool = False) -> Plan:
+    """The plan from the model's config alone (no weights, no data), printed and saved as plan.json."""
+    from hydratune.models.model_loading import load_model_config
+
+    try:
+        config = load_model_config(spec.model, cache_root(spec.run.cache_dir), convert=False)
+    except (OSError, ValueError) as error:  # Hub unreachable, gated, misspelled, or not a model directory
+        raise ConfigError([Problem(f"model.name={spec.model.name}", f"cannot read the model's config ({str(error).splitlines()[0]})",
+                                   "check the name and your network or HF token (huggingface-cli login), or use a local directory")]) from None
+    plan = make_plan(spec, detect_environment(), config)
+    if not quiet:
+        print(render_plan(spec, plan), flush=True)
+    write_plan(spec, plan, spec.output_dir)
+    return plan

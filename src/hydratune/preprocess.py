@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from .cli import hydra_entry
-from .data.errors import DataError
-from .data.prepare_data import PreparedData, run_preprocess
-from .data.report import render_report
-from .spec import RunSpec
+from hydratune.config.cli import hydra_entry
+from hydratune.data.errors import DataError
+from hydratune.data.prepare_data import PreparedData, run_preprocess
+from hydratune.data.report import render_report
+from hydratune.config.spec import RunSpec
 
 
 def run_preprocess_report(spec: RunSpec) -> PreparedData:

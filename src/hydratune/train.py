@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cli import hydra_entry
-from .spec import RunSpec
+from hydratune.config.cli import hydra_entry
+from hydratune.config.spec import RunSpec
 
 
 def run_train(spec: RunSpec) -> Any:
-    from .training.run_training import run_training
+    from hydratune.training.run_training import run_training
 
     return run_training(spec)
 

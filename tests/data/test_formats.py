@@ -8,8 +8,8 @@ from hydratune.cache_dirs import cache_root
 from hydratune.data.errors import RowError
 from hydratune.data.formats import FORMATS, FormatOptions, resolve_format
 from hydratune.data.tokenize_examples import IGNORE, MaskPolicy, tokenize_batch
-from hydratune.model_loading import load_tokenizer
-from hydratune.spec import ModelSpec
+from hydratune.models.model_loading import load_tokenizer
+from hydratune.config.spec import ModelSpec
 
 from .tokenizers_for_tests import VOCAB, tiny_tokenizer
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hydratune.cli import compose_spec
+from hydratune.config.cli import compose_spec
 from hydratune.data.errors import DataError
 from hydratune.data.prepare_data import run_preprocess
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hydratune.chat_templates import CHAT_TEMPLATES
+from hydratune.models.chat_templates import CHAT_TEMPLATES
 
 WORDS = ["<unk>", "<|im_start|>", "<|im_end|>", "system", "user", "assistant", "What", "is", "2", "+", "3", "?", "5",
          "It", "Be", "brief", ".", "And", "times", "6", "Add", "numbers", "Hi", "Hello"]

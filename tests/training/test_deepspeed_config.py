@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from hydratune.cli import compose_spec
-from hydratune.problems import ConfigError
+from hydratune.config.cli import compose_spec
+from hydratune.config.problems import ConfigError
 from hydratune.training.deepspeed_config import deepspeed_config
 
 from ..conftest import cpu_env

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic_dir import build_once, read_manifest
-from ..cache_dirs import cache_root
-from ..spec import DatasetSpec, RunSpec, SourceSpec
-from .errors import DataError, RowError
-from .formats import Example, FormatOptions, format_source_text, resolve_format
-from .packing import best_fit_decreasing, packing_efficiency
-from .report import build_report, write_report
-from .sources import open_split
-from .tokenize_examples import MaskPolicy, TokenSequence, fit_length, tokenize_batch, tokenizer_fingerprint_parts
+from hydratune.atomic_dir import build_once, read_manifest
+from hydratune.cache_dirs import cache_root
+from hydratune.config.spec import DatasetSpec, RunSpec, SourceSpec
+from hydratune.data.errors import DataError, RowError
+from hydratune.data.formats import Example, FormatOptions, format_source_text, resolve_format
+from hydratune.data.packing import best_fit_decreasing, packing_efficiency
+from hydratune.data.report import build_report, write_report
+from hydratune.data.sources import open_split
+from hydratune.data.tokenize_examples import MaskPolicy, TokenSequence, fit_length, tokenize_batch, tokenizer_fingerprint_parts
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _split_plan(ds: DatasetSpec) -> dict[str, list[tuple[int, SourceSpec, str]]]
 # -------------------------------------------------------------------- stage
 def run_preprocess(spec: RunSpec, *, tokenizer=None) -> PreparedData:
     """Build or find the tokenized shards of the spec's dataset."""
-    from ..model_loading import load_tokenizer
+    from hydratune.models.model_loading import load_tokenizer
 
     start = time.perf_counter()
     root = cache_root(spec.run.cache_dir)

@@ -10,8 +10,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..atomic_dir import write_json_atomic
-from .tokenize_examples import IGNORE
+from hydratune.atomic_dir import write_json_atomic
+from hydratune.data.tokenize_examples import IGNORE
 
 EXAMPLES_SHOWN = 3
 HISTOGRAM_BINS = 16

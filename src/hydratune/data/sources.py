@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import DataError
+from hydratune.data.errors import DataError
 
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 GENERATED_PREFIX = "generated:"
@@ -37,7 +37,7 @@ class RawSource:
 def open_split(path: str, split: str, *, config_name: str | None = None, revision: str | None = None, cache_root: Path | None = None) -> RawSource:
     """The rows of `split` from a generator, a local file or folder, or a Hub dataset."""
     if path.startswith(GENERATED_PREFIX):
-        from .synthetic_arithmetic import generated_split_file
+        from hydratune.data.synthetic_arithmetic import generated_split_file
 
         return _local_file(generated_split_file(path[len(GENERATED_PREFIX):], split, cache_root))
     local = Path(path).expanduser()

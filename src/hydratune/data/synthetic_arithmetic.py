@@ -12,7 +12,7 @@ import json
 import random
 from pathlib import Path
 
-from .errors import DataError
+from hydratune.data.errors import DataError
 
 GENERATOR_VERSION = 1
 SPLITS = {"train": (2000, 1234), "test": (200, 5678)}  # rows, seed
@@ -56,8 +56,8 @@ def generate(rows: int, seed: int) -> list[dict[str, str]]:
 
 def generated_split_file(name: str, split: str, cache_root: Path | None) -> Path:
     """Write the split once into the cache (it is small) and return its JSON-lines path."""
-    from ..atomic_dir import build_once
-    from ..cache_dirs import cache_root as default_root
+    from hydratune.atomic_dir import build_once
+    from hydratune.cache_dirs import cache_root as default_root
 
     if name != "arithmetic":
         raise DataError(f"dataset.path=generated:{name}: unknown generator", "use generated:arithmetic")

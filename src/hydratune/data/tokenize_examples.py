@@ -15,8 +15,8 @@ import bisect
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .errors import DataError
-from .formats import Example
+from hydratune.data.errors import DataError
+from hydratune.data.formats import Example
 
 IGNORE = -100
 

@@ -1,3 +1,3 @@
-from .command import main
+from hydratune.export.command import main
 
 main()

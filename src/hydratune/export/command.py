@@ -15,10 +15,10 @@ import logging
 import sys
 from pathlib import Path
 
-from ..atomic_dir import write_json_atomic
-from ..run_record import RUN_FILE, SPEC_FILE, load_spec
-from ..training.fit import weights_dir
-from .merge_adapter import export_merged
+from hydratune.atomic_dir import write_json_atomic
+from hydratune.outputs.run_record import RUN_FILE, SPEC_FILE, load_spec
+from hydratune.training.fit import weights_dir
+from hydratune.export.merge_adapter import export_merged
 
 
 def locate(path: Path) -> tuple[Path, Path | None]:

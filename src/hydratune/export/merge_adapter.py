@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from ..cache_dirs import cache_root
-from ..chat_templates import stop_token_ids
-from ..model_loading import load_base_model, load_tokenizer
-from ..spec import RunSpec
-from ..training.collate import PackedCollator
+from hydratune.cache_dirs import cache_root
+from hydratune.models.chat_templates import stop_token_ids
+from hydratune.models.model_loading import load_base_model, load_tokenizer
+from hydratune.config.spec import RunSpec
+from hydratune.training.collate import PackedCollator
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ PARITY_TOKENS = 128
 
 def parity_batch(spec: RunSpec, tokenizer) -> dict[str, torch.Tensor]:
     """A few held-out packed rows (train rows when there is no eval split), cut short."""
-    from ..data.prepare_data import run_preprocess
+    from hydratune.data.prepare_data import run_preprocess
 
     prepared = run_preprocess(spec, tokenizer=tokenizer)  # a cache hit: the rows training read
     rows = prepared.load("eval") or prepared.load("train")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from ..environment import Environment
-from ..model_loading import load_base_model, resolve_attention
-from ..spec import MethodSpec, RunSpec
+from hydratune.config.environment import Environment
+from hydratune.models.model_loading import load_base_model, resolve_attention
+from hydratune.config.spec import MethodSpec, RunSpec
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..problems import ConfigError, Problem
-from ..spec import RunSpec
+from hydratune.config.problems import ConfigError, Problem
+from hydratune.config.spec import RunSpec
 
 
 def deepspeed_config(spec: RunSpec, *, cpu: bool, precision: str) -> dict[str, Any]:

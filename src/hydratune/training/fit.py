@@ -17,17 +17,17 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from ..atomic_dir import write_json_atomic
-from ..cache_dirs import cache_root
-from ..data.prepare_data import run_preprocess
-from ..environment import Environment
-from ..plan import decoder_layer_class, resolve_precision
-from ..spec import RunSpec
-from .build_model import build_model
-from .checkpoints import resolve_resume
-from .hydratune_trainer import HydratuneTrainer
-from .token_throughput import CountingCollator
-from .trainer_args import training_arguments
+from hydratune.atomic_dir import write_json_atomic
+from hydratune.cache_dirs import cache_root
+from hydratune.data.prepare_data import run_preprocess
+from hydratune.config.environment import Environment
+from hydratune.plan import decoder_layer_class, resolve_precision
+from hydratune.config.spec import RunSpec
+from hydratune.training.build_model import build_model
+from hydratune.training.checkpoints import resolve_resume
+from hydratune.training.hydratune_trainer import HydratuneTrainer
+from hydratune.training.token_throughput import CountingCollator
+from hydratune.training.trainer_args import training_arguments
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def weights_dir(spec: RunSpec) -> Path:
 
 
 def fit(spec: RunSpec, env: Environment) -> dict:
-    from ..model_loading import load_model_config, load_tokenizer
+    from hydratune.models.model_loading import load_model_config, load_tokenizer
 
     start = time.perf_counter()
     root = cache_root(spec.run.cache_dir)

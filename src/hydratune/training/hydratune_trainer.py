@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from transformers import Trainer
 
-from .checkpoints import MarkCompleteCheckpoints
-from .token_throughput import REAL_TOKENS, Throughput
+from hydratune.training.checkpoints import MarkCompleteCheckpoints
+from hydratune.training.token_throughput import REAL_TOKENS, Throughput
 
 
 class HydratuneTrainer(Trainer):

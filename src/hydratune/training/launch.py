@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..spec import RunSpec
+from hydratune.config.spec import RunSpec
 
 log = logging.getLogger(__name__)
 

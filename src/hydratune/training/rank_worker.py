@@ -9,9 +9,9 @@ import logging
 import sys
 from pathlib import Path
 
-from ..environment import detect_environment
-from ..run_record import load_spec
-from .fit import fit
+from hydratune.config.environment import detect_environment
+from hydratune.outputs.run_record import load_spec
+from hydratune.training.fit import fit
 
 
 def main(argv: list[str]) -> None:

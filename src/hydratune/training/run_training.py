@@ -14,13 +14,13 @@ import os
 import time
 from typing import Any
 
-from ..data.prepare_data import run_preprocess
-from ..environment import detect_environment
-from ..planning import plan_run
-from ..run_record import save_spec, write_run_record
-from ..spec import RunSpec
-from .launch import needs_relaunch, relaunch
-from .fit import fit, read_train_result, weights_dir
+from hydratune.data.prepare_data import run_preprocess
+from hydratune.config.environment import detect_environment
+from hydratune.plan import plan_run
+from hydratune.outputs.run_record import save_spec, write_run_record
+from hydratune.config.spec import RunSpec
+from hydratune.training.launch import needs_relaunch, relaunch
+from hydratune.training.fit import fit, read_train_result, weights_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     """Export merged/, evaluate, plot and record: one process, after training."""
     import torch
 
-    from ..curves import plot_curves
-    from ..export.merge_adapter import export_merged
-    from ..sample_generation import sample_reply
+    from hydratune.outputs.curves import plot_curves
+    from hydratune.export.merge_adapter import export_merged
+    from hydratune.outputs.sample_generation import sample_reply
 
     result = read_train_result(spec)
     save_dtype = torch.bfloat16 if result["precision"] == "bf16" else torch.float32
@@ -106,9 +106,9 @@ def _loss_metrics(trained: dict) -> dict:
 
 def evaluate_run(spec: RunSpec) -> dict[str, float]:
     """The configured generation tasks on merged/, and on the base model for comparison."""
-    from ..cache_dirs import cache_root
-    from ..evaluation.run_evaluation import run_evaluation
-    from ..evaluation.targets import base_target, merged_target
+    from hydratune.cache_dirs import cache_root
+    from hydratune.evaluate.run_evaluation import run_evaluation
+    from hydratune.evaluate.targets import base_target, merged_target
 
     root = cache_root(spec.run.cache_dir)
     base = base_target(spec.model, root) if spec.eval.compare_base else None

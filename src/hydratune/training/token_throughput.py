@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .collate import IGNORE, PackedCollator
+from hydratune.training.collate import IGNORE, PackedCollator
 
 REAL_TOKENS = "real_tokens"
 

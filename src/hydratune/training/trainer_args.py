@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 
-from ..environment import Environment
-from ..spec import RunSpec
-from .deepspeed_config import deepspeed_config
+from hydratune.config.environment import Environment
+from hydratune.config.spec import RunSpec
+from hydratune.training.deepspeed_config import deepspeed_config
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit"}
 

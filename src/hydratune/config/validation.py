@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .environment import Environment
-from .problems import ConfigError, Problem, raise_if_any
-from .spec import EMBEDDED_SMOLLM2, RunSpec
+from hydratune.config.environment import Environment
+from hydratune.config.problems import ConfigError, Problem, raise_if_any
+from hydratune.config.spec import EMBEDDED_SMOLLM2, RunSpec
 
 # method -> sharding strategies it runs under. Written once: validation enforces it,
 # the README prints it (a test keeps the two equal), the distributed tests run it.
@@ -122,7 +122,7 @@ def _check_paths(spec: RunSpec, env: Environment) -> list[Problem]:
     if spec.sharding.strategy == "deepspeed" and ds_file and not Path(ds_file).is_file():
         out.append(Problem(f"sharding.deepspeed.config_file={ds_file}", "no such file", "give the path of a DeepSpeed JSON, or null to generate one"))
     elif spec.sharding.strategy == "deepspeed" and ds_file:
-        from .training.deepspeed_config import load_user_config
+        from hydratune.training.deepspeed_config import load_user_config
 
         try:
             load_user_config(Path(ds_file), spec)
@@ -140,7 +140,7 @@ def _check_paths(spec: RunSpec, env: Environment) -> list[Problem]:
 
 
 def _check_eval(spec: RunSpec) -> list[Problem]:
-    from .evaluation.tasks import TASKS
+    from hydratune.evaluate.tasks import TASKS
 
     out = []
     task_name, _, metric = spec.eval.objective.partition(".")

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
-from ...spec import knob
-from ..answers import as_text, flexible_answer, gold_answer, strict_answer
-from . import Problem, Task
+from hydratune.config.spec import knob
+from hydratune.evaluate.answers import as_text, flexible_answer, gold_answer, strict_answer
+from hydratune.evaluate.tasks import Problem, Task
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Gsm8kTaskSpec:
 
 
 def _rows(options: Gsm8kTaskSpec, split: str, cache_root: Path, limit: Optional[int]) -> list[Problem]:
-    from ...data.sources import open_split
+    from hydratune.data.sources import open_split
 
     problems = []
     for row in open_split(options.path, split, config_name=options.config_name, cache_root=cache_root).read():

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def evaluate(*args: str) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "hydratune.evaluate", *args], capture_output=True, text=True, cwd=REPO, timeout=900)
+    out = subprocess.run([sys.executable, "-m", "hydratune.evaluate.command", *args], capture_output=True, text=True, cwd=REPO, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     return out
 

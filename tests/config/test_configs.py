@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from hydratune.cli import CONFIG_DIR, compose_spec
-from hydratune.spec import RunSpec
+from hydratune.config.cli import CONFIG_DIR, compose_spec
+from hydratune.config.spec import RunSpec
 
-from .conftest import cpu_env
+from ..conftest import cpu_env
 
 ALL_YAML = sorted(p.relative_to(CONFIG_DIR) for p in Path(CONFIG_DIR).rglob("*.yaml"))
 

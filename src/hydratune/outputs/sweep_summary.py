@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .atomic_dir import write_json_atomic
+from hydratune.atomic_dir import write_json_atomic
 
 JOB_STATUS = "job_status.json"
 

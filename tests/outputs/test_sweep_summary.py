@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from .conftest import REPO
+from ..conftest import REPO
 from .training.runs import TINY
 
 pytestmark = pytest.mark.slow

@@ -13,10 +13,10 @@ import typing
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-from .spec import KEY_ALIASES, RunSpec
-from .spec_builder import _dataclass_in, _registry
+from hydratune.config.spec import KEY_ALIASES, RunSpec
+from hydratune.config.spec_builder import _dataclass_in, _registry
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+DEFAULT_PATH = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
 
 def _type_name(tp: Any) -> str:
@@ -80,7 +80,7 @@ def render() -> str:
     out = [
         "# Configuration reference",
         "",
-        "Generated from the `RunSpec` dataclasses (`src/hydratune/spec.py` and the evaluation tasks) by",
+        "Generated from the `RunSpec` dataclasses (`src/hydratune/config/spec.py` and the evaluation tasks) by",
         "`hydratune-config-reference`; a test fails when this file is stale. Every key can be set on the",
         "command line (`train optim.learning_rate=1e-4`); YAML files under `configs/` hold only what differs",
         "from these defaults.",

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from hydratune.cache_dirs import cache_root
-from hydratune.cli import compose_spec
-from hydratune.model_loading import load_base_model, load_tokenizer, model_location
+from hydratune.config.cli import compose_spec
+from hydratune.models.model_loading import load_base_model, load_tokenizer, model_location
 
-from .conftest import cpu_env
+from ..conftest import cpu_env
 
 log = logging.getLogger(__name__)
 

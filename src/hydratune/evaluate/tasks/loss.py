@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ...spec import knob
-from . import Task
+from hydratune.config.spec import knob
+from hydratune.evaluate.tasks import Task
 
 
 @dataclass(frozen=True)

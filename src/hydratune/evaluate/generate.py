@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from ..chat_templates import stop_token_ids
+from hydratune.models.chat_templates import stop_token_ids
 
 Conversation = Sequence[dict[str, str]]
 

@@ -13,8 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .atomic_dir import write_json_atomic
-from .spec import RunSpec
+from hydratune.atomic_dir import write_json_atomic
+from hydratune.config.spec import RunSpec
 
 SPEC_FILE = "spec.json"
 RUN_FILE = "run.json"
@@ -29,7 +29,7 @@ def save_spec(spec: RunSpec, directory: Path) -> Path:
 
 def load_spec(directory: Path) -> RunSpec:
     """The spec a run directory was made with (its output_dir is where the directory is now)."""
-    from .spec_builder import build_run_spec
+    from hydratune.config.spec_builder import build_run_spec
 
     path = Path(directory) / SPEC_FILE
     if not path.is_file():

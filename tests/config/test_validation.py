@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from hydratune.cli import compose_spec
-from hydratune.problems import ConfigError
-from hydratune.validation import SUPPORT_MATRIX, support_matrix_markdown
+from hydratune.config.cli import compose_spec
+from hydratune.config.problems import ConfigError
+from hydratune.config.validation import SUPPORT_MATRIX, support_matrix_markdown
 
-from .conftest import REPO, cpu_env
+from ..conftest import REPO, cpu_env
 
 Q = "+experiment=quickstart"
 

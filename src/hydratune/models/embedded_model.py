@@ -16,7 +16,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from .atomic_dir import build_once
+from hydratune.atomic_dir import build_once
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import dataclasses
 import typing
 from typing import Any, Literal, Mapping, Union, get_args, get_origin
 
-from .problems import ConfigError, Problem, closest, did_you_mean
-from .spec import KEY_ALIASES, RunSpec
+from hydratune.config.problems import ConfigError, Problem, closest, did_you_mean
+from hydratune.config.spec import KEY_ALIASES, RunSpec
 
 
 def build_run_spec(cfg: Any, *, output_dir: str | None = None) -> RunSpec:

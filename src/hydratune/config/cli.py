@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .problems import ConfigError, Problem
-from .spec import KEY_ALIASES, RunSpec
+from hydratune.config.problems import ConfigError, Problem
+from hydratune.config.spec import KEY_ALIASES, RunSpec
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # the package's link to configs/
 PRIMARY_CONFIG = "config"
 
 
@@ -28,7 +28,7 @@ def config_groups() -> set[str]:
 def normalize_overrides(args: list[str]) -> tuple[list[str], list[Problem]]:
     """Check and rewrite command-line overrides. Unknown keys are left out of the
     returned overrides and reported as problems, to be raised with the spec's own."""
-    from .spec_builder import check_key
+    from hydratune.config.spec_builder import check_key
 
     groups = config_groups()
     out, problems = [], []
@@ -93,9 +93,9 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], 
 def spec_from_config(cfg: Any, *, output_dir: str | None = None, env=None, extra_problems: list[Problem] = ()) -> RunSpec:
     """DictConfig -> RunSpec, checked against the support matrix and this machine.
     `extra_problems` (unknown command-line keys) are reported with the spec's own."""
-    from .environment import detect_environment
-    from .spec_builder import build_run_spec
-    from .validation import check_run_spec
+    from hydratune.config.environment import detect_environment
+    from hydratune.config.spec_builder import build_run_spec
+    from hydratune.config.validation import check_run_spec
 
     try:
         spec = build_run_spec(cfg, output_dir=output_dir)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hydratune.config_reference import DEFAULT_PATH, main, render
-from hydratune.spec_builder import schema_keys
+from hydratune.config.config_reference import DEFAULT_PATH, main, render
+from hydratune.config.spec_builder import schema_keys
 
 
 def test_reference_is_current():

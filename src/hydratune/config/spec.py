@@ -194,7 +194,7 @@ class TrainSpec:
 # ----------------------------------------------------------------------- eval
 def _eval_task_options() -> dict[str, type]:
     """Each task's options dataclass, from the task registry (one file per task)."""
-    from .evaluation.tasks import TASKS
+    from hydratune.evaluate.tasks import TASKS
 
     return {name: task.options for name, task in TASKS.items()}
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from ..spec import ModelSpec, RunSpec
-from .run_evaluation import EvalTarget
+from hydratune.config.spec import ModelSpec, RunSpec
+from hydratune.evaluate.run_evaluation import EvalTarget
 
 
 def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> EvalTarget:
@@ -17,7 +17,7 @@ def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> Eval
     def load():
         import torch
 
-        from ..model_loading import load_base_model, load_tokenizer
+        from hydratune.models.model_loading import load_base_model, load_tokenizer
 
         return (load_base_model(model, cache_root, dtype=torch.float32, attn_implementation="sdpa"), load_tokenizer(model, cache_root))
 
@@ -60,7 +60,7 @@ class ResolvedTarget:
 def resolve_target(target: str, cache_root: Path) -> ResolvedTarget:
     path = Path(target).expanduser()
     if (path / "spec.json").is_file():
-        from ..run_record import load_spec
+        from hydratune.outputs.run_record import load_spec
 
         spec = load_spec(path)
         return ResolvedTarget(merged_target(path / "merged"), spec.model, spec, "run")

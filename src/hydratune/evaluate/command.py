@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cache_dirs import cache_root as default_cache_root
-from .evaluation.run_evaluation import run_evaluation
-from .evaluation.targets import base_target, resolve_target
-from .evaluation.tasks import TASKS
-from .spec import ModelSpec
+from hydratune.cache_dirs import cache_root as default_cache_root
+from hydratune.evaluate.run_evaluation import run_evaluation
+from hydratune.evaluate.targets import base_target, resolve_target
+from hydratune.evaluate.tasks import TASKS
+from hydratune.config.spec import ModelSpec
 
 # command-line flag -> task option it overrides
 OPTION_FLAGS = {"max_samples": int, "num_shots": int, "batch_size": int, "max_new_tokens": int, "backend": str}

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..atomic_dir import build_once, write_json_atomic
-from .statistics import mcnemar_exact, wilson_interval
-from .tasks import TASKS, Task
+from hydratune.atomic_dir import build_once, write_json_atomic
+from hydratune.evaluate.statistics import mcnemar_exact, wilson_interval
+from hydratune.evaluate.tasks import TASKS, Task
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def generative_tasks(tasks: dict[str, Any]) -> dict[str, tuple[Task, Any]]:
 
 
 def _task_results(task: Task, options, target: EvalTarget, model_tokenizer, cache_root: Path, system_prompt: Optional[str]) -> dict:
-    from .generate import generate_hf, generate_vllm
+    from hydratune.evaluate.generate import generate_hf, generate_vllm
 
     problems = task.load_problems(options, cache_root)
     shots = task.load_shots(options, cache_root) if task.load_shots else []

@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .chat_templates import CHAT_TEMPLATES
-from .environment import Environment
-from .spec import EMBEDDED_SMOLLM2, ModelSpec
+from hydratune.models.chat_templates import CHAT_TEMPLATES
+from hydratune.config.environment import Environment
+from hydratune.config.spec import EMBEDDED_SMOLLM2, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def model_location(model: ModelSpec, cache_root: Path) -> str:
 
 def _pretrained_location(model: ModelSpec, cache_root: Path) -> str:
     if model.name == EMBEDDED_SMOLLM2:
-        from .embedded_model import converted_dir
+        from hydratune.models.embedded_model import converted_dir
 
         return str(converted_dir(cache_root))
     local = Path(model.name).expanduser()
@@ -50,7 +50,7 @@ def load_model_config(model: ModelSpec, cache_root: Path, *, convert: bool = Tru
     from transformers import AutoConfig
 
     if model.name == EMBEDDED_SMOLLM2 and not convert:
-        from .embedded_model import gguf_config
+        from hydratune.models.embedded_model import gguf_config
 
         config = gguf_config()
     else:
@@ -108,7 +108,7 @@ def _random_weights_dir(model: ModelSpec, cache_root: Path) -> Path:
     import hashlib
     import json
 
-    from .atomic_dir import build_once
+    from hydratune.atomic_dir import build_once
 
     config = load_model_config(model, cache_root)
     key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from hydratune.evaluation.answers import flexible_answer, gold_answer, strict_answer
-from hydratune.evaluation.statistics import mcnemar_exact, wilson_interval
-from hydratune.evaluation.tasks import Problem
-from hydratune.evaluation.tasks.gsm8k import score
+from hydratune.evaluate.answers import flexible_answer, gold_answer, strict_answer
+from hydratune.evaluate.statistics import mcnemar_exact, wilson_interval
+from hydratune.evaluate.tasks import Problem
+from hydratune.evaluate.tasks.gsm8k import score
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""The Hydra boundary: typed specs, their validation, and the command-line shape shared by every stage."""

@@ -1,0 +1,3 @@
+from hydratune.evaluate.command import main
+
+main()
