@@ -8,18 +8,13 @@ from __future__ import annotations
 import sys
 
 from hydratune.config.cli import hydra_entry
-from hydratune.data.errors import DataError
 from hydratune.data.prepare_data import PreparedData, run_preprocess
 from hydratune.data.report import render_report
 from hydratune.config.spec import RunSpec
 
 
 def run_preprocess_report(spec: RunSpec) -> PreparedData:
-    try:
-        prepared = run_preprocess(spec)
-    except DataError as error:
-        print(f"Data error: {error}", file=sys.stderr)
-        sys.exit(DataError.exit_code)
+    prepared = run_preprocess(spec)  # a DataError is reported by the command line, file:line and fix
     status = "cache hit" if prepared.cache_hit else "built"
     print(f"{status}: {prepared.directory} ({prepared.seconds:.2f}s)")
     print(render_report(prepared.report, color=sys.stdout.isatty()))

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ..conftest import REPO
-from .training.runs import TINY
+from ..training.runs import TINY
 
 pytestmark = pytest.mark.slow
 

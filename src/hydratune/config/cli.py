@@ -62,6 +62,9 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], 
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
+    from hydratune.data.errors import DataError
+    from hydratune.training.launch import LaunchError
+
     argv_problems: list[Problem] = []
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=PRIMARY_CONFIG, version_base="1.3")
@@ -79,6 +82,12 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], 
             if hydra_cfg.mode.name == "MULTIRUN":
                 raise
             exit_on_config_error(error)
+        except (DataError, LaunchError) as error:  # bad rows, failed ranks: one message, no traceback
+            if hydra_cfg.mode.name == "MULTIRUN":
+                raise
+            label = "Data error" if isinstance(error, DataError) else "Error"
+            print(f"{label}: {error}", file=sys.stderr)
+            sys.exit(error.exit_code)
 
     def main() -> Any:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")

@@ -122,6 +122,12 @@ class FsdpSpec:
     )
     cpu_offload: bool = knob(False, "Keep sharded parameters, gradients and optimizer states in CPU memory.")
     auto_wrap: bool = knob(True, "Wrap each decoder layer (the model's own layer class) as its own FSDP unit.")
+    replicas: Optional[int] = knob(
+        None, "hybrid_shard: how many full replicas, each sharded over world_size/replicas processes; null: one per node.", ge=2
+    )
+
+    def replica_count(self, nnodes: int) -> int:
+        return self.replicas or nnodes
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,12 @@ class ShardingSpec:
     node_rank: int = knob(0, "This node's rank when launching multi-node by hand.", ge=0)
     rdzv_endpoint: Optional[str] = knob(None, "host:port of the rendezvous for multi-node runs.")
     backend: Literal["auto", "nccl", "gloo"] = knob("auto", "Collective backend; auto: nccl on CUDA, gloo on the CPU.")
+    rendezvous_timeout: int = knob(
+        600, "Seconds a multi-node run waits for every node at rdzv_endpoint before failing with the missing nodes.", ge=1
+    )
+    collective_timeout_minutes: float = knob(
+        10.0, "Minutes a rank waits in a collective (a peer died or hangs) before it fails; torch's default is 30.", gt=0
+    )
     fsdp: FsdpSpec = knob(FsdpSpec(), "FSDP2 settings.")
     deepspeed: DeepSpeedSpec = knob(DeepSpeedSpec(), "DeepSpeed ZeRO settings.")
 

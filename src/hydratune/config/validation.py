@@ -85,8 +85,14 @@ def _check_sharding(spec: RunSpec, env: Environment) -> list[Problem]:
         out.append(Problem(f"sharding.node_rank={sh.node_rank}", f"must be below sharding.nnodes={sh.nnodes}", "number nodes from 0"))
     if sh.nnodes > 1 and not sh.rdzv_endpoint and not env.under_launcher:
         out.append(Problem("sharding.rdzv_endpoint", "a multi-node run needs a rendezvous endpoint", "set sharding.rdzv_endpoint=host:port of node 0"))
-    if sh.strategy == "fsdp" and sh.fsdp.sharding == "hybrid_shard" and sh.nnodes < 2:
-        out.append(Problem("sharding.fsdp.sharding=hybrid_shard", "hybrid shard replicates across nodes and needs sharding.nnodes >= 2", "use full_shard on one node"))
+    if sh.strategy == "fsdp" and sh.fsdp.sharding == "hybrid_shard":
+        replicas = sh.fsdp.replica_count(sh.nnodes)
+        if replicas < 2:
+            out.append(Problem("sharding.fsdp.replicas", "hybrid_shard needs at least 2 replicas (one per node by default)",
+                               "set sharding.fsdp.replicas=2 on one node, or use sharding=fsdp"))
+        elif sh.world_size % replicas or sh.world_size == replicas:
+            out.append(Problem(f"sharding.fsdp.replicas={replicas}", f"{sh.world_size} processes do not split into {replicas} replicas of 2 or more shards",
+                               f"set sharding.nproc_per_node to a multiple of {2 * replicas // sh.nnodes or 2}"))
     if env.cuda and sh.strategy != "single" and env.gpu_count and sh.nproc_per_node > env.gpu_count:
         out.append(Problem(f"sharding.nproc_per_node={sh.nproc_per_node}", f"this node has {env.gpu_count} GPUs", f"set sharding.nproc_per_node={env.gpu_count}"))
     if sh.backend == "nccl" and not env.cuda:

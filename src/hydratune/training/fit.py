@@ -59,7 +59,14 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     if spec.sharding.strategy == "deepspeed":
         import deepspeed
 
-        deepspeed.init_distributed(dist_backend=args.ddp_backend)  # deepspeed.comm wraps the same group
+        from datetime import timedelta
+
+        # deepspeed.comm wraps the same group
+        deepspeed.init_distributed(dist_backend=args.ddp_backend, timeout=timedelta(seconds=args.ddp_timeout))
+    if spec.sharding.strategy == "fsdp" and not env.cuda:
+        from hydratune.training.upstream_patches import enable_fsdp_on_cpu
+
+        enable_fsdp_on_cpu()
     set_seed(spec.train.seed)  # the adapter's initialization must not depend on what ran before
     model = build_model(spec, env, root, precision)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(spec.output_dir / "tensorboard")
@@ -85,7 +92,7 @@ def fit(spec: RunSpec, env: Environment) -> dict:
         metrics["eval_perplexity"] = math.exp(min(final_eval["eval_loss"], 50.0))
 
     target = weights_dir(spec)
-    trainer.save_model(str(target))  # gathers FSDP / ZeRO-3 shards; writes on the main process
+    save_weights(trainer, target)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(target))
         result = {
@@ -101,6 +108,23 @@ def fit(spec: RunSpec, env: Environment) -> dict:
         write_json_atomic(spec.output_dir / TRAIN_RESULT, result)
     trainer.accelerator.wait_for_everyone()
     return metrics
+
+
+def save_weights(trainer: HydratuneTrainer, target: Path) -> None:
+    """The trained weights (the adapter, or the whole model) as one plain directory.
+
+    FSDP2 parameters are gathered into a full state dict on every rank (a collective)
+    and written by the main process; ZeRO-3 shards are gathered by the Trainer's own save.
+    """
+    if not trainer.is_fsdp_enabled:
+        trainer.save_model(str(target))
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model.save_pretrained(str(target), state_dict=state, safe_serialization=True)
 
 
 def read_train_result(spec: RunSpec) -> dict:

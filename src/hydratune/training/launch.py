@@ -1,44 +1,165 @@
-"""Self-launching: a strategy that needs N local processes relaunches `train` under torchrun.
+"""Self-launching: a strategy that needs N local processes runs them under torchrun's agent.
 
 The parent prepares the data first (so ranks only read the cache), saves the resolved
-spec (every override) in the run directory, then runs `python -m torch.distributed.run
-... -m hydratune.training.rank_worker <run dir>` and waits. Under torchrun,
-accelerate, the deepspeed launcher or an srun with one task per process, the
-environment is used as given.
+spec (every override) in the run directory, then runs torch.distributed.run's elastic
+agent in this very process: it starts `python -m hydratune.training.rank_worker <run
+dir>` once per local rank and waits. Keeping the agent in-process leaves no launcher
+process in between to orphan: SIGTERM, SIGINT or SIGHUP to `train` reach the agent's
+handlers, which stop every rank before `train` exits; a SIGKILLed `train` takes its
+ranks down through their parent-death signal (rank_worker). When a rank fails, the
+agent stops the others and `train` exits with one message naming the rank.
+
+Under torchrun, accelerate, the deepspeed launcher or an srun with one task per
+process, the environment is used as given.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
+import signal
+import socket
+import time
+from datetime import timedelta
 from pathlib import Path
 
 from hydratune.config.spec import RunSpec
 
 log = logging.getLogger(__name__)
 
+LAUNCHER_PID = "HYDRATUNE_LAUNCHER_PID"  # rank_worker dies with this process
+ERRORS_DIR = "errors"  # <run>/errors/rank<N>.txt: the traceback of a rank that failed
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class LaunchError(Exception):
+    """The ranks could not start or one of them failed; the message says which and why."""
+
+    exit_code = 1
+
 
 def needs_relaunch(spec: RunSpec, under_launcher: bool) -> bool:
     return spec.sharding.world_size > 1 and not under_launcher
 
 
-def torchrun_command(spec: RunSpec) -> list[str]:
+def torchrun_args(spec: RunSpec) -> list[str]:
     sh = spec.sharding
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={sh.nproc_per_node}"]
+    args = [f"--nproc_per_node={sh.nproc_per_node}", "--max_restarts=0", "--monitor_interval=1"]
     if sh.nnodes > 1:
-        host, _, port = sh.rdzv_endpoint.rpartition(":")
-        cmd += [f"--nnodes={sh.nnodes}", f"--node_rank={sh.node_rank}", f"--master_addr={host}", f"--master_port={port}"]
+        host, port = split_endpoint(sh.rdzv_endpoint)
+        args += [f"--nnodes={sh.nnodes}", f"--node_rank={sh.node_rank}", f"--master_addr={host}", f"--master_port={port}",
+                 f"--rdzv_conf=timeout={sh.rendezvous_timeout}"]
     else:
-        cmd += ["--standalone"]
+        args += ["--standalone"]
     # The ranks read the resolved spec the parent saved in the run dir: every override, one run dir.
-    return cmd + ["-m", "hydratune.training.rank_worker", str(spec.output_dir)]
+    return args + ["-m", "hydratune.training.rank_worker", str(spec.output_dir)]
 
 
-def relaunch(spec: RunSpec) -> int:
-    cmd = torchrun_command(spec)
-    log.info("launching %d process(es) on this node: %s", spec.sharding.nproc_per_node, " ".join(cmd))
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.sharding.nproc_per_node)))
-    return subprocess.run(cmd, env=env, cwd=Path.cwd()).returncode
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    return host, int(port)
+
+
+def relaunch(spec: RunSpec) -> None:
+    """Run this node's ranks and wait for them; LaunchError with one message when they fail."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    sh = spec.sharding
+    if sh.nnodes > 1:
+        wait_for_nodes(spec)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // sh.nproc_per_node)))
+    os.environ[LAUNCHER_PID] = str(os.getpid())
+    log.info("starting %d rank(s) on this node (node %d of %d)", sh.nproc_per_node, sh.node_rank, sh.nnodes)
+    previous = {sig: signal.getsignal(sig) for sig in _HANDLED}
+    try:
+        run(parse_args(torchrun_args(spec)))
+    except ChildFailedError as error:
+        raise LaunchError(describe_failure(error, spec.output_dir)) from None
+    except SignalException as stop:  # the agent has stopped every rank already
+        log.error("stopped by %s; every rank was stopped", stop.sigval.name)
+        raise SystemExit(128 + int(stop.sigval)) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def describe_failure(error, run_dir: Path) -> str:
+    """One message for the ranks that failed, first failure first, with each rank's cause."""
+    causes = []
+    for rank, failure in sorted(error.failures.items(), key=lambda item: item[1].timestamp):
+        traceback_file = run_dir / ERRORS_DIR / f"rank{rank}.txt"
+        if failure.exitcode < 0:
+            cause = f"was killed by {failure.signal_name()}"
+        elif traceback_file.is_file():
+            last = traceback_file.read_text().strip().splitlines()[-1]
+            cause = f"failed with {last} (traceback: {traceback_file})"
+        else:
+            cause = f"exited with code {failure.exitcode}"
+        causes.append(f"rank {rank} (pid {failure.pid}) {cause}")
+    return "training failed: " + "; ".join(causes) + "; the other ranks were stopped"
+
+
+# ------------------------------------------------------------------ multi-node
+def wait_for_nodes(spec: RunSpec) -> None:
+    """Meet the other nodes at the rendezvous endpoint before starting any rank.
+
+    Node 0 serves a small store on the endpoint; each node checks in under its rank.
+    Every 10 s the wait is logged, naming the nodes still missing; after
+    `sharding.rendezvous_timeout` seconds it fails with the endpoint and the missing
+    nodes. The store is closed before torchrun's own rendezvous binds the same port.
+    """
+    from torch.distributed import TCPStore
+
+    sh = spec.sharding
+    host, port = split_endpoint(sh.rdzv_endpoint)
+    deadline = time.monotonic() + sh.rendezvous_timeout
+    others = [r for r in range(sh.nnodes) if r != sh.node_rank]
+    where = f"sharding.rdzv_endpoint={sh.rdzv_endpoint}"
+    hint = "start `train` with the same configuration and sharding.node_rank=<rank> on each node, or raise sharding.rendezvous_timeout"
+
+    def remaining() -> float:
+        return deadline - time.monotonic()
+
+    if sh.node_rank == 0:
+        store = TCPStore(host, port, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=sh.rendezvous_timeout))
+    else:
+        store = _connect(host, port, remaining, where, hint)
+    store.set(f"hydratune/node/{sh.node_rank}", socket.gethostname())
+    if sh.node_rank == 0:
+        _await_keys(store, {r: f"hydratune/node/{r}" for r in others}, remaining, where, hint, "to join")
+        store.set("hydratune/go", "1")
+        _await_keys(store, {r: f"hydratune/left/{r}" for r in others}, remaining, where, hint, "to leave the check-in")
+    else:
+        _await_keys(store, {0: "hydratune/go"}, remaining, where, hint, "to start")
+        store.set(f"hydratune/left/{sh.node_rank}", "1")
+    del store  # node 0: closes the server, so torchrun can bind the port
+    log.info("all %d nodes joined at %s", sh.nnodes, sh.rdzv_endpoint)
+
+
+def _connect(host: str, port: int, remaining, where: str, hint: str):
+    from torch.distributed import TCPStore
+
+    while True:
+        try:
+            return TCPStore(host, port, is_master=False, timeout=timedelta(seconds=max(1.0, min(10.0, remaining()))))
+        except (RuntimeError, OSError):  # node 0 not up yet (DistStoreError is a RuntimeError)
+            if remaining() <= 0:
+                raise LaunchError(f"{where}: node 0 did not open the rendezvous in time; missing nodes: 0 ({hint})") from None
+            log.info("waiting for node 0 at %s:%d (%.0f s left)", host, port, remaining())
+
+
+def _await_keys(store, keys: dict[int, str], remaining, where: str, hint: str, what: str) -> None:
+    last_log = 0.0
+    while True:
+        missing = [rank for rank, key in keys.items() if not store.check([key])]
+        if not missing:
+            return
+        if remaining() <= 0:
+            names = ", ".join(map(str, missing))
+            raise LaunchError(f"{where}: {len(missing)} node(s) did not come in time; missing nodes: {names} ({hint})")
+        if time.monotonic() - last_log >= 10:
+            log.info("waiting for node(s) %s %s at %s (%.0f s left)", ", ".join(map(str, missing)), what, where.split("=", 1)[1], remaining())
+            last_log = time.monotonic()
+        time.sleep(0.2)

@@ -1,22 +1,51 @@
 """One training rank started by `train`'s self-launch: `python -m hydratune.training.rank_worker RUN_DIR`.
 
 It reads the resolved spec the parent wrote (every override included) and runs fit().
+It dies with the process that started it, and a failure leaves its traceback in
+<run>/errors/rank<N>.txt and one line on stderr, so `train` can report it once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 from hydratune.config.environment import detect_environment
 from hydratune.outputs.run_record import load_spec
 from hydratune.training.fit import fit
+from hydratune.training.launch import ERRORS_DIR, LAUNCHER_PID
+
+
+def die_with_launcher() -> None:
+    """SIGKILL this rank when the `train` process that started it dies, even by SIGKILL (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    launcher = os.environ.get(LAUNCHER_PID)
+    if launcher and os.getppid() != int(launcher):  # it died before prctl took effect
+        os._exit(1)
 
 
 def main(argv: list[str]) -> None:
+    die_with_launcher()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][rank %(process)d][%(name)s] %(message)s")
-    fit(load_spec(Path(argv[0])), detect_environment())
+    run_dir = Path(argv[0])
+    rank = os.environ.get("RANK", "0")
+    try:
+        fit(load_spec(run_dir), detect_environment())
+    except Exception as error:
+        errors = run_dir / ERRORS_DIR
+        errors.mkdir(exist_ok=True)
+        (errors / f"rank{rank}.txt").write_text(traceback.format_exc())
+        print(f"rank {rank}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

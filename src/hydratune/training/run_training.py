@@ -40,9 +40,7 @@ def run_training(spec: RunSpec) -> Any:
         return None
     if needs_relaunch(spec, env.under_launcher):
         run_preprocess(spec)  # once, here: the ranks only read the cache
-        code = relaunch(spec)
-        if code != 0:
-            raise RuntimeError(f"training processes failed with exit code {code}; see the log above")
+        relaunch(spec)  # LaunchError, with one message, when a rank fails
         if spec.sharding.node_rank != 0:
             return None  # node 0 finishes the run
     else:

@@ -17,7 +17,10 @@ def fsdp_settings(spec: RunSpec, layer_class: str) -> dict:
         # shard_grad_op keeps parameters gathered from forward to backward (ZeRO-2-like)
         "reshard_after_forward": fsdp.sharding != "shard_grad_op",
         "cpu_offload": fsdp.cpu_offload,
-        "state_dict_type": "FULL_STATE_DICT",
+        # Checkpoints stay sharded (each rank writes its own part through torch.distributed.checkpoint);
+        # the final weights are gathered once by fit(). A full state dict per checkpoint would
+        # funnel the whole model through rank 0 at every save.
+        "state_dict_type": "SHARDED_STATE_DICT",
         "auto_wrap_policy": "TRANSFORMER_BASED_WRAP" if fsdp.auto_wrap else "NO_WRAP",
     }
     if fsdp.auto_wrap:
@@ -68,13 +71,15 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
     )
     if sh.world_size > 1:
         kwargs["ddp_backend"] = sh.backend if sh.backend != "auto" else ("nccl" if env.cuda else "gloo")
+        kwargs["ddp_timeout"] = int(sh.collective_timeout_minutes * 60)
     if sh.strategy == "fsdp":
         kwargs["fsdp"] = True
         kwargs["fsdp_config"] = fsdp_settings(spec, layer_class)
         if sh.fsdp.sharding == "hybrid_shard":
             from accelerate.parallelism_config import ParallelismConfig
 
-            kwargs["parallelism_config"] = ParallelismConfig(dp_replicate_size=sh.nnodes, dp_shard_size=sh.nproc_per_node)
+            replicas = sh.fsdp.replica_count(sh.nnodes)
+            kwargs["parallelism_config"] = ParallelismConfig(dp_replicate_size=replicas, dp_shard_size=sh.world_size // replicas)
     if sh.strategy == "deepspeed":
         kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision)
     return TrainingArguments(**kwargs)
