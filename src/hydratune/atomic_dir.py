@@ -47,6 +47,8 @@ def build_once(target: Path, build: Callable[[Path], dict[str, Any]], *, is_vali
     with FileLock(str(target) + ".lock"):
         if complete():  # another process built it while we waited
             return target, False
+        for leftover in target.parent.glob(f".{target.name}.tmp-*"):  # scratch of a killed build: we hold the lock
+            shutil.rmtree(leftover, ignore_errors=True)
         with _scratch(target) as tmp:
             manifest = build(tmp)
             write_json_atomic(tmp / MANIFEST, manifest)

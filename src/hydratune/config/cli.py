@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import KEY_ALIASES, RunSpec
@@ -56,14 +57,30 @@ def exit_on_config_error(error: ConfigError) -> None:
     sys.exit(ConfigError.exit_code)
 
 
+@contextmanager
+def user_errors_exit() -> Iterator[None]:
+    """Every console script's contract: a bad config or bad data exits 2 with one message naming
+    the key, file or row and the fix; failed ranks exit 1 with one message; never a traceback."""
+    from hydratune.data.errors import DataError
+    from hydratune.training.launch import LaunchError
+
+    try:
+        yield
+    except ConfigError as error:  # also found by stages before their expensive work (an unreachable model)
+        exit_on_config_error(error)
+    except DataError as error:
+        print(f"Data error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except LaunchError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+
+
 def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], Any]:
     """Build the console-script `main` for a stage: `stage(spec)` gets a checked RunSpec."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
-
-    from hydratune.data.errors import DataError
-    from hydratune.training.launch import LaunchError
 
     argv_problems: list[Problem] = []
 
@@ -76,18 +93,10 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], 
             if hydra_cfg.mode.name == "MULTIRUN":
                 raise  # one bad job fails alone; the sweep goes on
             exit_on_config_error(error)
-        try:
+        if hydra_cfg.mode.name == "MULTIRUN":
+            return stage(spec)  # one failing job fails alone; the sweep goes on
+        with user_errors_exit():
             return stage(spec)
-        except ConfigError as error:  # found by a stage before its expensive work (e.g. an unreachable model)
-            if hydra_cfg.mode.name == "MULTIRUN":
-                raise
-            exit_on_config_error(error)
-        except (DataError, LaunchError) as error:  # bad rows, failed ranks: one message, no traceback
-            if hydra_cfg.mode.name == "MULTIRUN":
-                raise
-            label = "Data error" if isinstance(error, DataError) else "Error"
-            print(f"{label}: {error}", file=sys.stderr)
-            sys.exit(error.exit_code)
 
     def main() -> Any:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
@@ -106,6 +115,9 @@ def spec_from_config(cfg: Any, *, output_dir: str | None = None, env=None, extra
     from hydratune.config.spec_builder import build_run_spec
     from hydratune.config.validation import check_run_spec
 
+    if _select(cfg, "run.output_dir") is not None:
+        extra_problems = [*extra_problems, Problem("run.output_dir", "is replaced by Hydra's run directory",
+                                                   "set hydra.run.dir=<dir> instead (hydra.sweep.dir for sweeps)")]
     try:
         spec = build_run_spec(cfg, output_dir=output_dir)
     except ConfigError as error:
@@ -128,3 +140,13 @@ def compose_spec(overrides: list[str] = (), *, output_dir: str | None = None, en
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name=PRIMARY_CONFIG, overrides=args)
     return spec_from_config(cfg, output_dir=output_dir, env=env, extra_problems=problems)
+
+
+def _select(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        try:
+            node = node.get(part) if node is not None else None
+        except AttributeError:
+            return None
+    return node

@@ -228,7 +228,8 @@ class RunSection:
     cache_dir: Optional[str] = knob(
         None, "Where converted models and tokenized shards are cached; null: $HYDRATUNE_CACHE or ~/.cache/hydratune."
     )
-    output_dir: Optional[str] = knob(None, "Run directory; filled in from Hydra's output directory.")
+    output_dir: Optional[str] = knob(None, "Run directory; filled in from Hydra's output directory (set it with hydra.run.dir).")
+    overwrite: bool = knob(False, "Clear a run directory that holds an earlier run (its checkpoints, weights and records) before starting.")
 
 
 @dataclass(frozen=True)

@@ -172,9 +172,11 @@ def _import_custom(name: str) -> Callable[..., Any]:
 
 
 def format_source_text(name: str) -> str:
-    """The converter's source code: part of the cache key, so editing a custom format rebuilds."""
+    """The source of the module that defines the converter (the whole file, so a change in a
+    helper it calls counts too): part of the cache key, so editing a format rebuilds."""
     fn = FORMATS.get(name) or _import_custom(name)
+    module = inspect.getmodule(fn)
     try:
-        return inspect.getsource(fn)
+        return inspect.getsource(module) if module is not None else inspect.getsource(fn)
     except (OSError, TypeError):
         return name

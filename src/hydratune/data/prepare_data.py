@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,10 +75,19 @@ def cache_key(ds: DatasetSpec, tokenizer, fingerprints: dict[str, str]) -> str:
         "settings": dataclasses.asdict(ds),
         "sources": fingerprints,
         "converters": {s.format: format_source_text(s.format) for s in _sources(ds)},
+        "code": data_stage_source(),
         "tokenizer": [hashlib.sha256(p.encode()).hexdigest() for p in tokenizer_fingerprint_parts(tokenizer)],
     }
     digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+def data_stage_source() -> str:
+    """The code that turns rows into shards (tokenizing, masking, packing): part of the key,
+    so a change to it never reuses shards the old code wrote."""
+    from hydratune.data import packing, tokenize_examples
+
+    return "".join(inspect.getsource(module) for module in (tokenize_examples, packing, sys.modules[__name__]))
 
 
 def _split_plan(ds: DatasetSpec) -> dict[str, list[tuple[int, SourceSpec, str]]]:
@@ -116,13 +127,18 @@ def run_preprocess(spec: RunSpec, *, tokenizer=None) -> PreparedData:
 
 
 def _shards_intact(directory: Path, manifest: dict) -> bool:
-    """Every shard is present with the size and hash the manifest recorded."""
-    for shards in manifest.get("shards", {}).values():
-        for name, meta in shards.items():
-            path = directory / name
-            if not path.is_file() or path.stat().st_size != meta["bytes"] or _sha256(path) != meta["sha256"]:
-                log.warning("data cache %s is damaged (%s); rebuilding", directory, name)
-                return False
+    """Every shard is present with the size and hash the manifest recorded. A manifest that
+    lacks a field is damaged too: the cache is rebuilt, never read half-described."""
+    try:
+        for shards in manifest["shards"].values():
+            for name, meta in shards.items():
+                path = directory / name
+                if not path.is_file() or path.stat().st_size != meta["bytes"] or _sha256(path) != meta["sha256"]:
+                    log.warning("data cache %s is damaged (%s); rebuilding", directory, name)
+                    return False
+    except (KeyError, TypeError, AttributeError) as missing:
+        log.warning("data cache %s has a damaged manifest (%r); rebuilding", directory, missing)
+        return False
     return (directory / "report.json").is_file()
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hydratune.cache_dirs import cache_root as default_cache_root
+from hydratune.config.cli import user_errors_exit
 from hydratune.evaluate.run_evaluation import run_evaluation
 from hydratune.evaluate.targets import base_target, resolve_target
 from hydratune.evaluate.tasks import TASKS
@@ -45,7 +46,7 @@ def task_options(resolved, args) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hydratune-eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("target", help="run dir, merged dir, adapter dir, or a model name (Hub id, local dir, embedded:...)")
     parser.add_argument("--task", action="append", choices=sorted(n for n, t in TASKS.items() if t.generative))
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
 
+    with user_errors_exit():
+        evaluate_target(args)
+
+
+def evaluate_target(args: argparse.Namespace) -> dict[str, float]:
     root = default_cache_root(args.cache_dir)
     resolved = resolve_target(args.target, root)
     tasks = task_options(resolved, args)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from hydratune.atomic_dir import build_once, write_json_atomic
+from hydratune.config.problems import ConfigError, Problem
 from hydratune.evaluate.statistics import mcnemar_exact, wilson_interval
 from hydratune.evaluate.tasks import TASKS, Task
 
@@ -48,6 +49,9 @@ def _task_results(task: Task, options, target: EvalTarget, model_tokenizer, cach
     shots = task.load_shots(options, cache_root) if task.load_shots else []
     conversations = [task.build_prompt(p, shots, system_prompt) for p in problems]
     if getattr(options, "backend", "hf") == "vllm":
+        if target.directory is None:
+            raise ConfigError([Problem(f"eval.tasks.{task.name}.backend=vllm", f"vLLM cannot load the {target.label} target (an adapter without merged weights)",
+                                       "evaluate the run directory or its merged/, or use backend=hf")])
         generations = generate_vllm(target.directory, conversations, max_new_tokens=options.max_new_tokens)
     else:
         model, tokenizer = model_tokenizer()

@@ -21,7 +21,11 @@ def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> Eval
 
         return (load_base_model(model, cache_root, dtype=torch.float32, attn_implementation="sdpa"), load_tokenizer(model, cache_root))
 
-    return EvalTarget(label, load, directory=None, cache_identity=dataclasses.asdict(model))
+    from hydratune.models.model_loading import model_location
+
+    # vLLM loads what from_pretrained loads: the converted or materialized directory, a local one, or the Hub id
+    location = Path(model_location(model, cache_root))
+    return EvalTarget(label, load, directory=location, cache_identity=dataclasses.asdict(model))
 
 
 def merged_target(directory: Path, label: str = "tuned") -> EvalTarget:
@@ -62,7 +66,13 @@ def resolve_target(target: str, cache_root: Path) -> ResolvedTarget:
     if (path / "spec.json").is_file():
         from hydratune.outputs.run_record import load_spec
 
+        from filelock import FileLock
+
+        from hydratune.export.merge_adapter import recover_merged
+
         spec = load_spec(path)
+        with FileLock(str(path / ".merged.lock")):
+            recover_merged(path)  # an interrupted export moved the previous merged/ aside
         return ResolvedTarget(merged_target(path / "merged"), spec.model, spec, "run")
     if (path / "adapter_config.json").is_file():
         return ResolvedTarget(adapter_target(path), ModelSpec(name=adapter_base_name(path)), None, "adapter")

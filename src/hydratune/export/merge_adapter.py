@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from hydratune.cache_dirs import cache_root
 from hydratune.models.chat_templates import stop_token_ids
@@ -83,19 +84,34 @@ def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = tor
     _set_generation_stop(model, tokenizer)
 
     target = spec.output_dir / "merged"
-    scratch = spec.output_dir / f".merged.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        model.save_pretrained(str(scratch), safe_serialization=True)
-        tokenizer.save_pretrained(str(scratch))
-        old = None
-        if target.exists():
-            old = target.rename(spec.output_dir / f".merged.old-{uuid.uuid4().hex[:8]}")
-        os.replace(scratch, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with FileLock(str(spec.output_dir / ".merged.lock")):  # two exports of one run take turns
+        recover_merged(spec.output_dir)
+        scratch = spec.output_dir / f".merged.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            model.save_pretrained(str(scratch), safe_serialization=True)
+            tokenizer.save_pretrained(str(scratch))
+            old = None
+            if target.exists():
+                old = target.rename(spec.output_dir / f".merged.old-{uuid.uuid4().hex[:8]}")
+            # A kill here leaves no merged/ but a whole .merged.old-*: recover_merged() puts it back.
+            os.replace(scratch, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return {"merged_dir": str(target), "from": str(weights), "parity": parity, "dtype": str(save_dtype).replace("torch.", "")}
+
+
+def recover_merged(run_dir: Path) -> None:
+    """Undo what a killed export left: the previous merged/ moved aside is put back, scratch is removed.
+    Callers hold the run's merge lock (or, like evaluation, only read after it)."""
+    target = run_dir / "merged"
+    aside = sorted(run_dir.glob(".merged.old-*"), key=lambda p: p.stat().st_mtime)
+    if not target.exists() and aside:
+        log.warning("restoring %s from %s (an export was interrupted)", target, aside[-1].name)
+        os.replace(aside.pop(), target)
+    for leftover in [*aside, *run_dir.glob(".merged.tmp-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _set_generation_stop(model, tokenizer) -> None:

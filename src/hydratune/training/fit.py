@@ -24,7 +24,7 @@ from hydratune.config.environment import Environment
 from hydratune.plan import decoder_layer_class, resolve_precision
 from hydratune.config.spec import RunSpec
 from hydratune.training.build_model import build_model
-from hydratune.training.checkpoints import resolve_resume
+from hydratune.training.checkpoints import decide_on_rank_zero, resolve_resume, run_identity
 from hydratune.training.hydratune_trainer import HydratuneTrainer
 from hydratune.training.token_throughput import CountingCollator
 from hydratune.training.trainer_args import training_arguments
@@ -78,8 +78,10 @@ def fit(spec: RunSpec, env: Environment) -> dict:
         eval_dataset=eval_rows if loss_task is not None else None,
         data_collator=collator,
         processing_class=tokenizer,
+        identity=run_identity(spec, prepared.key),
+        keep_checkpoints=spec.train.save_total_limit,
     )
-    resume_from = resolve_resume(spec.train.resume, Path(args.output_dir))
+    resume_from = decide_on_rank_zero(lambda: resolve_resume(spec, prepared.key))
     if resume_from:
         log.info("resuming from %s", resume_from)
     output = trainer.train(resume_from_checkpoint=resume_from)

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from transformers import Trainer
 
-from hydratune.training.checkpoints import MarkCompleteCheckpoints
+from hydratune.training.checkpoints import MarkCompleteCheckpoints, barrier, clear_marker
 from hydratune.training.token_throughput import REAL_TOKENS, Throughput
 
 
 class HydratuneTrainer(Trainer):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, identity: dict[str, Any], keep_checkpoints: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.throughput = Throughput()
-        self.add_callback(MarkCompleteCheckpoints())
+        self.add_callback(MarkCompleteCheckpoints(identity, keep_checkpoints))
+
+    def _save_checkpoint(self, model, trial):
+        if self.is_world_process_zero():
+            clear_marker(Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}")
+        barrier()  # no rank writes into the folder while its old marker still vouches for it
+        return super()._save_checkpoint(model, trial)
 
     def train(self, *args, **kwargs):
         self.throughput.restart()

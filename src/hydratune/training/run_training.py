@@ -19,6 +19,8 @@ from hydratune.config.environment import detect_environment
 from hydratune.plan import plan_run
 from hydratune.outputs.run_record import save_spec, write_run_record
 from hydratune.config.spec import RunSpec
+from hydratune.outputs.run_directory import claim_run_directory
+from hydratune.training.checkpoints import resolve_resume
 from hydratune.training.launch import needs_relaunch, relaunch
 from hydratune.training.fit import fit, read_train_result, weights_dir
 
@@ -34,12 +36,14 @@ def run_training(spec: RunSpec) -> Any:
     start = time.perf_counter()
     env = detect_environment()
     if is_main_process():
+        claim_run_directory(spec)
         plan = plan_run(spec)
         save_spec(spec, spec.output_dir)
     if spec.run.dry_run:
         return None
     if needs_relaunch(spec, env.under_launcher):
-        run_preprocess(spec)  # once, here: the ranks only read the cache
+        prepared = run_preprocess(spec)  # once, here: the ranks only read the cache
+        resolve_resume(spec, prepared.key)  # a refused resume fails here, before any rank starts
         relaunch(spec)  # LaunchError, with one message, when a rank fails
         if spec.sharding.node_rank != 0:
             return None  # node 0 finishes the run

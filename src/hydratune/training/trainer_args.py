@@ -60,7 +60,7 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
         report_to=list(t.report_to),
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
-        save_total_limit=t.save_total_limit,
+        save_total_limit=None,  # pruned by MarkCompleteCheckpoints: only complete ones count, only after marking
         eval_strategy="steps" if every else "no",
         eval_steps=every,
         remove_unused_columns=False,  # seq_lens feeds the collator
