@@ -110,6 +110,11 @@ def test_pretokenized_keeps_ids_and_labels():
         ("sharegpt", {"conversations": [{"from": "alien", "value": "x"}]}, "wrong role"),
         ("pretokenized", {"input_ids": [1, 2], "labels": [1]}, "bad token ids"),
         ("completion", {"text": 5}, "wrong type"),
+        ("alpaca", {"instruction": "Add", "input": 5, "output": "7"}, "wrong type"),
+        ("messages", {"messages": [{"role": ["user"], "content": "x"}, {"role": "assistant", "content": "y"}]}, "wrong role"),
+        ("pretokenized", {"input_ids": [1, 2], "labels": 5}, "bad token ids"),
+        ("pretokenized", {"input_ids": [1, 2], "labels": ["a", "b"]}, "bad token ids"),
+        ("sharegpt", {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": " "}]}, "empty reply"),
     ],
 )
 def test_bad_rows_raise_with_reason(fmt, row, reason):

@@ -93,6 +93,37 @@ def _build_then_die(data: str, cache: str) -> None:
     run_preprocess(spec_for(Path(data), Path(cache)), tokenizer=tiny_tokenizer())
 
 
+def test_a_manifest_missing_a_field_is_rebuilt_and_scratch_of_a_killed_build_is_removed(tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", rows())
+    spec = spec_for(data, tmp_path / "cache")
+    built = run_preprocess(spec, tokenizer=tiny_tokenizer())
+    manifest = json.loads((built.directory / "manifest.json").read_text())
+    del manifest["shards"]
+    (built.directory / "manifest.json").write_text(json.dumps(manifest))
+    scratch = built.directory.parent / f".{built.directory.name}.tmp-deadbeef"
+    scratch.mkdir()
+    (scratch / "train-00000.arrow").write_bytes(b"half")
+    again = run_preprocess(spec, tokenizer=tiny_tokenizer())
+    assert not again.cache_hit and len(again.load("train")) == len(built.load("train"))
+    assert not scratch.exists()
+
+
+def test_key_covers_the_whole_converter_module(tmp_path, monkeypatch):
+    """A change in a helper that a custom converter calls (not the converter itself) rebuilds."""
+    module = tmp_path / "my_rows.py"
+    module.write_text("def helper(x):\n    return x\n\n\ndef convert(row, options):\n"
+                      "    return [{'role': 'user', 'content': helper(row['q'])}, {'role': 'assistant', 'content': row['a']}]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = write_jsonl(tmp_path / "train.jsonl", [{"q": "Hi", "a": "Hello"}] * 4)
+    spec = spec_for(data, tmp_path / "cache", "dataset.format=my_rows:convert")
+    first = run_preprocess(spec, tokenizer=tiny_tokenizer())
+    module.write_text(module.read_text().replace("return x", "return x.upper()"))
+    import sys as _sys
+
+    _sys.modules.pop("my_rows", None)
+    assert run_preprocess(spec, tokenizer=tiny_tokenizer()).key != first.key
+
+
 def test_killed_build_leaves_nothing_read_as_complete(tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", rows())
     cache = tmp_path / "cache"
@@ -150,6 +181,51 @@ def test_bad_data_names_file_and_line(tmp_path, content, needle):
     with pytest.raises(DataError) as info:
         run_preprocess(spec_for(tmp_path / "train.jsonl", tmp_path / "cache"), tokenizer=tiny_tokenizer())
     assert needle in str(info.value)
+
+
+BAD_ROWS = [  # (format, a bad JSON line, what the error names after file:line, the reason it is counted under with drop)
+    ("alpaca", '{"instruction": "Add", "input": 5, "output": "7"}', "field 'input' should be text, got int", "wrong type"),
+    ("messages", '{"messages": [{"role": ["user"], "content": "x"}, {"role": "assistant", "content": "y"}]}', "turn 0 has role ['user']", "wrong role"),
+    ("pretokenized", '{"input_ids": [3, 4], "labels": 5}', "labels should be a list of integers", "bad token ids"),
+    ("pretokenized", '{"input_ids": [3, 4], "labels": ["a", "b"]}', "labels should be a list of integers", "bad token ids"),
+    ("pretokenized", '{"input_ids": [3, -1]}', "input_ids has 1 id(s) outside the vocabulary", "token id out of range"),
+    ("pretokenized", '{"input_ids": [3, 100000]}', "input_ids has 1 id(s) outside the vocabulary", "token id out of range"),
+    ("pretokenized", '{"input_ids": [3, 4], "labels": [-100, 100000]}', "labels has 1 id(s)", "token id out of range"),
+    ("qa", '{"question": broken', "bad JSON", "bad JSON"),
+]
+GOOD = {"alpaca": '{"instruction": "Add 2 and 5", "output": "7"}', "messages": '{"messages": [{"role": "user", "content": "Hi"}, '
+        '{"role": "assistant", "content": "Hello"}]}', "pretokenized": '{"input_ids": [3, 4, 5]}', "qa": '{"question": "q", "answer": "a"}'}
+
+
+@pytest.mark.parametrize("fmt,line,needle,reason", BAD_ROWS, ids=[f"{r[0]}: {r[3]}" for r in BAD_ROWS])
+def test_a_bad_row_is_named_or_dropped_and_counted(fmt, line, needle, reason, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text(f"{GOOD[fmt]}\n{line}\n{GOOD[fmt]}\n")
+    with pytest.raises(DataError) as info:
+        run_preprocess(spec_for(data, tmp_path / "cache", f"dataset.format={fmt}"), tokenizer=tiny_tokenizer())
+    assert f"train.jsonl:2: {needle}" in str(info.value)
+    dropped = run_preprocess(spec_for(data, tmp_path / "cache", f"dataset.format={fmt}", "dataset.bad_rows=drop"), tokenizer=tiny_tokenizer())
+    source = dropped.report["sources"]["train"][0]
+    assert source["dropped"] == {reason: 1} and source["rows_kept"] == 2
+
+
+def test_an_empty_assistant_turn_is_masked_never_trained(tmp_path):
+    """ShareGPT rows scraped with an empty reply in the middle: the turn is kept as context but not
+    trained (no lone end-of-turn taught), counted, and refused with bad_rows=error."""
+    from hydratune.data.tokenize_examples import IGNORE
+
+    turns = [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": ""}, {"from": "human", "value": "Sum 2 and 5?"},
+             {"from": "gpt", "value": "7"}]
+    data = write_jsonl(tmp_path / "train.jsonl", [{"conversations": turns}])
+    with pytest.raises(DataError, match="train.jsonl:1: turn 1 is an empty assistant reply"):
+        run_preprocess(spec_for(data, tmp_path / "cache", "dataset.format=sharegpt"), tokenizer=tiny_tokenizer())
+    tok = tiny_tokenizer()
+    prepared = run_preprocess(spec_for(data, tmp_path / "cache", "dataset.format=sharegpt", "dataset.bad_rows=drop"), tokenizer=tok)
+    assert prepared.report["sources"]["train"][0]["empty_turns_masked"] == 1
+    row = prepared.load("train")[0]
+    end_of_turn = tok.convert_tokens_to_ids("<|im_end|>")
+    trained = [label for label in row["labels"] if label != IGNORE]
+    assert trained.count(end_of_turn) == 1 and trained[-1] == end_of_turn, tok.decode(trained)  # only the last reply's
 
 
 def test_bad_rows_dropped_and_counted_when_allowed(tmp_path):

@@ -38,6 +38,7 @@ class Example:
     text: str | None = None
     input_ids: tuple[int, ...] | None = None
     labels: tuple[int, ...] | None = None
+    empty_turns: tuple[int, ...] = ()  # assistant turns with no text: kept for context, never trained
 
 
 def _get(row: Mapping[str, Any], options: FormatOptions, name: str, *, optional: bool = False) -> Any:
@@ -74,9 +75,9 @@ def qa(row: Mapping[str, Any], options: FormatOptions) -> Example:
 
 def alpaca(row: Mapping[str, Any], options: FormatOptions) -> Example:
     instruction = _text(_get(row, options, "instruction"), options.field("instruction"))
-    extra = _get(row, options, "input", optional=True) or ""
+    extra = _text(_get(row, options, "input", optional=True) or "", options.field("input"))
     output = _text(_get(row, options, "output"), options.field("output"))
-    prompt = f"{instruction}\n\n{_text(extra, options.field('input'))}" if extra.strip() else instruction
+    prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
     if not prompt.strip() or not output.strip():
         raise RowError("empty text", "instruction or output is empty")
     return Example(messages=_with_system([{"role": "user", "content": prompt}, {"role": "assistant", "content": output}], options))
@@ -92,7 +93,7 @@ def _conversation(row: Mapping[str, Any], options: FormatOptions, field: str, ro
     for i, turn in enumerate(raw):
         if not isinstance(turn, Mapping) or role_key not in turn or text_key not in turn:
             raise RowError("bad message", f"turn {i} needs '{role_key}' and '{text_key}'")
-        role = roles.get(turn[role_key])
+        role = roles.get(turn[role_key]) if isinstance(turn[role_key], str) else None
         if role is None:
             raise RowError("wrong role", f"turn {i} has {role_key} {turn[role_key]!r}", f"use one of {', '.join(roles)}")
         out.append({"role": role, "content": _text(turn[text_key], f"turn {i} {text_key}")})
@@ -100,7 +101,12 @@ def _conversation(row: Mapping[str, Any], options: FormatOptions, field: str, ro
         raise RowError("empty conversation", "the conversation has no messages")
     if not any(m["role"] == "assistant" for m in out):
         raise RowError("no assistant turn", "the conversation has no assistant message to train on")
-    return Example(messages=_with_system(out, options))
+    empty = [i for i, m in enumerate(out) if m["role"] == "assistant" and not m["content"].strip()]
+    if len(empty) == sum(m["role"] == "assistant" for m in out):
+        raise RowError("empty reply", "every assistant turn is empty: nothing to train on")
+    messages = _with_system(out, options)
+    shift = len(messages) - len(out)  # an injected system prompt moves every turn by one
+    return Example(messages=messages, empty_turns=tuple(i + shift for i in empty))
 
 
 def messages(row: Mapping[str, Any], options: FormatOptions) -> Example:
@@ -123,11 +129,17 @@ def completion(row: Mapping[str, Any], options: FormatOptions) -> Example:
 def pretokenized(row: Mapping[str, Any], options: FormatOptions) -> Example:
     ids = _get(row, options, "input_ids")
     labels = _get(row, options, "labels", optional=True)
-    if not isinstance(ids, (list, tuple)) or not ids or not all(isinstance(t, int) for t in ids):
+    if not _int_list(ids) or not ids:
         raise RowError("bad token ids", "input_ids should be a non-empty list of integers")
+    if labels is not None and not _int_list(labels):
+        raise RowError("bad token ids", f"labels should be a list of integers, got {labels!r:.60}", "give one label per token (-100 masks)")
     if labels is not None and len(labels) != len(ids):
         raise RowError("bad token ids", f"labels has {len(labels)} entries for {len(ids)} input_ids", "give one label per token (-100 masks)")
     return Example(input_ids=tuple(ids), labels=tuple(labels) if labels is not None else None)
+
+
+def _int_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
 
 
 FORMATS: dict[str, Callable[[Mapping[str, Any], FormatOptions], Example]] = {

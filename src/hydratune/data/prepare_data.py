@@ -30,7 +30,7 @@ from hydratune.data.formats import Example, FormatOptions, format_source_text, r
 from hydratune.data.packing import best_fit_decreasing, packing_efficiency
 from hydratune.data.report import build_report, write_report
 from hydratune.data.sources import open_split
-from hydratune.data.tokenize_examples import MaskPolicy, TokenSequence, fit_length, tokenize_batch, tokenizer_fingerprint_parts
+from hydratune.data.tokenize_examples import MaskPolicy, TokenSequence, fit_length, token_id_problem, tokenize_batch, tokenizer_fingerprint_parts
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,7 @@ class SourceStats:
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
     tokens: int = 0
     supervised: int = 0
+    empty_turns_masked: int = 0  # empty assistant replies inside kept conversations (never trained)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -185,23 +186,40 @@ def _tokenize_source(src: SourceSpec, raw, tokenizer, ds: DatasetSpec, stats: So
             sequences.append(kept)
         pending.clear()
 
+    vocab_size = len(tokenizer)
     for row in raw.read():
         if src.max_rows is not None and stats.rows_read >= src.max_rows:
             break
         stats.rows_read += 1
         try:
-            pending.append((row.location, convert(row.data, options)))
+            example = checked_example(row, convert, options, vocab_size, ds.bad_rows)
         except RowError as exc:
             if ds.bad_rows == "drop":
                 stats.drop(exc.reason)
                 continue
             raise DataError(f"{row.location}: {exc.what}", exc.fix or "fix the row, or set dataset.bad_rows=drop to skip bad rows") from None
+        stats.empty_turns_masked += len(example.empty_turns)
+        pending.append((row.location, example))
         if len(pending) >= TOKENIZE_BATCH:
             flush()
     flush()
     if stats.rows_read == 0:
         raise DataError(f"{raw.name}: no rows", "check the file and the split")
     return sequences
+
+
+def checked_example(row, convert, options: FormatOptions, vocab_size: int, bad_rows: str) -> Example:
+    """One row as an Example, or the RowError that says what is wrong with it."""
+    if row.problem is not None:  # unreadable at the source (a line that is not JSON)
+        raise row.problem
+    example = convert(row.data, options)
+    problem = token_id_problem(example, vocab_size)
+    if problem:
+        raise RowError("token id out of range", problem, "tokenize with this model's tokenizer")
+    if example.empty_turns and bad_rows == "error":
+        raise RowError("empty assistant turn", f"turn {example.empty_turns[0]} is an empty assistant reply",
+                       "fill or remove the turn, or set dataset.bad_rows=drop to mask empty turns (the other turns still train)")
+    return example
 
 
 def _mix(per_source: list[list[TokenSequence]], weights: list[float], seed: int) -> tuple[list[list[TokenSequence]], list[int]]:

@@ -75,11 +75,11 @@ def render_example(segments: list[list[Any]], *, color: bool) -> str:
 
 def render_report(report: dict[str, Any], *, color: bool = False) -> str:
     t = report["train"]
-    lines = ["## Rows", "", "| split | source | read | kept | truncated | dropped |", "|---|---|---|---|---|---|"]
+    lines = ["## Rows", "", "| split | source | read | kept | truncated | dropped | empty turns masked |", "|---|---|---|---|---|---|---|"]
     for split, per in report["sources"].items():
         for s in per:
             dropped = ", ".join(f"{n} {reason}" for reason, n in s["dropped"].items()) or "0"
-            lines.append(f"| {split} | {s['name']} | {s['rows_read']} | {s['rows_kept']} | {s['truncated']} | {dropped} |")
+            lines.append(f"| {split} | {s['name']} | {s['rows_read']} | {s['rows_kept']} | {s['truncated']} | {dropped} | {s['empty_turns_masked']} |")
     lines += [
         "",
         "## Tokens",

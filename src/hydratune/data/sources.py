@@ -11,9 +11,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
-from hydratune.data.errors import DataError
+from hydratune.data.errors import DataError, RowError
 
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 GENERATED_PREFIX = "generated:"
@@ -23,6 +23,7 @@ GENERATED_PREFIX = "generated:"
 class RawRow:
     location: str
     data: dict[str, Any]
+    problem: Optional[RowError] = None  # a row that could not be read (bad JSON): dropped or refused like any bad row
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,11 @@ def _read_json_lines(path: Path) -> Iterator[RawRow]:
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: bad JSON ({exc.msg} at column {exc.colno})", "fix or remove the line") from None
+                yield RawRow(where, {}, RowError("bad JSON", f"bad JSON ({exc.msg} at column {exc.colno})", "fix or remove the line, or set dataset.bad_rows=drop"))
+                continue
             if not isinstance(data, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(data).__name__}", "write one object per line")
+                yield RawRow(where, {}, RowError("not an object", f"expected a JSON object, got {type(data).__name__}", "write one object per line"))
+                continue
             yield RawRow(where, data)
 
 

@@ -46,12 +46,13 @@ def _render(tokenizer, messages: Sequence, *, generation_prompt: bool = False) -
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def trained_char_spans(tokenizer, messages: Sequence, policy: MaskPolicy) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered text and the [start, end) character spans whose tokens are trained."""
+def trained_char_spans(tokenizer, messages: Sequence, policy: MaskPolicy, skip: Sequence[int] = ()) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered text and the [start, end) character spans whose tokens are trained
+    (turns listed in `skip`, such as empty assistant replies, are not)."""
     text = _render(tokenizer, messages)
     spans = []
     for i, message in enumerate(messages):
-        if not policy.trains(message["role"]):
+        if not policy.trains(message["role"]) or i in skip:
             continue
         before = _render(tokenizer, messages[:i], generation_prompt=message["role"] == "assistant")
         through = text if i == len(messages) - 1 else _render(tokenizer, messages[: i + 1])
@@ -96,7 +97,7 @@ def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -
             spans_per_text.append([(0, len(text))])
             slots.append(i)
         else:
-            text, spans = trained_char_spans(tokenizer, ex.messages, policy)
+            text, spans = trained_char_spans(tokenizer, ex.messages, policy, ex.empty_turns)
             texts.append(text)
             spans_per_text.append(spans)
             slots.append(i)
@@ -105,6 +106,19 @@ def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -
         for slot, ids, offsets, spans in zip(slots, encoded["input_ids"], encoded["offset_mapping"], spans_per_text):
             out[slot] = TokenSequence(list(ids), _no_first_label(_labels_in_spans(ids, offsets, spans)))
     return out  # type: ignore[return-value]
+
+
+def token_id_problem(example: Example, vocab_size: int) -> str | None:
+    """Why pretokenized ids cannot be embedded (negative, or past the vocabulary), or None."""
+    if example.input_ids is None:
+        return None
+    bad = [t for t in example.input_ids if not 0 <= t < vocab_size]
+    if bad:
+        return f"input_ids has {len(bad)} id(s) outside the vocabulary [0, {vocab_size}), e.g. {bad[0]}"
+    bad = [t for t in example.labels or () if t != IGNORE and not 0 <= t < vocab_size]
+    if bad:
+        return f"labels has {len(bad)} id(s) that are neither {IGNORE} nor in the vocabulary [0, {vocab_size}), e.g. {bad[0]}"
+    return None
 
 
 def fit_length(seq: TokenSequence, max_length: int, overlong: str) -> tuple[TokenSequence | None, str | None]:
