@@ -26,6 +26,31 @@ def config_groups() -> set[str]:
     return {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()} | {"hydra"}
 
 
+# Hydra's flags that take a value, and those whose value is optional (`--info [what]`).
+_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+                "--experimental-rerun", "--shell-completion", "-sc"}
+_OPTIONAL_VALUE_FLAGS = {"--info": {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}, "-i": None}
+_OPTIONAL_VALUE_FLAGS["-i"] = _OPTIONAL_VALUE_FLAGS["--info"]
+
+
+def split_hydra_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """(overrides, Hydra's flags with their values), so each may come anywhere on the command line."""
+    overrides, flags = [], []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        takes = arg in _VALUE_FLAGS or (arg in _OPTIONAL_VALUE_FLAGS and i + 1 < len(args) and args[i + 1] in _OPTIONAL_VALUE_FLAGS[arg])
+        if arg.startswith("-"):  # an override starts with its key (or +, ++, ~), never with a dash
+            flags.append(arg)
+            if takes and i + 1 < len(args):
+                flags.append(args[i + 1])
+                i += 1
+        else:
+            overrides.append(arg)
+        i += 1
+    return overrides, flags
+
+
 def normalize_overrides(args: list[str]) -> tuple[list[str], list[Problem]]:
     """Check and rewrite command-line overrides. Unknown keys are left out of the
     returned overrides and reported as problems, to be raised with the spec's own."""
@@ -50,6 +75,11 @@ def normalize_overrides(args: list[str]) -> tuple[list[str], list[Problem]]:
             continue
         out.append(f"++{bare}={value}")
     return out, problems
+
+
+def override_keys(args: list[str]) -> tuple[str, ...]:
+    """The keys that `key=value` overrides set (after normalize_overrides: `++key=value`)."""
+    return tuple(a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a and not a.startswith("-"))
 
 
 def exit_on_config_error(error: ConfigError) -> None:
@@ -88,7 +118,8 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], 
     def task(cfg: DictConfig) -> Any:
         hydra_cfg = HydraConfig.get()
         try:
-            spec = spec_from_config(cfg, output_dir=hydra_cfg.runtime.output_dir, extra_problems=argv_problems)
+            spec = spec_from_config(cfg, output_dir=hydra_cfg.runtime.output_dir, extra_problems=argv_problems,
+                                    argv_keys=override_keys(sys.argv[1:]))
         except ConfigError as error:
             if hydra_cfg.mode.name == "MULTIRUN":
                 raise  # one bad job fails alone; the sweep goes on
@@ -100,21 +131,27 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], 
 
     def main() -> Any:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-        overrides, problems = normalize_overrides(sys.argv[1:])
+        overrides, flags = split_hydra_flags(sys.argv[1:])
+        overrides, problems = normalize_overrides(overrides)
         argv_problems.extend(problems)
-        sys.argv[1:] = overrides + [f"hydra.job.name={job_name}"]
-        return task()
+        # Overrides first, flags last: argparse takes no positional after a flag that consumed a value.
+        sys.argv[1:] = [f"hydra.job.name={job_name}", *overrides, *flags]
+        task()
 
     return main
 
 
-def spec_from_config(cfg: Any, *, output_dir: str | None = None, env=None, extra_problems: list[Problem] = ()) -> RunSpec:
+def spec_from_config(cfg: Any, *, output_dir: str | None = None, env=None, extra_problems: list[Problem] = (),
+                     argv_keys: tuple[str, ...] = ()) -> RunSpec:
     """DictConfig -> RunSpec, checked against the support matrix and this machine.
-    `extra_problems` (unknown command-line keys) are reported with the spec's own."""
+    `extra_problems` (unknown command-line keys) are reported with the spec's own;
+    `argv_keys` are the keys set on the command line."""
     from hydratune.config.environment import detect_environment
     from hydratune.config.spec_builder import build_run_spec
     from hydratune.config.validation import check_run_spec
 
+    cfg, eval_problems = _keep_chosen_eval_tasks(cfg, argv_keys)
+    extra_problems = [*extra_problems, *eval_problems]
     if _select(cfg, "run.output_dir") is not None:
         extra_problems = [*extra_problems, Problem("run.output_dir", "is replaced by Hydra's run directory",
                                                    "set hydra.run.dir=<dir> instead (hydra.sweep.dir for sweeps)")]
@@ -139,7 +176,28 @@ def compose_spec(overrides: list[str] = (), *, output_dir: str | None = None, en
     args, problems = normalize_overrides(list(overrides))
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name=PRIMARY_CONFIG, overrides=args)
-    return spec_from_config(cfg, output_dir=output_dir, env=env, extra_problems=problems)
+    return spec_from_config(cfg, output_dir=output_dir, env=env, extra_problems=problems, argv_keys=override_keys(args))
+
+
+def _keep_chosen_eval_tasks(cfg: Any, argv_keys: tuple[str, ...]) -> tuple[Any, list[Problem]]:
+    """The eval group picks the tasks (`eval=[loss,gsm8k]`, `eval=[none]`); an experiment's options for
+    a task the group did not pick are dropped. Options for it typed on the command line are a problem."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if not isinstance(cfg, DictConfig) or _select(cfg, "eval.chosen") is None:
+        return cfg, []
+    data = OmegaConf.to_container(cfg, resolve=True)
+    chosen = data["eval"].pop("chosen") or {}
+    problems = []
+    for name in list(data["eval"].get("tasks") or {}):
+        if chosen.get(name):
+            continue
+        del data["eval"]["tasks"][name]
+        if any(key == f"eval.tasks.{name}" or key.startswith(f"eval.tasks.{name}.") for key in argv_keys):
+            picked = [*(n for n in chosen if chosen[n]), name]
+            problems.append(Problem(f"eval.tasks.{name}", "options set, but the eval group does not pick this task",
+                                    f"add it: eval=[{','.join(picked)}]"))
+    return OmegaConf.create(data), problems
 
 
 def _select(cfg: Any, key: str) -> Any:

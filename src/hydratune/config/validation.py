@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydratune.config.environment import Environment
-from hydratune.config.problems import ConfigError, Problem, raise_if_any
+from hydratune.config.problems import ConfigError, Problem, did_you_mean, raise_if_any
 from hydratune.config.spec import EMBEDDED_SMOLLM2, RunSpec
 
 # method -> sharding strategies it runs under. Written once: validation enforces it,
@@ -45,6 +45,7 @@ def check_run_spec(spec: RunSpec, env: Environment) -> None:
     problems += _check_sharding(spec, env)
     problems += _check_hardware(spec, env)
     problems += _check_paths(spec, env)
+    problems += _check_data_and_template(spec)
     raise_if_any(problems)
 
 
@@ -142,6 +143,22 @@ def _check_paths(spec: RunSpec, env: Environment) -> list[Problem]:
         out.append(Problem(f"dataset.eval_split={ds.eval_split}", f"{ds.path} is a single file: it has no '{ds.eval_split}' split",
                            "set dataset.eval_split=null dataset.eval_fraction=0.05, or point dataset.path at a folder with train and test files"))
     out += _check_eval(spec)
+    return out
+
+
+def _check_data_and_template(spec: RunSpec) -> list[Problem]:
+    from hydratune.data.formats import ROLES
+    from hydratune.models.chat_templates import CHAT_TEMPLATES
+
+    out = []
+    template = spec.model.chat_template
+    if template is not None and template not in CHAT_TEMPLATES:
+        out.append(Problem(f"model.chat_template={template}", "unknown template name",
+                           did_you_mean(template, CHAT_TEMPLATES) or f"use one of: {', '.join(CHAT_TEMPLATES)}, or null for the tokenizer's own"))
+    for role in spec.dataset.train_roles:
+        if role not in ROLES:
+            out.append(Problem(f"dataset.train_roles={role}", "not a role, so no turn would be trained",
+                               did_you_mean(role, ROLES) or f"use roles among: {', '.join(ROLES)}"))
     return out
 
 

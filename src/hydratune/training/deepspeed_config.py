@@ -59,6 +59,9 @@ def load_user_config(path: Path, spec: RunSpec) -> dict[str, Any]:
     stage = config.get("zero_optimization", {}).get("stage")
     if stage not in (0, 1, 2, 3):
         problems.append(Problem(key, f"zero_optimization.stage is {stage!r}", "use 1, 2 or 3"))
+    if stage == 3 and not config.get("zero_optimization", {}).get("stage3_gather_16bit_weights_on_model_save", False):
+        problems.append(Problem(key, "ZeRO-3 without zero_optimization.stage3_gather_16bit_weights_on_model_save saves no full weights, so export fails",
+                                'add "stage3_gather_16bit_weights_on_model_save": true to zero_optimization'))
     micro = config.get("train_micro_batch_size_per_gpu", "auto")
     if micro not in ("auto", spec.train.micro_batch_size):
         problems.append(Problem(key, f"train_micro_batch_size_per_gpu={micro} disagrees with train.micro_batch_size={spec.train.micro_batch_size}", 'set it to "auto"'))
