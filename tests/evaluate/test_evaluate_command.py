@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 def evaluate(*args: str) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "hydratune.evaluate.command", *args], capture_output=True, text=True, cwd=REPO, timeout=900)
+    """Through the installed console script: it must exit 0 after success (not print a dict and exit 1)."""
+    out = subprocess.run([shutil.which("hydratune-eval"), *args], capture_output=True, text=True, cwd=REPO, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     return out
 
