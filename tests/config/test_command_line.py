@@ -49,7 +49,7 @@ def test_bad_data_is_one_message_naming_file_and_line(tool, tmp_path):
 def test_other_commands_exit_2_on_a_user_error(tool, tmp_path):
     out = run(tool, str(tmp_path / "not-a-run"))
     assert out.returncode == 2, (out.stdout[-1000:], out.stderr[-2000:])
-    assert "Traceback" not in out.stderr
+    assert f"{tmp_path / 'not-a-run'}: " in out.stderr and "Traceback" not in out.stderr
 
 
 def test_deepspeed_zero3_json_must_save_full_weights(tmp_path):

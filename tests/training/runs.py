@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ..conftest import REPO
 
 TINY = ["model=tiny_llama", "dataset.max_length=128", "train.micro_batch_size=2", "eval.tasks.loss.max_rows=8",
@@ -51,3 +53,51 @@ def assert_merged_loads_and_generates(run_dir: Path) -> None:
     out = model.generate(**inputs, max_new_tokens=4, do_sample=False, min_new_tokens=4)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 4
     assert torch.isfinite(model(**inputs).logits).all()
+
+
+def held_out_loss(model, run_dir: Path) -> float:
+    """The held-out loss the way the Trainer's evaluation computes it: the run's own eval rows in
+    order, batches of train.micro_batch_size, each batch's mean over its supervised tokens, averaged
+    over rows."""
+    import torch
+
+    from hydratune.data.prepare_data import run_preprocess
+    from hydratune.outputs.run_record import load_spec
+    from hydratune.training.collate import PackedCollator
+
+    spec = load_spec(run_dir)
+    rows = run_preprocess(spec).load("eval")
+    rows = rows.select(range(min(spec.eval.tasks["loss"].max_rows or len(rows), len(rows))))
+    collate = PackedCollator(pad_token_id=0)
+    total, count, size = 0.0, 0, spec.train.micro_batch_size
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), size):
+            batch = collate([rows[i] for i in range(start, min(start + size, len(rows)))])
+            loss = model(**batch, use_cache=False).loss
+            total += float(loss) * batch["input_ids"].shape[0]
+            count += batch["input_ids"].shape[0]
+    return total / count
+
+
+def assert_merged_is_the_trained_model(run_dir: Path, *, rel: float = 1e-4, quantized: bool = False) -> None:
+    """merged/ scores the held-out loss that training measured last, and not the base's: the exported
+    weights are the trained ones (a zero or lost update would give the base's loss). QLoRA trained
+    against a 4-bit base but merges into the full-precision one, so its merged loss cannot equal the
+    training's: there the adapter must still lower the full-precision base's held-out loss."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hydratune.cache_dirs import cache_root
+    from hydratune.models.model_loading import load_base_model
+    from hydratune.outputs.run_record import load_spec
+
+    trained = record(run_dir)["metrics"]["loss.eval_loss"]
+    merged = held_out_loss(AutoModelForCausalLM.from_pretrained(run_dir / "merged"), run_dir)
+    spec = load_spec(run_dir)
+    base = held_out_loss(load_base_model(spec.model, cache_root(spec.run.cache_dir), dtype=torch.float32, attn_implementation="sdpa"), run_dir)
+    if quantized:
+        assert merged < base - 0.05, (merged, trained, base)
+        return
+    assert merged == pytest.approx(trained, rel=rel), (merged, trained, base)
+    assert abs(merged - base) > 20 * rel * abs(base), (merged, trained, base)

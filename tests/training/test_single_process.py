@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from .runs import assert_loss_falls, assert_merged_loads_and_generates, record, train
+from .runs import assert_loss_falls, assert_merged_is_the_trained_model, assert_merged_loads_and_generates, record, train
 
 
 @pytest.mark.parametrize("method,lr", [("lora", "1e-2"), ("qlora", "1e-2"), ("full", "3e-3")])
@@ -13,6 +15,7 @@ def test_method_trains_and_exports(method, lr, tmp_path):
     train(run, f"method={method}", f"optim.learning_rate={lr}", "train.max_steps=12", "optim.warmup_ratio=0")
     assert_loss_falls(run)
     assert_merged_loads_and_generates(run)
+    assert_merged_is_the_trained_model(run, quantized=method == "qlora")
     rec = record(run)
     assert rec["world_size"] == 1 and rec["precision"] == "fp32"
     assert rec["data"]["key"] and rec["versions"]["torch"]
@@ -28,11 +31,14 @@ def test_method_trains_and_exports(method, lr, tmp_path):
         assert rec["export"]["parity"]["max_abs_logit_diff"] < 1e-4
 
 
-def test_lora_variants_train(tmp_path):
-    train(tmp_path, "method.lora.use_dora=true", "method.lora.use_rslora=true", "method.lora.target_modules=[q_proj,v_proj]", "optim=adamw_8bit",
-          "train.max_steps=3", "train.gradient_checkpointing=true", "train.gradient_accumulation_steps=2")
-    cfg = (tmp_path / "adapter" / "adapter_config.json").read_text()
-    assert '"use_dora": true' in cfg and '"use_rslora": true' in cfg and "q_proj" in cfg and "k_proj" not in cfg
+@pytest.mark.parametrize("variant", ["method.lora.use_dora=true", "method.lora.use_rslora=true"], ids=["dora", "rslora"])
+def test_lora_variants_train_and_merge(variant, tmp_path):
+    train(tmp_path, variant, "method.lora.target_modules=[q_proj,v_proj]", "optim=adamw_8bit", "optim.learning_rate=1e-2",
+          "train.max_steps=4", "train.gradient_checkpointing=true", "train.gradient_accumulation_steps=2", "optim.warmup_ratio=0")
+    cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert cfg[variant.split(".")[-1].split("=")[0]] is True and set(cfg["target_modules"]) == {"q_proj", "v_proj"}
+    assert record(tmp_path)["export"]["parity"]["max_abs_logit_diff"] < 1e-4
+    assert_merged_is_the_trained_model(tmp_path)
 
 
 def test_export_command_rebuilds_merged_from_run_dir(tmp_path):

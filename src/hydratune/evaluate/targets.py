@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import ModelSpec, RunSpec
 from hydratune.evaluate.run_evaluation import EvalTarget
 
@@ -63,6 +64,9 @@ class ResolvedTarget:
 
 def resolve_target(target: str, cache_root: Path) -> ResolvedTarget:
     path = Path(target).expanduser()
+    if target.startswith(("/", "./", "../", "~")) and not path.exists():  # a path, not a Hub id
+        raise ConfigError([Problem(target, "no such run, model or adapter directory",
+                                   "give a run directory, its merged/ or adapter/, or a model name (Hub id, embedded:...)")])
     if (path / "spec.json").is_file():
         from hydratune.outputs.run_record import load_spec
 
