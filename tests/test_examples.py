@@ -83,3 +83,30 @@ def test_cpu_commands_run(tmp_path):
         cmd = [sys.executable, "-m", ENTRY_POINTS[args[0]], *args[1:]]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
         assert out.returncode == 0, f"{example}: {line}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+
+
+def readme_main_command() -> list[str]:
+    """The README's first set-up command ends with the main job; the job as the user types it."""
+    readme = (REPO / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("pip install torch"))
+    return shlex.split(line.rsplit("&&", 1)[1])
+
+
+@pytest.mark.slow
+def test_readme_main_command_runs_as_written(tmp_path):
+    """Not shortened: the real embedded model, its 20 steps, the sample reply and TensorBoard logs.
+    Run from an empty folder so its outputs/ land there, exactly where a user's would."""
+    import json
+    import shutil
+
+    args = readme_main_command()
+    assert args[0] == "train"
+    out = subprocess.run([shutil.which("train"), *args[1:]], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    (run,) = (tmp_path / "outputs" / "runs").iterdir()
+    record = json.loads((run / "run.json").read_text())
+    assert record["spec"]["model"]["name"] == "embedded:smollm2-135m-instruct" and record["metrics"]["global_step"] == 20
+    assert record["sample"] and f"reply:  {record['sample'].splitlines()[0]}" in out.stdout
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    losses = [e["loss"] for e in record["log_history"] if "loss" in e]
+    assert losses[-1] < losses[0] / 2, losses

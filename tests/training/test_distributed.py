@@ -6,29 +6,51 @@ import socket
 
 import pytest
 
-from .runs import assert_loss_falls, assert_merged_loads_and_generates, losses, record, train
+from .runs import assert_loss_falls, assert_merged_is_the_trained_model, assert_merged_loads_and_generates, losses, record, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 STEPS = ["train.max_steps=10", "optim.warmup_ratio=0"]
 
 
-@pytest.mark.parametrize(
-    "method,sharding,lr",
-    [
-        ("lora", "ddp", "1e-2"),
-        ("full", "fsdp", "3e-3"),
-        ("lora", "fsdp", "1e-2"),
-        ("lora", "deepspeed_zero2", "1e-2"),
-        ("full", "deepspeed_zero3", "3e-3"),
-    ],
-)
-def test_two_process_run(method, sharding, lr, tmp_path):
-    train(tmp_path, f"method={method}", f"sharding={sharding}", f"optim.learning_rate={lr}", *STEPS)
+# Every "yes" cell of the README's support matrix, and every shipped sharding preset that runs on one
+# machine, at least once: (method, sharding preset, learning rate, extra overrides).
+MATRIX = [
+    ("lora", "ddp", "1e-2", []),
+    ("full", "ddp", "3e-3", []),
+    ("qlora", "ddp", "1e-2", []),
+    ("full", "fsdp", "3e-3", []),
+    ("lora", "fsdp", "1e-2", []),
+    ("full", "fsdp_offload", "3e-3", []),
+    ("lora", "fsdp_shard_grad_op", "1e-2", []),
+    ("full", "fsdp_hybrid", "3e-3", ["sharding.nnodes=1", "sharding.nproc_per_node=4", "sharding.fsdp.replicas=2"]),
+    ("lora", "deepspeed_zero1", "1e-2", []),
+    ("lora", "deepspeed_zero2", "1e-2", []),
+    ("full", "deepspeed_zero3", "3e-3", []),
+    ("lora", "deepspeed_zero3_offload", "1e-2", []),
+]
+
+
+@pytest.mark.parametrize("method,sharding,lr,extra", MATRIX, ids=[f"{m}-{s}" for m, s, _, _ in MATRIX])
+def test_multi_process_run(method, sharding, lr, extra, tmp_path):
+    train(tmp_path, f"method={method}", f"sharding={sharding}", f"optim.learning_rate={lr}", *STEPS, *extra)
     rec = record(tmp_path)
-    assert rec["world_size"] == 2
+    assert rec["world_size"] == (4 if sharding == "fsdp_hybrid" else 2)
     assert_loss_falls(tmp_path)
     assert_merged_loads_and_generates(tmp_path)
+    # FSDP2 gathers and ZeRO-3 consolidates the shards at save: what they export must be what trained
+    assert_merged_is_the_trained_model(tmp_path, quantized=method == "qlora")
+
+
+def test_matrix_covers_every_supported_cell():
+    from hydratune.config.validation import SUPPORT_MATRIX, supported
+
+    presets = {"ddp": "ddp", "fsdp": "fsdp", "fsdp_offload": "fsdp", "fsdp_shard_grad_op": "fsdp", "fsdp_hybrid": "fsdp",
+               "deepspeed_zero1": "deepspeed", "deepspeed_zero2": "deepspeed", "deepspeed_zero3": "deepspeed",
+               "deepspeed_zero3_offload": "deepspeed"}
+    covered = {(m, presets[s]) for m, s, _, _ in MATRIX}
+    wanted = {(m, s) for m, row in SUPPORT_MATRIX.items() for s in row if s != "single" and supported(m, s)}
+    assert wanted <= covered
 
 
 def test_ddp_matches_single_process_with_same_global_batch(tmp_path):

@@ -20,6 +20,7 @@ def enable_fsdp_on_cpu() -> None:
     """
     from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedType
+    from torch.distributed.fsdp import CPUOffloadPolicy
 
     original = AcceleratorState.__init__
     if getattr(original, "_hydratune_cpu_fsdp", False):
@@ -31,6 +32,9 @@ def enable_fsdp_on_cpu() -> None:
         if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
             self.distributed_type = DistributedType.FSDP
             self.fsdp_plugin = fsdp_plugin
+            if isinstance(fsdp_plugin.cpu_offload, CPUOffloadPolicy):
+                # pinned host memory needs an accelerator; the offload path itself runs unpinned
+                fsdp_plugin.cpu_offload = CPUOffloadPolicy(pin_memory=False)
 
     init._hydratune_cpu_fsdp = True
     AcceleratorState.__init__ = init
