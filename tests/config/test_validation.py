@@ -74,7 +74,6 @@ CASES = [
      [Q, BYO, "dataset.format=messages", "dataset.eval_split=null", "dataset.eval_fraction=0.05"]),
     ([Q, "dataset.eval_split=null"], {}, "eval.tasks.loss", "eval=[none]", [Q, "dataset.eval_split=null", "eval=[none]"]),
     ([Q, "dataset.eval_split=null"], {}, "eval.tasks.loss", "dataset.eval_fraction=0.02", [Q, "dataset.eval_split=null", "dataset.eval_fraction=0.02"]),
-    ([Q, "eval.tasks.gsm8k.max_samples=5"], {}, "eval.tasks.gsm8k", "add it: eval=[loss,gsm8k]", [Q, "eval.tasks.gsm8k.max_samples=5", "eval=[loss,gsm8k]"]),
     ([Q, "model.chat_template=chatmll"], {}, "model.chat_template=chatmll", "did you mean `chatml`?", [Q, "model.chat_template=chatml"]),
     ([Q, "dataset.train_roles=[asistant]"], {}, "dataset.train_roles=asistant", "did you mean `assistant`?", [Q, "dataset.train_roles=[assistant]"]),
     ([Q, "run.output_dir=/tmp/x"], {}, "run.output_dir", "set hydra.run.dir=<dir> instead", [Q]),
@@ -102,6 +101,16 @@ def test_malformed_config_names_key_and_a_fix_that_works(overrides, env_changes,
     new = [a for a in fixed_overrides if a not in overrides]
     assert all(_mentioned(a, said, key) for a in new), (new, said)
     compose_spec(fixed_overrides, env=cpu_env(**fixed_env))  # the fix applied: the command validates
+
+
+def test_the_eval_group_picks_the_tasks(caplog):
+    """Options for a task the group did not pick never bring it back; typed ones are logged with the fix."""
+    assert compose_spec([Q, "eval=[none]"], env=cpu_env()).eval.tasks == {}  # quickstart sets loss options
+    with caplog.at_level("WARNING"):
+        spec = compose_spec([Q, "eval.tasks.gsm8k.max_samples=5"], env=cpu_env())
+    assert set(spec.eval.tasks) == {"loss"} and "to run it: eval=[loss,gsm8k]" in caplog.text
+    spec = compose_spec([Q, "eval=[loss,gsm8k]", "eval.tasks.gsm8k.max_samples=5"], env=cpu_env())
+    assert spec.eval.tasks["gsm8k"].max_samples == 5 and spec.eval.tasks["loss"].max_rows == 8
 
 
 def test_problems_are_gathered_in_one_error():

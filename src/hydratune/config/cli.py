@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hydratune.config.problems import ConfigError, Problem
@@ -20,6 +20,8 @@ from hydratune.config.spec import KEY_ALIASES, RunSpec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # the package's link to configs/
 PRIMARY_CONFIG = "config"
+
+log = logging.getLogger(__name__)
 
 
 def config_groups() -> set[str]:
@@ -29,8 +31,8 @@ def config_groups() -> set[str]:
 # Hydra's flags that take a value, and those whose value is optional (`--info [what]`).
 _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
                 "--experimental-rerun", "--shell-completion", "-sc"}
-_OPTIONAL_VALUE_FLAGS = {"--info": {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}, "-i": None}
-_OPTIONAL_VALUE_FLAGS["-i"] = _OPTIONAL_VALUE_FLAGS["--info"]
+_INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+_OPTIONAL_VALUE_FLAGS = {"--info": _INFO_TOPICS, "-i": _INFO_TOPICS}
 
 
 def split_hydra_flags(args: list[str]) -> tuple[list[str], list[str]]:
@@ -60,7 +62,7 @@ def normalize_overrides(args: list[str]) -> tuple[list[str], list[Problem]]:
     out, problems = [], []
     for arg in args:
         if arg.startswith("-") or "=" not in arg:
-            out.append(arg)  # Hydra's own flags (-m, --cfg job, ...) and their values
+            out.append(arg)  # not a key=value override: Hydra's to judge
             continue
         key, value = arg.split("=", 1)
         bare = key.lstrip("+~")
@@ -150,8 +152,7 @@ def spec_from_config(cfg: Any, *, output_dir: str | None = None, env=None, extra
     from hydratune.config.spec_builder import build_run_spec
     from hydratune.config.validation import check_run_spec
 
-    cfg, eval_problems = _keep_chosen_eval_tasks(cfg, argv_keys)
-    extra_problems = [*extra_problems, *eval_problems]
+    cfg = _keep_chosen_eval_tasks(cfg, argv_keys)
     if _select(cfg, "run.output_dir") is not None:
         extra_problems = [*extra_problems, Problem("run.output_dir", "is replaced by Hydra's run directory",
                                                    "set hydra.run.dir=<dir> instead (hydra.sweep.dir for sweeps)")]
@@ -179,25 +180,25 @@ def compose_spec(overrides: list[str] = (), *, output_dir: str | None = None, en
     return spec_from_config(cfg, output_dir=output_dir, env=env, extra_problems=problems, argv_keys=override_keys(args))
 
 
-def _keep_chosen_eval_tasks(cfg: Any, argv_keys: tuple[str, ...]) -> tuple[Any, list[Problem]]:
-    """The eval group picks the tasks (`eval=[loss,gsm8k]`, `eval=[none]`); an experiment's options for
-    a task the group did not pick are dropped. Options for it typed on the command line are a problem."""
+def _keep_chosen_eval_tasks(cfg: Any, argv_keys: tuple[str, ...]) -> Any:
+    """The eval group picks the tasks (`eval=[loss,gsm8k]`, `eval=[none]`): options set for a task it
+    did not pick (by an experiment, or on the command line next to eval=[none]) do not bring the task
+    back. When they were typed on the command line, the log says so and how to run the task."""
     from omegaconf import DictConfig, OmegaConf
 
     if not isinstance(cfg, DictConfig) or _select(cfg, "eval.chosen") is None:
-        return cfg, []
+        return cfg
     data = OmegaConf.to_container(cfg, resolve=True)
     chosen = data["eval"].pop("chosen") or {}
-    problems = []
     for name in list(data["eval"].get("tasks") or {}):
         if chosen.get(name):
             continue
         del data["eval"]["tasks"][name]
         if any(key == f"eval.tasks.{name}" or key.startswith(f"eval.tasks.{name}.") for key in argv_keys):
             picked = [*(n for n in chosen if chosen[n]), name]
-            problems.append(Problem(f"eval.tasks.{name}", "options set, but the eval group does not pick this task",
-                                    f"add it: eval=[{','.join(picked)}]"))
-    return OmegaConf.create(data), problems
+            log.warning("eval.tasks.%s: options set, but the eval group does not pick this task, so it does not run "
+                        "(to run it: eval=[%s])", name, ",".join(picked))
+    return OmegaConf.create(data)
 
 
 def _select(cfg: Any, key: str) -> Any:

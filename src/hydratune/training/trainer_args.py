@@ -67,11 +67,11 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
         dataloader_num_workers=0,
         average_tokens_across_devices=True,  # loss = mean over every supervised token of the step, all ranks
         ddp_find_unused_parameters=False,
+        ddp_timeout=int(sh.collective_timeout_minutes * 60),  # a dead peer fails the others in minutes, not torch's 30
         disable_tqdm=False,
     )
     if sh.world_size > 1:
         kwargs["ddp_backend"] = sh.backend if sh.backend != "auto" else ("nccl" if env.cuda else "gloo")
-        kwargs["ddp_timeout"] = int(sh.collective_timeout_minutes * 60)
     if sh.strategy == "fsdp":
         kwargs["fsdp"] = True
         kwargs["fsdp_config"] = fsdp_settings(spec, layer_class)

@@ -1,4 +1,4 @@
-"""The DeepSpeed JSON generated from the spec, and a user's own file validated before training."""
+"""TrainingArguments and the DeepSpeed JSON generated from the spec, and a user's own file validated before training."""
 
 from __future__ import annotations
 
@@ -53,3 +53,14 @@ def test_bad_user_file_fails_validation_before_training(tmp_path):
     with pytest.raises(ConfigError) as info:
         spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={bad}")
     assert "has no 'zero_optimization' section" in info.value.render()
+
+
+def test_collective_timeout_and_checkpoint_pruning_come_from_the_spec():
+    from hydratune.training.trainer_args import fsdp_settings, training_arguments
+
+    args = training_arguments(spec("sharding.collective_timeout_minutes=2.5", "train.save_total_limit=1"),
+                              cpu_env(), precision="fp32", has_eval=True, layer_class="LlamaDecoderLayer")
+    assert args.ddp_timeout == 150  # seconds, instead of torch's 30 minutes
+    assert args.save_total_limit is None  # hydratune prunes, counting complete checkpoints only
+    # each rank writes its own part of a checkpoint; fit() gathers the final weights once
+    assert fsdp_settings(spec("sharding=fsdp"), "LlamaDecoderLayer")["state_dict_type"] == "SHARDED_STATE_DICT"
