@@ -131,11 +131,22 @@ def wait_for_nodes(spec: RunSpec) -> None:
         _await_keys(store, {r: f"hydratune/node/{r}" for r in others}, remaining, where, hint, "to join")
         store.set("hydratune/go", "1")
         _await_keys(store, {r: f"hydratune/left/{r}" for r in others}, remaining, where, hint, "to leave the check-in")
+        del store  # closes the server, so torchrun can bind the port
     else:
         _await_keys(store, {0: "hydratune/go"}, remaining, where, hint, "to start")
         store.set(f"hydratune/left/{sh.node_rank}", "1")
-    del store  # node 0: closes the server, so torchrun can bind the port
+        _await_closed(store, remaining)  # else this node's torchrun could reach the check-in store, not node 0's torchrun
     log.info("all %d nodes joined at %s", sh.nnodes, sh.rdzv_endpoint)
+
+
+def _await_closed(store, remaining) -> None:
+    """Wait until node 0 has closed the check-in store (the connection to it fails)."""
+    while remaining() > 0:
+        try:
+            store.check(["hydratune/go"])
+        except (RuntimeError, OSError):  # DistNetworkError: the server is gone
+            return
+        time.sleep(0.2)
 
 
 def _connect(host: str, port: int, remaining, where: str, hint: str):
