@@ -100,4 +100,4 @@ def test_a_run_directory_holds_one_run(tmp_path):
     train(run, "train.max_steps=2", "optim.learning_rate=1e-3", "run.overwrite=true")  # the suggested fix
     assert not (run / "notes-from-the-old-run.txt").exists()
     assert json.loads((run / "spec.json").read_text())["optim"]["learning_rate"] == 1e-3
-    assert not (run / "checkpoints").exists()  # the old run's checkpoint went with it
+    assert not list((run / "checkpoints").glob("checkpoint-*"))  # the old run's checkpoint went with it
