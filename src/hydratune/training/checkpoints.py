@@ -127,7 +127,7 @@ def resolve_resume(spec: RunSpec, data_key: str) -> str | None:
             log.warning("resuming from %s, which was made with other settings: %s", path, "; ".join(differences))
         return str(path)
     complete = complete_checkpoints(directory)
-    start_over = f"start over in a new directory, or clear this one with run.overwrite=true"
+    start_over = "start over in a new directory, or clear this one with run.overwrite=true"
     if not complete:
         if checkpoint_folders(directory):
             raise ConfigError([Problem("train.resume=auto", f"{directory} holds checkpoints but none is complete (a crash during its save)",
