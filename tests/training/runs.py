@@ -27,6 +27,15 @@ def train(run_dir: Path, *overrides: str, timeout: int = 600, check: bool = True
     return result
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a rendezvous endpoint on localhost."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def record(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 

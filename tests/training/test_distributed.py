@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
-from .runs import assert_loss_falls, assert_merged_is_the_trained_model, assert_merged_loads_and_generates, losses, record, train
+from .runs import assert_loss_falls, assert_merged_is_the_trained_model, assert_merged_loads_and_generates, free_port, losses, record, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -65,12 +64,6 @@ def test_ddp_matches_single_process_with_same_global_batch(tmp_path):
     assert single == pytest.approx(ddp, rel=1e-4), (single, ddp)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_nodes_on_localhost_through_a_rendezvous_endpoint(tmp_path):
     import os
     import subprocess
@@ -79,7 +72,7 @@ def test_two_nodes_on_localhost_through_a_rendezvous_endpoint(tmp_path):
     from ..conftest import REPO
     from .runs import TINY
 
-    endpoint = f"127.0.0.1:{_free_port()}"
+    endpoint = f"127.0.0.1:{free_port()}"
     run = tmp_path / "run"
     procs = [
         subprocess.Popen(

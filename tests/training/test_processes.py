@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
@@ -14,7 +13,7 @@ import psutil
 import pytest
 
 from ..conftest import REPO
-from .runs import TINY
+from .runs import TINY, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -77,14 +76,8 @@ def test_a_dying_rank_stops_the_run_with_one_message(tmp_path):
     assert "Traceback" not in stderr, stderr[-3000:]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_rendezvous_that_never_comes_fails_naming_the_missing_node(tmp_path):
-    endpoint = f"127.0.0.1:{_free_port()}"
+    endpoint = f"127.0.0.1:{free_port()}"
     started = time.time()
     proc = start_train(tmp_path, *TINY, "sharding=ddp", "sharding.nproc_per_node=1", "sharding.nnodes=2",
                        f"sharding.rdzv_endpoint={endpoint}", "sharding.rendezvous_timeout=5")

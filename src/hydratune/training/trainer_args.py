@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from hydratune.config.environment import Environment
 from hydratune.config.spec import RunSpec
+from hydratune.training.checkpoints import checkpoints_dir
 from hydratune.training.deepspeed_config import deepspeed_config
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit"}
@@ -35,7 +36,7 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
     loss_task = spec.eval.tasks.get("loss")
     every = loss_task.every_n_steps if (loss_task is not None and has_eval) else None
     kwargs = dict(
-        output_dir=str(spec.output_dir / "checkpoints"),
+        output_dir=str(checkpoints_dir(spec)),
         per_device_train_batch_size=t.micro_batch_size,
         per_device_eval_batch_size=t.micro_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
