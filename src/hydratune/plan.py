@@ -128,7 +128,7 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str) -> MemoryE
     the decoder Linear weights in 4 bits (0.5 byte, plus ~0.127 bit of constants with
     double quantization, 0.5 bit without)."""
     act_bytes = 4 if precision == "fp32" else 2
-    method, sh = spec.method.name, spec.sharding
+    method, sh = spec.method.weights, spec.sharding
     n = shape.total_params
     if method == "full":
         trainable, weights = n, 4.0 * n
@@ -188,7 +188,7 @@ def train_flops_per_token(spec: RunSpec, shape: ModelShape) -> float:
     dense = 2.0 * (shape.total_params - shape.embedding_params) + 2.0 * shape.hidden_size * shape.vocab_size
     attention = 2.0 * shape.num_layers * spec.dataset.max_length * shape.hidden_size
     forward = dense + attention
-    backward = 2.0 * forward if spec.method.name == "full" else forward + 4.0 * shape.lora_params
+    backward = 2.0 * forward if spec.method.weights == "full" else forward + 4.0 * shape.lora_params
     recompute = forward if spec.train.gradient_checkpointing else 0.0
     return forward + backward + recompute
 
@@ -206,7 +206,7 @@ def make_plan(spec: RunSpec, env: Environment, config) -> Plan:
         global_batch_rows=rows,
         global_batch_tokens=rows * spec.dataset.max_length,
         shape=shape,
-        trainable_params=shape.total_params if spec.method.name == "full" else shape.lora_params,
+        trainable_params=shape.total_params if spec.method.weights == "full" else shape.lora_params,
         memory=estimate_memory(spec, shape, precision),
         train_flops_per_token=train_flops_per_token(spec, shape),
     )
@@ -226,7 +226,7 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         "hydratune plan",
         "==============",
         f"model        {spec.model.name}{' (random init)' if spec.model.random_init else ''}",
-        f"method       {spec.method.name}" + (f" (rank {spec.method.lora.rank}, alpha {spec.method.lora.alpha:g})" if spec.method.name != "full" else ""),
+        f"method       {spec.method.name}" + (f" (rank {spec.method.lora.rank}, alpha {spec.method.lora.alpha:g})" if spec.method.weights != "full" else ""),
         f"sharding     {sh.strategy}: {sh.nnodes} node(s) x {sh.nproc_per_node} process(es) = world size {plan.world_size}",
         f"precision    {plan.precision}, attention {plan.attention}",
         f"dataset      {spec.dataset.path} ({spec.dataset.format}), rows of {spec.dataset.max_length} tokens, packing {'on' if spec.dataset.packing else 'off'}",

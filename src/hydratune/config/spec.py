@@ -56,7 +56,8 @@ class SourceSpec:
     split: str = knob("train", "Split to train on.")
     revision: Optional[str] = knob(None, "Hub dataset revision.")
     format: str = knob(
-        "qa", "Row format: qa, alpaca, messages, sharegpt, completion, pretokenized, or a registered custom one."
+        "qa", "Row format. sft: qa, alpaca, messages, sharegpt, completion, pretokenized. dpo: preference. "
+        "kto: unpaired or preference. grpo: prompt, qa, alpaca, messages, sharegpt. Or your own `module:function`."
     )
     fields: dict[str, str] = knob(
         {}, "Field mapping for the format, e.g. `{question: prompt, answer: response}`."
@@ -78,9 +79,9 @@ class DatasetSpec(SourceSpec):
         None, "The dataset's own held-out split (`test`, `validation`); null holds out `eval_fraction` instead."
     )
     eval_fraction: float = knob(0.0, "Fraction of training rows held out for eval when there is no eval_split.", ge=0, lt=1)
-    max_length: int = knob(512, "Tokens per training row.", ge=16, hint="try 512 on CPU, 2048 on GPU")
+    max_length: int = knob(512, "Tokens per training row (dpo, kto: prompt plus reply; grpo: the prompt).", ge=16, hint="try 512 on CPU, 2048 on GPU")
     overlong: Literal["truncate", "drop"] = knob("truncate", "What happens to sequences longer than max_length.")
-    packing: bool = knob(True, "Pack several sequences per row (position_ids restart per sequence).")
+    packing: bool = knob(True, "Pack several sequences per row (position_ids restart per sequence). sft only: preference rows and prompts are never packed.")
     train_on_inputs: bool = knob(False, "Also train on system and user turns, not only assistant turns.")
     train_roles: tuple[str, ...] = knob(("assistant",), "Roles whose turns are trained when train_on_inputs is false.")
     bad_rows: Literal["error", "drop"] = knob("error", "Stop at the first malformed row, or drop and count it.")
@@ -109,9 +110,55 @@ class QuantSpec:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    name: Literal["full", "lora", "qlora"] = knob("lora", "What is trained: all weights, a LoRA adapter, or LoRA on a 4-bit base.")
-    lora: LoraSpec = knob(LoraSpec(), "LoRA settings (lora and qlora).")
-    quant: QuantSpec = knob(QuantSpec(), "4-bit quantization settings (qlora).")
+    name: Literal["sft", "dpo", "kto", "grpo"] = knob(
+        "sft",
+        "The objective: supervised fine-tuning, DPO-family preference tuning on pairs, KTO on unpaired "
+        "desirable/undesirable rows, or GRPO with rewards on sampled completions.",
+    )
+    weights: Literal["full", "lora", "qlora"] = knob(
+        "lora", "What is trained, for every objective: all weights, a LoRA adapter, or LoRA on a 4-bit base."
+    )
+    lora: LoraSpec = knob(LoraSpec(), "LoRA settings (weights lora and qlora).")
+    quant: QuantSpec = knob(QuantSpec(), "4-bit quantization settings (weights qlora).")
+    # ---- dpo, kto, grpo: the pull towards the reference model
+    beta: float = knob(
+        0.1, "dpo, kto: how strongly the policy is held to the reference model (higher: closer). "
+        "grpo: the KL coefficient; 0 drops the KL term and the reference forward pass.", ge=0,
+    )
+    loss_type: Optional[str] = knob(
+        None, "The loss variant; null takes the method's default. dpo: sigmoid (DPO), ipo, hinge, robust, "
+        "bco_pair, sppo_hard, nca_pair, exo_pair, aot, aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm. "
+        "kto: kto, apo_zero_unpaired. grpo: dapo, grpo, dr_grpo, bnpo, cispo, sapo, luspo, vespo.",
+    )
+    sft_weight: float = knob(0.0, "dpo: weight of an added SFT loss on the chosen replies (RPO); 0 leaves it out.", ge=0)
+    precompute_reference: bool = knob(
+        False, "dpo, kto: compute the reference log-probs once before training and cache them with the data, "
+        "so training runs one model (no reference forward per step).",
+    )
+    desirable_weight: float = knob(1.0, "kto: loss weight of desirable rows.", gt=0)
+    undesirable_weight: float = knob(1.0, "kto: loss weight of undesirable rows.", gt=0)
+    # ---- grpo: sampling and rewards
+    num_generations: int = knob(
+        8, "grpo: completions sampled per prompt (the group). The global batch of completions "
+        "(micro_batch_size x gradient_accumulation_steps x world size) must be a multiple of it.", ge=2,
+    )
+    temperature: float = knob(1.0, "grpo: sampling temperature of the completions.", gt=0)
+    max_completion_length: int = knob(256, "grpo: tokens sampled per completion at most.", ge=1)
+    rewards: tuple[str, ...] = knob(
+        ("gsm8k_correct", "gsm8k_format"),
+        "grpo: reward functions, by registered name (see src/hydratune/rewards/) or `module:function`.",
+    )
+    reward_weights: tuple[float, ...] = knob((), "grpo: one weight per reward; empty weighs them all 1.")
+    epsilon: float = knob(0.2, "grpo: clipping range of the policy ratio.", gt=0)
+    generation: Literal["auto", "transformers", "vllm_colocate", "vllm_server"] = knob(
+        "auto", "grpo: who samples. auto: vLLM colocated on GPUs with vllm installed, else transformers' generate. "
+        "vllm_server needs a running `trl vllm-serve` at vllm_server_url.",
+    )
+    vllm_server_url: Optional[str] = knob(None, "grpo with generation=vllm_server: http://host:port of `trl vllm-serve`.")
+
+    @property
+    def is_preference(self) -> bool:
+        return self.name in ("dpo", "kto")
 
 
 # ------------------------------------------------------------------- sharding

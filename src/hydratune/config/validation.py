@@ -12,8 +12,10 @@ from hydratune.config.environment import Environment
 from hydratune.config.problems import ConfigError, Problem, did_you_mean, raise_if_any
 from hydratune.config.spec import EMBEDDED_SMOLLM2, RunSpec
 
-# method -> sharding strategies it runs under. Written once: validation enforces it,
+# Rows: the weights trained (any objective) and the post-training objectives (any weights);
+# a run is supported when both of its rows say yes. Written once: validation enforces it,
 # the README prints it (a test keeps the two equal), the distributed tests run it.
+NOT_YET_RUN = "no: not yet run with this method; use sharding=ddp"
 SUPPORT_MATRIX: dict[str, dict[str, str]] = {
     "full": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
     "lora": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
@@ -23,11 +25,22 @@ SUPPORT_MATRIX: dict[str, dict[str, str]] = {
         "fsdp": "no: 4-bit weights are not sharded by FSDP2 here; use sharding=ddp",
         "deepspeed": "no: 4-bit weights are not partitioned by ZeRO here; use sharding=ddp",
     },
+    "dpo": {"single": "yes", "ddp": "yes", "fsdp": NOT_YET_RUN, "deepspeed": NOT_YET_RUN},
+    "kto": {"single": "yes", "ddp": "yes", "fsdp": NOT_YET_RUN, "deepspeed": NOT_YET_RUN},
+    "grpo": {"single": "yes", "ddp": "yes", "fsdp": NOT_YET_RUN, "deepspeed": NOT_YET_RUN},
+}
+
+# The loss variants TRL's trainers implement, per method (the first is the default).
+LOSS_TYPES = {
+    "dpo": ("sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "aot", "aot_unpaired",
+            "apo_zero", "apo_down", "discopop", "sigmoid_norm"),
+    "kto": ("kto", "apo_zero_unpaired"),
+    "grpo": ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
 }
 
 
-def supported(method: str, strategy: str) -> bool:
-    return SUPPORT_MATRIX[method][strategy].startswith("yes")
+def supported(row: str, strategy: str) -> bool:
+    return SUPPORT_MATRIX[row][strategy].startswith("yes")
 
 
 def support_matrix_markdown() -> str:
@@ -51,17 +64,82 @@ def check_run_spec(spec: RunSpec, env: Environment) -> None:
 
 def _check_method(spec: RunSpec, env: Environment) -> list[Problem]:
     out = []
-    method, strategy = spec.method.name, spec.sharding.strategy
-    if not supported(method, strategy):
-        out.append(Problem(f"method={method} with sharding={strategy}", "not supported", SUPPORT_MATRIX[method][strategy].split(": ", 1)[1]))
-    if method == "qlora" and not env.has("bitsandbytes"):
-        out.append(Problem("method=qlora", "needs bitsandbytes, which is not importable", "pip install bitsandbytes, or method=lora"))
+    m, strategy = spec.method, spec.sharding.strategy
+    for row, key in ((m.weights, f"method.weights={m.weights}"), (m.name, f"method={m.name}")):
+        if row in SUPPORT_MATRIX and not supported(row, strategy):
+            out.append(Problem(f"{key} with sharding={strategy}", "not supported", SUPPORT_MATRIX[row][strategy].split(": ", 1)[1]))
+    if m.weights == "qlora" and not env.has("bitsandbytes"):
+        out.append(Problem("method.weights=qlora", "needs bitsandbytes, which is not importable", "pip install bitsandbytes, or method.weights=lora"))
     if spec.optim.name == "adamw_8bit" and not env.has("bitsandbytes"):
         out.append(Problem("optim.name=adamw_8bit", "needs bitsandbytes, which is not importable", "pip install bitsandbytes, or optim.name=adamw"))
-    if method == "full" and spec.method.lora.use_dora:
-        out.append(Problem("method.lora.use_dora", "DoRA is a LoRA variant and does nothing with method=full", "use method=lora"))
-    if method == "qlora" and spec.method.quant.compute_dtype == "bfloat16" and not env.cuda_bf16:
+    if m.weights == "full" and m.lora.use_dora:
+        out.append(Problem("method.lora.use_dora", "DoRA is a LoRA variant and does nothing with method.weights=full", "use method.weights=lora"))
+    if m.weights == "qlora" and m.quant.compute_dtype == "bfloat16" and not env.cuda_bf16:
         out.append(Problem("method.quant.compute_dtype=bfloat16", "this machine has no bf16-capable GPU", "use compute_dtype=auto"))
+    return out + _check_post_training(spec, env)
+
+
+def _check_post_training(spec: RunSpec, env: Environment) -> list[Problem]:
+    from hydratune.data.formats import is_custom
+    from hydratune.data.preference_formats import FORMATS_FOR_KIND, ROW_KINDS
+
+    out = []
+    m, ds = spec.method, spec.dataset
+    kind = ROW_KINDS[m.name]
+    for src in (ds, *ds.mix):
+        if not is_custom(src.format) and src.format not in FORMATS_FOR_KIND[kind]:
+            out.append(Problem(f"dataset.format={src.format}", f"method={m.name} cannot train on it",
+                               f"use one of: {', '.join(FORMATS_FOR_KIND[kind])} (or a method that trains on {src.format} rows)"))
+    if m.name == "sft":
+        return out
+    if ds.mix:
+        out.append(Problem("dataset.mix", f"mixtures are built for SFT only, not method={m.name}", "train on one source (dataset.mix=[])"))
+    if m.loss_type is not None and m.loss_type not in LOSS_TYPES[m.name]:
+        out.append(Problem(f"method.loss_type={m.loss_type}", f"not a {m.name} loss",
+                           did_you_mean(m.loss_type, LOSS_TYPES[m.name]) or f"use one of: {', '.join(LOSS_TYPES[m.name])}"))
+    if m.precompute_reference and not m.is_preference:
+        out.append(Problem("method.precompute_reference", f"only dpo and kto use precomputed reference log-probs, not {m.name}",
+                           "remove method.precompute_reference"))
+    if m.sft_weight and m.name != "dpo":
+        out.append(Problem("method.sft_weight", f"the SFT term (RPO) is a dpo option, not {m.name}", "remove method.sft_weight"))
+    t, world = spec.train, spec.sharding.world_size
+    if m.name == "kto" and (m.loss_type or "kto") == "kto" and t.micro_batch_size < 2:
+        out.append(Problem(f"train.micro_batch_size={t.micro_batch_size}", "KTO estimates its KL term by pairing each prompt "
+                           "with another row's completion in the micro-batch", "set train.micro_batch_size=2 or more"))
+    if m.name == "grpo":
+        out += _check_grpo(spec, env, world)
+        if "loss" in spec.eval.tasks:
+            out.append(Problem("eval.tasks.loss", "GRPO has no held-out loss: its rows are prompts without targets",
+                               "measure answers instead: eval=[gsm8k] (or eval=[none])"))
+    return out
+
+
+def _check_grpo(spec: RunSpec, env: Environment, world: int) -> list[Problem]:
+    from hydratune.rewards import REWARDS, is_custom_reward
+
+    out = []
+    m, t = spec.method, spec.train
+    completions = t.micro_batch_size * t.gradient_accumulation_steps * world
+    if completions % m.num_generations:
+        out.append(Problem(f"method.num_generations={m.num_generations}",
+                           f"the {completions} completions of a step (micro_batch_size x gradient_accumulation_steps x world size) "
+                           "do not split into whole groups", f"set train.gradient_accumulation_steps so that "
+                           f"{t.micro_batch_size} x it x {world} is a multiple of {m.num_generations}, or change method.num_generations"))
+    for name in m.rewards:
+        if name not in REWARDS and not is_custom_reward(name):
+            out.append(Problem(f"method.rewards={name}", "unknown reward",
+                               did_you_mean(name, REWARDS) or f"use one of: {', '.join(REWARDS)}, or module:function"))
+    if not m.rewards:
+        out.append(Problem("method.rewards", "GRPO needs at least one reward", f"e.g. method.rewards=[{', '.join(REWARDS)}]"))
+    if m.reward_weights and len(m.reward_weights) != len(m.rewards):
+        out.append(Problem("method.reward_weights", f"{len(m.reward_weights)} weights for {len(m.rewards)} rewards",
+                           "give one weight per reward, or method.reward_weights=[] for all 1"))
+    if m.generation.startswith("vllm") and not (env.cuda and env.has("vllm")):
+        out.append(Problem(f"method.generation={m.generation}", "vLLM needs a CUDA GPU and the vllm package",
+                           "use method.generation=auto (transformers' generate here)"))
+    if m.generation == "vllm_server" and not m.vllm_server_url:
+        out.append(Problem("method.vllm_server_url", "generation=vllm_server needs the server's address",
+                           "start `trl vllm-serve --model <model>` and set method.vllm_server_url=http://host:8000"))
     return out
 
 

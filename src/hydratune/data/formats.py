@@ -156,21 +156,32 @@ def is_custom(name: str) -> bool:
     return ":" in name
 
 
-def resolve_format(name: str) -> Callable[[Mapping[str, Any], FormatOptions], Example]:
+def builtin_formats() -> dict[str, Callable[[Mapping[str, Any], FormatOptions], Any]]:
+    """The SFT formats and the post-training ones (preference, unpaired, prompt)."""
+    from hydratune.data.preference_formats import POST_TRAINING_FORMATS
+
+    return {**FORMATS, **POST_TRAINING_FORMATS}
+
+
+def resolve_format(name: str) -> Callable[[Mapping[str, Any], FormatOptions], Any]:
     """A built-in format by name, or a user's `module:function`."""
-    if name in FORMATS:
-        return FORMATS[name]
+    builtin = builtin_formats()
+    if name in builtin:
+        return builtin[name]
     if not is_custom(name):
-        raise DataError(f"dataset.format={name}: unknown format", f"use one of {', '.join(FORMATS)}, or module:function")
+        raise DataError(f"dataset.format={name}: unknown format", f"use one of {', '.join(builtin)}, or module:function")
     fn = _import_custom(name)
 
     def custom(row: Mapping[str, Any], options: FormatOptions) -> Example:
+        from hydratune.data.preference_formats import POST_TRAINING_ROWS
+
         result = fn(row, options)
-        if isinstance(result, Example):
+        if isinstance(result, (Example, *POST_TRAINING_ROWS)):
             return result
         if isinstance(result, list):
             return Example(messages=_with_system(list(result), options))
-        raise RowError("bad custom format", f"{name} returned {type(result).__name__}", "return an Example or a list of {role, content}")
+        raise RowError("bad custom format", f"{name} returned {type(result).__name__}",
+                       "return an Example (or PreferencePair, UnpairedExample, PromptExample) or a list of {role, content}")
 
     return custom
 
@@ -186,7 +197,7 @@ def _import_custom(name: str) -> Callable[..., Any]:
 def format_source_text(name: str) -> str:
     """The source of the module that defines the converter (the whole file, so a change in a
     helper it calls counts too): part of the cache key, so editing a format rebuilds."""
-    fn = FORMATS.get(name) or _import_custom(name)
+    fn = builtin_formats().get(name) or _import_custom(name)
     module = inspect.getmodule(fn)
     try:
         return inspect.getsource(module) if module is not None else inspect.getsource(fn)

@@ -19,6 +19,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from hydratune.config.spec import DatasetSpec, RunSpec, SourceSpec
 from hydratune.data.errors import DataError, RowError
 from hydratune.data.formats import Example, FormatOptions, format_source_text, resolve_format
 from hydratune.data.packing import best_fit_decreasing, packing_efficiency
+from hydratune.data.preference_formats import ROW_KINDS
 from hydratune.data.report import build_report, write_report
 from hydratune.data.sources import open_split
 from hydratune.data.tokenize_examples import MaskPolicy, TokenSequence, fit_length, token_id_problem, tokenize_batch, tokenizer_fingerprint_parts
@@ -68,10 +70,11 @@ def _sources(ds: DatasetSpec) -> list[SourceSpec]:
     return [primary, *ds.mix]
 
 
-def cache_key(ds: DatasetSpec, tokenizer, fingerprints: dict[str, str]) -> str:
+def cache_key(ds: DatasetSpec, tokenizer, fingerprints: dict[str, str], row_kind: str = "sequence") -> str:
     digest = hashlib.sha256()
     parts = {
         "format_version": FORMAT_VERSION,
+        "row_kind": row_kind,
         "settings": dataclasses.asdict(ds),
         "sources": fingerprints,
         "converters": {s.format: format_source_text(s.format) for s in _sources(ds)},
@@ -85,12 +88,13 @@ def cache_key(ds: DatasetSpec, tokenizer, fingerprints: dict[str, str]) -> str:
 def data_stage_source() -> str:
     """The code that turns rows into shards (tokenizing, masking, packing): part of the key,
     so a change to it never reuses shards the old code wrote."""
-    from hydratune.data import packing, tokenize_examples
+    from hydratune.data import packing, post_training_rows, tokenize_examples, tokenize_preferences
 
-    return "".join(inspect.getsource(module) for module in (tokenize_examples, packing, sys.modules[__name__]))
+    modules = (tokenize_examples, packing, tokenize_preferences, post_training_rows, sys.modules[__name__])
+    return "".join(inspect.getsource(module) for module in modules)
 
 
-def _split_plan(ds: DatasetSpec) -> dict[str, list[tuple[int, SourceSpec, str]]]:
+def split_plan(ds: DatasetSpec) -> dict[str, list[tuple[int, SourceSpec, str]]]:
     """Which (source index, source, split) pairs feed the train and eval rows."""
     plan = {"train": [(i, s, s.split) for i, s in enumerate(_sources(ds))], "eval": []}
     if ds.eval_split:
@@ -101,6 +105,7 @@ def _split_plan(ds: DatasetSpec) -> dict[str, list[tuple[int, SourceSpec, str]]]
 # -------------------------------------------------------------------- stage
 def run_preprocess(spec: RunSpec, *, tokenizer=None) -> PreparedData:
     """Build or find the tokenized shards of the spec's dataset."""
+    from hydratune.data.post_training_rows import build_post_training
     from hydratune.models.model_loading import load_tokenizer
 
     start = time.perf_counter()
@@ -109,15 +114,17 @@ def run_preprocess(spec: RunSpec, *, tokenizer=None) -> PreparedData:
     ds = spec.dataset
     opened = {
         (split_name, i): open_split(src.path, split, config_name=src.config_name, revision=src.revision, cache_root=root)
-        for split_name, entries in _split_plan(ds).items()
+        for split_name, entries in split_plan(ds).items()
         for i, src, split in entries
     }
     fingerprints = {f"{name}/{i}/{src.name}": src.fingerprint for (name, i), src in opened.items()}
-    key = cache_key(ds, tokenizer, fingerprints)
+    kind = ROW_KINDS[spec.method.name]
+    key = cache_key(ds, tokenizer, fingerprints, kind)
     target = root / "data" / key[:24]
+    build = _build if kind == "sequence" else partial(build_post_training, kind=kind)
     directory, built = build_once(
         target,
-        lambda tmp: _build(ds, tokenizer, opened, tmp, key),
+        lambda tmp: build(ds, tokenizer, opened, tmp, key),
         is_valid=_shards_intact,
     )
     manifest = read_manifest(directory)
@@ -213,6 +220,8 @@ def checked_example(row, convert, options: FormatOptions, vocab_size: int, bad_r
     if row.problem is not None:  # unreadable at the source (a line that is not JSON)
         raise row.problem
     example = convert(row.data, options)
+    if not isinstance(example, Example):  # a post-training row: checked by its own format
+        return example
     problem = token_id_problem(example, vocab_size)
     if problem:
         raise RowError("token id out of range", problem, "tokenize with this model's tokenizer")
@@ -250,7 +259,7 @@ def _mix(per_source: list[list[TokenSequence]], weights: list[float], seed: int)
     return kept, lost
 
 
-def _hold_out(sequences: list[TokenSequence], fraction: float, seed: int) -> tuple[list[TokenSequence], list[TokenSequence]]:
+def hold_out(sequences: list, fraction: float, seed: int) -> tuple[list, list]:
     order = list(range(len(sequences)))
     random.Random(seed).shuffle(order)
     n_eval = round(fraction * len(sequences))
@@ -273,10 +282,16 @@ def _pack(sequences: list[TokenSequence], ds: DatasetSpec) -> tuple[list[dict[st
     return rows, packing_efficiency(lengths, bins, ds.max_length)
 
 
-def _write_shards(rows: list[dict[str, list[int]]], split: str, out: Path) -> dict[str, dict]:
+def _packed_schema():
     import pyarrow as pa
 
-    schema = pa.schema([(name, pa.list_(pa.int32())) for name in ("input_ids", "labels", "seq_lens")])
+    return pa.schema([(name, pa.list_(pa.int32())) for name in ("input_ids", "labels", "seq_lens")])
+
+
+def write_shards(rows: list[dict[str, Any]], split: str, out: Path, schema=None) -> dict[str, dict]:
+    import pyarrow as pa
+
+    schema = schema or _packed_schema()
     n_shards = max(1, -(-len(rows) // ROWS_PER_SHARD))
     shards = {}
     for k in range(n_shards):
@@ -291,7 +306,7 @@ def _write_shards(rows: list[dict[str, list[int]]], split: str, out: Path) -> di
 
 def _build(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: str) -> dict[str, Any]:
     start = time.perf_counter()
-    plan = _split_plan(ds)
+    plan = split_plan(ds)
     stats: dict[str, list[SourceStats]] = {}
     sequences: dict[str, list[TokenSequence]] = {}
     train_per_source = []
@@ -312,7 +327,7 @@ def _build(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: str) -> dic
             st.dropped["mixture subsampling"] = n
     train = [s for seqs in mixed for s in seqs]
     if not ds.eval_split and ds.eval_fraction > 0:
-        train, sequences["eval"] = _hold_out(train, ds.eval_fraction, ds.split_seed)
+        train, sequences["eval"] = hold_out(train, ds.eval_fraction, ds.split_seed)
     sequences["train"] = train
     if not train:
         raise DataError("no training rows are left after the sequence policy", "check dataset.max_length and dataset.overlong")
@@ -323,7 +338,7 @@ def _build(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: str) -> dic
         if not seqs:
             continue
         rows, efficiency = _pack(seqs, ds)
-        shards[split_name] = _write_shards(rows, split_name, out)
+        shards[split_name] = write_shards(rows, split_name, out)
         packing[split_name] = {"rows": len(rows), "efficiency": efficiency, "sequences": len(seqs)}
     mixed_tokens = [sum(len(s.input_ids) for s in seqs) for seqs in mixed]
     report = build_report(

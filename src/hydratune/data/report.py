@@ -67,6 +67,62 @@ def build_report(*, ds, tokenizer, stats, sequences, packing, realized_shares, s
     }
 
 
+def _lengths(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {"min": 0, "mean": 0.0, "max": 0}
+    return {"min": min(values), "mean": sum(values) / len(values), "max": max(values)}
+
+
+# The token-id columns of each post-training row kind, shown as lengths.
+LENGTH_COLUMNS = {"pair": ("prompt_ids", "chosen_ids", "rejected_ids"), "unpaired": ("prompt_ids", "completion_ids"), "prompt": ()}
+
+
+def _post_training_example(tokenizer, kind: str, row: dict[str, Any]) -> dict[str, list[list[Any]]]:
+    """One row rendered as segments: the prompt never trained, each reply trained."""
+    if kind == "prompt":
+        return {"prompt": [[tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True), False]],
+                "answer (given to the rewards)": [[row["answer"], False]]}
+    prompt = [tokenizer.decode(row["prompt_ids"]), False]
+    replies = [c for c in LENGTH_COLUMNS[kind] if c != "prompt_ids"]
+    shown = {c.removesuffix("_ids"): [prompt, [tokenizer.decode(row[c]), True]] for c in replies}
+    if kind == "unpaired":
+        shown = {("desirable" if row["label"] else "undesirable") + " completion": shown["completion"]}
+    return shown
+
+
+def post_training_report(*, kind: str, ds, tokenizer, stats, rows, seconds) -> dict[str, Any]:
+    train = rows["train"]
+    lengths = {c.removesuffix("_ids"): _lengths([len(r[c]) for r in train]) for c in LENGTH_COLUMNS[kind]}
+    if kind == "prompt":
+        lengths["prompt"] = _lengths([r["prompt_tokens"] for r in train])
+    report = {
+        "kind": kind,
+        "sources": {split: [dataclasses.asdict(s) for s in per] for split, per in stats.items()},
+        "train": {"rows": len(train), "lengths": lengths},
+        "eval": {"rows": len(rows.get("eval") or [])},
+        "packing": "not packed: each row is one prompt with its replies" if kind != "prompt" else "not packed: prompts are sampled from",
+        "examples": [_post_training_example(tokenizer, kind, r) for r in train[:1]],
+        "build_seconds": seconds,
+    }
+    if kind == "unpaired":
+        report["train"]["desirable"] = sum(bool(r["label"]) for r in train)
+    return report
+
+
+def _render_post_training(report: dict[str, Any], *, color: bool) -> list[str]:
+    t = report["train"]
+    lines = ["", "## Rows", "", f"- train rows: {t['rows']:,}; eval rows: {report['eval']['rows']:,}"]
+    if "desirable" in t:
+        lines.append(f"- desirable: {t['desirable']:,}; undesirable: {t['rows'] - t['desirable']:,}")
+    lines += [f"- {report['packing']}", "", "## Lengths (tokens, train)", "", "| part | min | mean | max |", "|---|---|---|---|"]
+    lines += [f"| {part} | {v['min']} | {v['mean']:.1f} | {v['max']} |" for part, v in t["lengths"].items()]
+    lines += ["", "## Example (trained tokens " + ("in green" if color else "in [[double brackets]]") + ")", ""]
+    for example in report["examples"]:
+        for part, segments in example.items():
+            lines += [f"### {part}", "", "```", render_example(segments, color=color), "```", ""]
+    return lines
+
+
 def render_example(segments: list[list[Any]], *, color: bool) -> str:
     if color:
         return "".join(f"\x1b[1;32m{text}\x1b[0m" if trained else f"\x1b[2m{text}\x1b[0m" for text, trained in segments)
@@ -75,11 +131,13 @@ def render_example(segments: list[list[Any]], *, color: bool) -> str:
 
 def render_report(report: dict[str, Any], *, color: bool = False) -> str:
     t = report["train"]
-    lines = ["## Rows", "", "| split | source | read | kept | truncated | dropped | empty turns masked |", "|---|---|---|---|---|---|---|"]
+    lines = ["## Sources", "", "| split | source | read | kept | truncated | dropped | empty turns masked |", "|---|---|---|---|---|---|---|"]
     for split, per in report["sources"].items():
         for s in per:
             dropped = ", ".join(f"{n} {reason}" for reason, n in s["dropped"].items()) or "0"
             lines.append(f"| {split} | {s['name']} | {s['rows_read']} | {s['rows_kept']} | {s['truncated']} | {dropped} | {s['empty_turns_masked']} |")
+    if report.get("kind", "sequence") != "sequence":
+        return "\n".join(lines + _render_post_training(report, color=color))
     lines += [
         "",
         "## Tokens",

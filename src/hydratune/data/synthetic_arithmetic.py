@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Callable
 
 from hydratune.data.errors import DataError
 
@@ -21,7 +22,11 @@ NAMES = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines"
 ITEMS = [("pencil", "pencils"), ("apple", "apples"), ("notebook", "notebooks"), ("ticket", "tickets"), ("cookie", "cookies"), ("marble", "marbles")]
 
 
-def _problem(rng: random.Random) -> dict[str, str]:
+def _problem(rng: random.Random) -> tuple[str, Callable[[int], str], int]:
+    """A question, its worked answer as a function of the first step's result, and that result.
+
+    Passing a wrong first result gives a solution with one wrong step, carried through
+    consistently to a wrong final answer (the rejected side of a preference pair)."""
     name = rng.choice(NAMES)
     item, items = rng.choice(ITEMS)
     kind = rng.randrange(3)
@@ -30,28 +35,50 @@ def _problem(rng: random.Random) -> dict[str, str]:
         cost = price * count
         bill = next(b for b in (10, 20, 50, 100) if b >= cost)
         question = f"{name} buys {count} {items} that cost ${price} each and pays with a ${bill} bill. How much change does {name} get?"
-        answer = f"The {items} cost {count} * {price} = <<{count}*{price}={cost}>>{cost} dollars.\n" \
-                 f"The change is {bill} - {cost} = <<{bill}-{cost}={bill - cost}>>{bill - cost} dollars.\n#### {bill - cost}"
-    elif kind == 1:  # boxes, give away
+        return question, lambda c: (f"The {items} cost {count} * {price} = <<{count}*{price}={c}>>{c} dollars.\n"
+                                    f"The change is {bill} - {c} = <<{bill}-{c}={bill - c}>>{bill - c} dollars.\n#### {bill - c}"), cost
+    if kind == 1:  # boxes, give away
         boxes, per_box = rng.randint(2, 9), rng.randint(3, 12)
         total = boxes * per_box
         given = rng.randint(1, total - 1)
         question = f"{name} has {boxes} boxes with {per_box} {items} in each box and gives away {given} {items}. How many {items} are left?"
-        answer = f"{name} has {boxes} * {per_box} = <<{boxes}*{per_box}={total}>>{total} {items}.\n" \
-                 f"After giving some away, {total} - {given} = <<{total}-{given}={total - given}>>{total - given} are left.\n#### {total - given}"
-    else:  # daily rate over days, then share
-        per_day, days, friends = rng.randint(2, 9), rng.randint(2, 7), rng.randint(2, 4)
-        total = per_day * days * friends
-        each = per_day * days
-        question = f"{name} makes {per_day} {items} a day for {days} days, and so do {friends - 1} friends. How many {items} do they make together?"
-        answer = f"Each person makes {per_day} * {days} = <<{per_day}*{days}={each}>>{each} {items}.\n" \
-                 f"Together they make {each} * {friends} = <<{each}*{friends}={total}>>{total} {items}.\n#### {total}"
-    return {"question": question, "answer": answer}
+        return question, lambda t: (f"{name} has {boxes} * {per_box} = <<{boxes}*{per_box}={t}>>{t} {items}.\n"
+                                    f"After giving some away, {t} - {given} = <<{t}-{given}={t - given}>>{t - given} are left.\n#### {t - given}"), total
+    # daily rate over days, then share
+    per_day, days, friends = rng.randint(2, 9), rng.randint(2, 7), rng.randint(2, 4)
+    each = per_day * days
+    question = f"{name} makes {per_day} {items} a day for {days} days, and so do {friends - 1} friends. How many {items} do they make together?"
+    return question, lambda e: (f"Each person makes {per_day} * {days} = <<{per_day}*{days}={e}>>{e} {items}.\n"
+                                f"Together they make {e} * {friends} = <<{e}*{friends}={e * friends}>>{e * friends} {items}.\n#### {e * friends}"), each
 
 
 def generate(rows: int, seed: int) -> list[dict[str, str]]:
+    """Question/answer rows (format qa)."""
     rng = random.Random(seed)
-    return [_problem(rng) for _ in range(rows)]
+    out = []
+    for _ in range(rows):
+        question, answer, first = _problem(rng)
+        out.append({"question": question, "answer": answer(first)})
+    return out
+
+
+def generate_preferences(rows: int, seed: int) -> list[dict[str, str]]:
+    """Preference pairs (format preference): the correct worked solution is chosen, the same
+    solution with its first step off by a few is rejected. The questions are those of
+    `generate(rows, seed)`; the errors come from a second seeded stream."""
+    rng, errors = random.Random(seed), random.Random(seed + 1)
+    out = []
+    for _ in range(rows):
+        question, answer, first = _problem(rng)
+        wrong = first + errors.choice([-3, -2, -1, 1, 2, 3])
+        out.append({"prompt": question, "chosen": answer(first), "rejected": answer(wrong)})
+    return out
+
+
+GENERATORS: dict[str, tuple[Callable[[int, int], list[dict[str, str]]], int]] = {
+    "arithmetic": (generate, GENERATOR_VERSION),
+    "arithmetic_preferences": (generate_preferences, 1),
+}
 
 
 def generated_split_file(name: str, split: str, cache_root: Path | None) -> Path:
@@ -59,18 +86,19 @@ def generated_split_file(name: str, split: str, cache_root: Path | None) -> Path
     from hydratune.atomic_dir import build_once
     from hydratune.cache_dirs import cache_root as default_root
 
-    if name != "arithmetic":
-        raise DataError(f"dataset.path=generated:{name}: unknown generator", "use generated:arithmetic")
+    if name not in GENERATORS:
+        raise DataError(f"dataset.path=generated:{name}: unknown generator", f"use one of: {', '.join('generated:' + g for g in GENERATORS)}")
     if split not in SPLITS:
-        raise DataError(f"generated:arithmetic has no split '{split}'", f"use one of {', '.join(SPLITS)}")
-    root = (cache_root or default_root()) / "datasets" / f"arithmetic-v{GENERATOR_VERSION}"
+        raise DataError(f"generated:{name} has no split '{split}'", f"use one of {', '.join(SPLITS)}")
+    make, version = GENERATORS[name]
+    root = (cache_root or default_root()) / "datasets" / f"{name}-v{version}"
 
     def build(out: Path) -> dict:
         for each, (rows, seed) in SPLITS.items():
             with open(out / f"{each}.jsonl", "w") as fh:
-                for row in generate(rows, seed):
+                for row in make(rows, seed):
                     fh.write(json.dumps(row) + "\n")
-        return {"generator": "arithmetic", "version": GENERATOR_VERSION, "splits": {k: v[0] for k, v in SPLITS.items()}}
+        return {"generator": name, "version": version, "splits": {k: v[0] for k, v in SPLITS.items()}}
 
     folder, _ = build_once(root, build)
     return folder / f"{split}.jsonl"

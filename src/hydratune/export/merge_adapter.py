@@ -31,24 +31,36 @@ PARITY_TOKENS = 128
 
 
 def parity_batch(spec: RunSpec, tokenizer) -> dict[str, torch.Tensor]:
-    """A few held-out packed rows (train rows when there is no eval split), cut short."""
+    """A few held-out rows (train rows when there is no eval split), cut short."""
     from hydratune.data.prepare_data import run_preprocess
 
     prepared = run_preprocess(spec, tokenizer=tokenizer)  # a cache hit: the rows training read
     rows = prepared.load("eval") or prepared.load("train")
     picked = []
     for row in rows.select(range(min(PARITY_ROWS, len(rows)))):
-        n = min(PARITY_TOKENS, len(row["input_ids"]))
+        ids, seq_lens = _token_ids(row, tokenizer)
+        n = min(PARITY_TOKENS, len(ids))
         lens, used = [], 0
-        for length in row["seq_lens"]:
+        for length in seq_lens:
             take = min(length, n - used)
             if take <= 0:
                 break
             lens.append(take)
             used += take
-        picked.append({"input_ids": row["input_ids"][:n], "labels": row["labels"][:n], "seq_lens": lens})
+        picked.append({"input_ids": ids[:n], "labels": ids[:n], "seq_lens": lens})
     batch = PackedCollator(tokenizer.pad_token_id)(picked)
     return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
+
+
+def _token_ids(row: dict, tokenizer) -> tuple[list[int], list[int]]:
+    """A stored row's tokens and sequence lengths: packed SFT rows, preference rows, or a GRPO prompt."""
+    if "input_ids" in row:
+        return row["input_ids"], row["seq_lens"]
+    if "prompt_ids" in row:
+        ids = row["prompt_ids"] + (row.get("chosen_ids") or row.get("completion_ids") or [])
+    else:
+        ids = list(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    return ids, [len(ids)]
 
 
 @torch.no_grad()

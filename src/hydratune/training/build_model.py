@@ -52,7 +52,7 @@ def quantization_config(method: MethodSpec, precision: str):
 
 def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: str):
     """The base model wrapped for the spec's method, ready for the Trainer."""
-    method = spec.method.name
+    method = spec.method.weights
     dtype = torch.float32 if method == "full" else DTYPES[precision]
     kwargs = {}
     if method == "qlora":

@@ -25,7 +25,8 @@ from hydratune.plan import decoder_layer_class, resolve_precision
 from hydratune.config.spec import RunSpec
 from hydratune.training.build_model import build_model
 from hydratune.training.checkpoints import decide_on_rank_zero, resolve_resume, run_identity
-from hydratune.training.hydratune_trainer import HydratuneTrainer
+from hydratune.training.hydratune_trainer import HydratuneMixin
+from hydratune.training.post_training import build_trainer
 from hydratune.training.token_throughput import CountingCollator
 from hydratune.training.trainer_args import training_arguments
 
@@ -36,7 +37,7 @@ TRAIN_RESULT = "train_result.json"
 
 def weights_dir(spec: RunSpec) -> Path:
     """Where fit() leaves the trained weights: the adapter, or the full model."""
-    return spec.output_dir / ("trained" if spec.method.name == "full" else "adapter")
+    return spec.output_dir / ("trained" if spec.method.weights == "full" else "adapter")
 
 
 def fit(spec: RunSpec, env: Environment) -> dict:
@@ -47,6 +48,8 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     tokenizer = load_tokenizer(spec.model, root)
     prepared = run_preprocess(spec, tokenizer=tokenizer)  # a cache hit: the launcher or the first rank built it
     train_rows, eval_rows = prepared.load("train"), prepared.load("eval")
+    if spec.method.name == "grpo":
+        eval_rows = None  # GRPO's held-out measure is generation (eval=[gsm8k]), after training
     loss_task = spec.eval.tasks.get("loss")
     if loss_task is not None and loss_task.max_rows and eval_rows is not None:
         eval_rows = eval_rows.select(range(min(loss_task.max_rows, len(eval_rows))))
@@ -70,13 +73,14 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     set_seed(spec.train.seed)  # the adapter's initialization must not depend on what ran before
     model = build_model(spec, env, root, precision)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(spec.output_dir / "tensorboard")
-    collator = CountingCollator(pad_token_id=tokenizer.pad_token_id)
-    trainer = HydratuneTrainer(
+    evaluating = loss_task is not None and eval_rows is not None
+    trainer = build_trainer(
+        spec,
         model=model,
         args=args,
         train_dataset=train_rows,
-        eval_dataset=eval_rows if loss_task is not None else None,
-        data_collator=collator,
+        eval_dataset=eval_rows if evaluating else None,
+        data_collator=CountingCollator(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
         identity=run_identity(spec, prepared.key),
         keep_checkpoints=spec.train.save_total_limit,
@@ -84,14 +88,18 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     resume_from = decide_on_rank_zero(lambda: resolve_resume(spec, prepared.key))
     if resume_from:
         log.info("resuming from %s", resume_from)
+    metrics: dict[str, float] = {}
+    if evaluating and spec.method.is_preference and not resume_from:
+        # where the held-out preference metrics start (policy = reference: margins 0)
+        metrics.update({f"{k}_start": v for k, v in held_out_metrics(trainer.evaluate()).items()})
     output = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - start
 
-    metrics = {"train_loss": output.training_loss, "global_step": output.global_step}
-    if loss_task is not None and eval_rows is not None:
-        final_eval = trainer.evaluate()
-        metrics["eval_loss"] = final_eval["eval_loss"]
-        metrics["eval_perplexity"] = math.exp(min(final_eval["eval_loss"], 50.0))
+    metrics.update({"train_loss": output.training_loss, "global_step": output.global_step})
+    if evaluating:
+        metrics.update(held_out_metrics(trainer.evaluate()))
+        if spec.method.name == "sft":
+            metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
 
     target = weights_dir(spec)
     save_weights(trainer, target)
@@ -112,7 +120,18 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     return metrics
 
 
-def save_weights(trainer: HydratuneTrainer, target: Path) -> None:
+# TRL's held-out preference metrics, under the names run.json gives them.
+PREFERENCE_METRICS = {"eval_rewards/accuracies": "eval_reward_accuracy", "eval_rewards/margins": "eval_reward_margin"}
+
+
+def held_out_metrics(evaluated: dict[str, float]) -> dict[str, float]:
+    """The held-out loss, and for dpo (kto) the reference-relative reward accuracy and margin."""
+    out = {"eval_loss": evaluated["eval_loss"]}
+    out.update({ours: evaluated[theirs] for theirs, ours in PREFERENCE_METRICS.items() if theirs in evaluated})
+    return out
+
+
+def save_weights(trainer: HydratuneMixin, target: Path) -> None:
     """The trained weights (the adapter, or the whole model) as one plain directory.
 
     FSDP2 parameters are gathered into a full state dict on every rank (a collective)

@@ -1,4 +1,5 @@
-"""The HF Trainer with token throughput in its training logs and complete-checkpoint markers."""
+"""The HF Trainer (and TRL's trainers, its subclasses) with token throughput in the training
+logs and complete-checkpoint markers."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any
 from transformers import Trainer
 
 from hydratune.training.checkpoints import MarkCompleteCheckpoints, barrier, clear_marker
-from hydratune.training.token_throughput import REAL_TOKENS, Throughput
+from hydratune.training.token_throughput import Throughput
 
 
-class HydratuneTrainer(Trainer):
+class HydratuneMixin:
+    """What every hydratune trainer adds, mixed in before the HF or TRL trainer class."""
+
     def __init__(self, *args, identity: dict[str, Any], keep_checkpoints: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.throughput = Throughput()
@@ -28,13 +31,15 @@ class HydratuneTrainer(Trainer):
         return super().train(*args, **kwargs)
 
     def _prepare_inputs(self, inputs):
-        if REAL_TOKENS in inputs:
-            if self.model.training:
-                self.throughput.count(inputs)
-            inputs = {k: v for k, v in inputs.items() if k != REAL_TOKENS}
+        if isinstance(inputs, dict):  # GRPO passes raw rows (a list) on to be sampled from
+            inputs = self.throughput.take(inputs, training=self.model.training)
         return super()._prepare_inputs(inputs)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:  # a training log, not an eval one
+        if "loss" in logs and self.throughput.counted:  # a training log, not an eval one
             logs.update(self.throughput.measure(self.args.device))
         super().log(logs, start_time)
+
+
+class HydratuneTrainer(HydratuneMixin, Trainer):
+    """Supervised fine-tuning on packed rows."""

@@ -100,9 +100,9 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
 def _loss_metrics(trained: dict) -> dict:
     """Training's own numbers, with the held-out loss under the `loss.` task prefix."""
     out = {"train_loss": trained["train_loss"], "global_step": trained["global_step"]}
-    for name in ("eval_loss", "eval_perplexity"):
-        if name in trained:
-            out[f"loss.{name}"] = trained[name]
+    for name, value in trained.items():
+        if name.startswith("eval_"):
+            out[f"loss.{name}"] = value
     return out
 
 

@@ -34,9 +34,22 @@ class Throughput:
         self.supervised = 0
         self.last = (time.perf_counter(), 0.0, 0.0)
 
-    def count(self, batch: dict[str, torch.Tensor]) -> None:
-        self.tokens += int(batch[REAL_TOKENS].sum())
-        self.supervised += int((batch["labels"] != IGNORE).sum())
+        self.counted = False
+
+    def take(self, batch: dict[str, Any], *, training: bool) -> dict[str, Any]:
+        """Count a batch as it reaches the model (training batches only), minus the count column.
+
+        Packed SFT batches carry REAL_TOKENS and labels; TRL's preference batches carry an
+        attention_mask and a completion_mask (the trained tokens)."""
+        if training and REAL_TOKENS in batch:
+            self.tokens += int(batch[REAL_TOKENS].sum())
+            self.supervised += int((batch["labels"] != IGNORE).sum())
+            self.counted = True
+        elif training and "attention_mask" in batch and "completion_mask" in batch:
+            self.tokens += int(batch["attention_mask"].sum())
+            self.supervised += int(batch["completion_mask"].sum())
+            self.counted = True
+        return {k: v for k, v in batch.items() if k != REAL_TOKENS}
 
     def restart(self) -> None:
         self.last = (time.perf_counter(), *self.last[1:])

@@ -30,7 +30,8 @@ def fsdp_settings(spec: RunSpec, layer_class: str) -> dict:
 
 
 def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_eval: bool, layer_class: str):
-    from transformers import TrainingArguments
+    """The method's TrainingArguments (TRL's config subclass for dpo, kto, grpo)."""
+    from hydratune.training.post_training import config_class, method_arguments
 
     t, o, sh = spec.train, spec.optim, spec.sharding
     loss_task = spec.eval.tasks.get("loss")
@@ -64,7 +65,7 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
         save_total_limit=None,  # pruned by MarkCompleteCheckpoints: only complete ones count, only after marking
         eval_strategy="steps" if every else "no",
         eval_steps=every,
-        remove_unused_columns=False,  # seq_lens feeds the collator
+        remove_unused_columns=False,  # seq_lens feeds the collator; GRPO's rewards read the rows' answer
         dataloader_num_workers=0,
         average_tokens_across_devices=True,  # loss = mean over every supervised token of the step, all ranks
         ddp_find_unused_parameters=False,
@@ -83,4 +84,4 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
             kwargs["parallelism_config"] = ParallelismConfig(dp_replicate_size=replicas, dp_shard_size=sh.world_size // replicas)
     if sh.strategy == "deepspeed":
         kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision)
-    return TrainingArguments(**kwargs)
+    return config_class(spec)(**{**kwargs, **method_arguments(spec, env)})

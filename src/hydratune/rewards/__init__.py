@@ -1,0 +1,57 @@
+"""Reward functions for GRPO: one file per reward, registered here by name.
+
+A reward scores each sampled completion: `fn(completions, answer, **kwargs) -> list[float]`,
+where a completion is its text and `answer` is the row's reference answer (the final
+assistant reply of a conversational row, or format=prompt's `answer` field). Add your own
+without editing the package: write such a function in an importable module and list it
+as `method.rewards=[gsm8k_correct, my_module:my_reward]`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Sequence
+
+from hydratune.rewards.gsm8k_correct import gsm8k_correct
+from hydratune.rewards.gsm8k_correct_flexible import gsm8k_correct_flexible
+from hydratune.rewards.gsm8k_format import gsm8k_format
+from hydratune.rewards.length_penalty import length_penalty
+
+Reward = Callable[..., list[float]]
+
+REWARDS: dict[str, Reward] = {
+    "gsm8k_correct": gsm8k_correct,
+    "gsm8k_correct_flexible": gsm8k_correct_flexible,
+    "gsm8k_format": gsm8k_format,
+    "length_penalty": length_penalty,
+}
+
+
+def is_custom_reward(name: str) -> bool:
+    return ":" in name
+
+
+def resolve_reward(name: str) -> Reward:
+    if name in REWARDS:
+        return REWARDS[name]
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def completion_text(completion: Any) -> str:
+    """TRL passes a conversational completion as [{role: assistant, content}]; plain ones as text."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+
+
+def for_trainer(name: str) -> Callable[..., list[float]]:
+    """The reward as TRL's GRPOTrainer calls it (prompts, completions, completion_ids, **columns),
+    named so its mean and spread are logged as rewards/<name>/..."""
+    fn = resolve_reward(name)
+
+    def reward(prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        return [float(r) for r in fn([completion_text(c) for c in completions], **columns)]
+
+    reward.__name__ = name.rpartition(":")[2]
+    return reward

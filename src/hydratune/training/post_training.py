@@ -1,0 +1,123 @@
+"""DPO, KTO and GRPO: TRL's trainers with hydratune's data, checkpoints and logging.
+
+TRL's trainers are HF Trainer subclasses, so sharding, checkpoints, resume and logging
+run as for SFT. What hydratune changes is small: the rows come tokenized from the data
+stage (cached, reported), so the trainers' own tokenizing pass is skipped; the method's
+keys become TRL's config fields; rewards come from the registry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydratune.config.environment import Environment
+from hydratune.config.spec import RunSpec
+from hydratune.config.validation import LOSS_TYPES
+from hydratune.training.hydratune_trainer import HydratuneMixin
+
+
+def _trl_classes(method: str) -> tuple[type, type]:
+    """(TRL trainer, TRL config) of a method; imported late, TRL is heavy."""
+    if method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        return DPOTrainer, DPOConfig
+    if method == "kto":
+        from trl import KTOConfig, KTOTrainer
+
+        return KTOTrainer, KTOConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    return GRPOTrainer, GRPOConfig
+
+
+def config_class(spec: RunSpec) -> type:
+    """The TrainingArguments class of the spec's method (TRL's config subclasses for dpo, kto, grpo)."""
+    if spec.method.name == "sft":
+        from transformers import TrainingArguments
+
+        return TrainingArguments
+    return _trl_classes(spec.method.name)[1]
+
+
+def method_arguments(spec: RunSpec, env: Environment) -> dict[str, Any]:
+    """The method's keys as TRL config fields (nothing for sft)."""
+    m, ds = spec.method, spec.dataset
+    if m.name == "sft":
+        return {}
+    loss = m.loss_type or LOSS_TYPES[m.name][0]
+    common = {
+        "beta": m.beta,
+        "loss_type": loss,
+        # checkpointing is build_model's (TRL's configs default it on)
+        "gradient_checkpointing": spec.train.gradient_checkpointing,
+    }
+    if m.name == "dpo":
+        losses, weights = [loss], [1.0]
+        if m.sft_weight:
+            losses, weights = [loss, "sft"], [1.0, m.sft_weight]  # RPO: DPO plus an NLL term on the chosen replies
+        return {**common, "loss_type": losses, "loss_weights": weights, "max_length": ds.max_length,
+                "precompute_ref_log_probs": m.precompute_reference}
+    if m.name == "kto":
+        return {**common, "max_length": ds.max_length, "precompute_ref_log_probs": m.precompute_reference,
+                "desirable_weight": m.desirable_weight, "undesirable_weight": m.undesirable_weight,
+                # the KL estimate pairs neighbours in a batch; the data stage stored the rows shuffled
+                "train_sampling_strategy": "sequential"}
+    generation = resolve_generation(m.generation, env)
+    grpo = {
+        **common,
+        "num_generations": m.num_generations,
+        "temperature": m.temperature,
+        "max_completion_length": m.max_completion_length,
+        "epsilon": m.epsilon,
+        "reward_weights": list(m.reward_weights) or None,
+        "use_vllm": generation != "transformers",
+        "log_completions": False,
+    }
+    if generation != "transformers":
+        grpo["vllm_mode"] = generation.removeprefix("vllm_")
+        if m.vllm_server_url:
+            grpo["vllm_server_base_url"] = m.vllm_server_url
+    return grpo
+
+
+def resolve_generation(choice: str, env: Environment) -> str:
+    if choice != "auto":
+        return choice
+    return "vllm_colocate" if env.cuda and env.has("vllm") else "transformers"
+
+
+def build_trainer(spec: RunSpec, **kwargs: Any):
+    """The method's trainer, with hydratune's mixin; kwargs are the HF Trainer's."""
+    if spec.method.name == "sft":
+        from hydratune.training.hydratune_trainer import HydratuneTrainer
+
+        return HydratuneTrainer(**kwargs)
+    trl_trainer, _ = _trl_classes(spec.method.name)
+    if spec.method.name == "grpo":
+        from hydratune.rewards import for_trainer
+
+        trainer_class = type("HydratuneGRPOTrainer", (HydratuneMixin, trl_trainer), {})
+        kwargs.pop("data_collator", None)  # GRPO samples its own batches
+        return trainer_class(reward_funcs=[for_trainer(name) for name in spec.method.rewards], **kwargs)
+    kwargs.pop("data_collator", None)  # TRL's preference collators pad prompt and replies
+    trainer_class = type(f"Hydratune{trl_trainer.__name__}", (PretokenizedRows, HydratuneMixin, trl_trainer), {})
+    return trainer_class(**kwargs)
+
+
+class PretokenizedRows:
+    """Rows that already hold TRL's token-id columns skip TRL's tokenizing pass (the data stage
+    did it). KTO's KL completions are still added: each row's completion paired with the
+    previous row's within a micro-batch, as TRL's own preparation does."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if "prompt_ids" not in dataset.column_names:
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if getattr(self, "calculate_KL", False):
+            def add_kl_completion_ids(rows):
+                rows["KL_completion_ids"] = [rows["completion_ids"][-1]] + rows["completion_ids"][:-1]
+                return rows
+
+            dataset = dataset.map(add_kl_completion_ids, batched=True, batch_size=args.per_device_train_batch_size,
+                                  keep_in_memory=True, desc=f"KL completions of the {dataset_name} rows")
+        return dataset
