@@ -40,10 +40,12 @@ class MemoryEstimate:
     optimizer: float
     activations: float
     host_offload: float  # bytes moved to CPU memory by offload settings
+    reference: float = 0.0  # dpo, kto, grpo: a frozen reference copy (full weights only)
+    generation: float = 0.0  # grpo: the KV cache of the sampled completions
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations
+        return self.weights + self.gradients + self.optimizer + self.activations + self.reference + self.generation
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str) -> MemoryE
         weights = weights / max(shape.num_layers, 1)
         gradients = 0.0 if offload_all else gradients
 
-    tokens = spec.train.micro_batch_size * spec.dataset.max_length
+    tokens = spec.train.micro_batch_size * sequence_tokens(spec)
     h, kv, ffn = shape.hidden_size, shape.kv_size, shape.intermediate_size
     # Saved for backward per token per layer: norms' inputs, q/k/v/attention output,
     # gate/up/act/product of the MLP (7h + 2kv + 4ffn elements).
@@ -178,7 +180,36 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str) -> MemoryE
     else:
         layers = shape.num_layers * per_layer
     logits = 2 * tokens * shape.vocab_size * 4  # fp32 logits and their gradient
-    return MemoryEstimate(weights, gradients, optimizer, float(layers + logits), host)
+    return MemoryEstimate(weights, gradients, optimizer, float(layers + logits), host,
+                          reference=_reference_bytes(spec, shape, act_bytes, divisor if shard_weights else 1),
+                          generation=_generation_bytes(spec, shape, act_bytes))
+
+
+def sequence_tokens(spec: RunSpec) -> int:
+    """Tokens one micro-batch row puts through the model: a packed row (sft), chosen plus
+    rejected (dpo), prompt plus completion (kto, and each sampled completion of grpo)."""
+    m, length = spec.method, spec.dataset.max_length
+    return {"dpo": 2 * length, "grpo": length + m.max_completion_length}.get(m.name, length)
+
+
+def _reference_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int, divisor: int) -> float:
+    """A frozen copy of the model, in the compute dtype, when the reference cannot be the
+    base with the adapter switched off: full weights, unless its log-probs are precomputed
+    (dpo, kto) or GRPO runs without the KL term (beta 0)."""
+    m = spec.method
+    if m.name == "sft" or m.weights != "full" or m.precompute_reference or (m.name == "grpo" and m.beta == 0):
+        return 0.0
+    return act_bytes * shape.total_params / divisor
+
+
+def _generation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int) -> float:
+    """GRPO samples micro_batch_size completions at once: keys and values of every layer
+    for prompt plus completion tokens, plus the last position's logits."""
+    m = spec.method
+    if m.name != "grpo":
+        return 0.0
+    tokens = spec.train.micro_batch_size * (spec.dataset.max_length + m.max_completion_length)
+    return float(tokens * shape.num_layers * 2 * shape.kv_size * act_bytes + spec.train.micro_batch_size * shape.vocab_size * 4)
 
 
 def train_flops_per_token(spec: RunSpec, shape: ModelShape) -> float:
@@ -204,7 +235,7 @@ def make_plan(spec: RunSpec, env: Environment, config) -> Plan:
         precision=precision,
         attention=resolve_attention(spec.model.attn_implementation, env),
         global_batch_rows=rows,
-        global_batch_tokens=rows * spec.dataset.max_length,
+        global_batch_tokens=rows * sequence_tokens(spec),
         shape=shape,
         trainable_params=shape.total_params if spec.method.weights == "full" else shape.lora_params,
         memory=estimate_memory(spec, shape, precision),
@@ -226,10 +257,13 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         "hydratune plan",
         "==============",
         f"model        {spec.model.name}{' (random init)' if spec.model.random_init else ''}",
-        f"method       {spec.method.name}" + (f" (rank {spec.method.lora.rank}, alpha {spec.method.lora.alpha:g})" if spec.method.weights != "full" else ""),
+        f"method       {spec.method.name}, weights {spec.method.weights}"
+        + (f" (rank {spec.method.lora.rank}, alpha {spec.method.lora.alpha:g})" if spec.method.weights != "full" else "")
+        + _reference_line(spec),
         f"sharding     {sh.strategy}: {sh.nnodes} node(s) x {sh.nproc_per_node} process(es) = world size {plan.world_size}",
         f"precision    {plan.precision}, attention {plan.attention}",
-        f"dataset      {spec.dataset.path} ({spec.dataset.format}), rows of {spec.dataset.max_length} tokens, packing {'on' if spec.dataset.packing else 'off'}",
+        f"dataset      {spec.dataset.path} ({spec.dataset.format}), rows of {spec.dataset.max_length} tokens, "
+        f"packing {'on' if spec.dataset.packing and spec.method.name == 'sft' else 'off'}",
         f"batch        {spec.train.micro_batch_size} rows/device x {spec.train.gradient_accumulation_steps} accumulation x {plan.world_size} = "
         f"{plan.global_batch_rows} rows = {plan.global_batch_tokens:,} tokens per optimizer step",
         f"steps        {spec.train.max_steps if spec.train.max_steps else f'{spec.train.epochs:g} epoch(s)'}",
@@ -240,12 +274,27 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         f"  weights      {m.weights / GIB:8.2f} GiB",
         f"  gradients    {m.gradients / GIB:8.2f} GiB",
         f"  optimizer    {m.optimizer / GIB:8.2f} GiB",
-        f"  activations  {m.activations / GIB:8.2f} GiB ({spec.train.micro_batch_size} x {spec.dataset.max_length} tokens, "
+        f"  activations  {m.activations / GIB:8.2f} GiB ({spec.train.micro_batch_size} x {sequence_tokens(spec)} tokens, "
         f"checkpointing {'on' if spec.train.gradient_checkpointing else 'off'})",
+        *([f"  reference    {m.reference / GIB:8.2f} GiB (a frozen copy of the start model)"] if m.reference else []),
+        *([f"  generation   {m.generation / GIB:8.2f} GiB (KV cache of {spec.train.micro_batch_size} completions)"] if m.generation else []),
         f"  total        {m.total / GIB:8.2f} GiB" + (f"  (+{m.host_offload / GIB:.2f} GiB offloaded to CPU memory)" if m.host_offload else ""),
         f"output       {spec.output_dir}",
     ]
     return "\n".join(lines)
+
+
+def _reference_line(spec: RunSpec) -> str:
+    m = spec.method
+    if m.name == "sft":
+        return ""
+    if m.precompute_reference:
+        return "; reference log-probs precomputed once"
+    if m.name == "grpo" and m.beta == 0:
+        return f"; {m.num_generations} completions per prompt, no KL term (no reference)"
+    where = "a frozen copy" if m.weights == "full" else "the base with the adapter off"
+    extra = f"; {m.num_generations} completions per prompt" if m.name == "grpo" else ""
+    return f"; reference: {where}{extra}"
 
 
 def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:

@@ -49,6 +49,7 @@ def test_matrix_covers_every_supported_cell():
                "deepspeed_zero3_offload": "deepspeed"}
     covered = {(m, presets[s]) for m, s, _, _ in MATRIX}
     covered.add(("lora", "ddp"))  # test_ddp_matches_single_process_with_same_global_batch, test_resume, test_processes
+    covered |= {("dpo", "ddp"), ("kto", "ddp"), ("grpo", "ddp")}  # test_post_training
     wanted = {(m, s) for m, row in SUPPORT_MATRIX.items() for s in row if s != "single" and supported(m, s)}
     assert wanted <= covered
 

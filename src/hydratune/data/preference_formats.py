@@ -84,7 +84,7 @@ def preference(row: Mapping[str, Any], options: FormatOptions) -> PreferencePair
     else:
         prompt = _as_messages(_get(row, options, "prompt"), options.field("prompt"), "user")
     if chosen == rejected:
-        raise RowError("identical replies", "chosen and rejected are the same", "drop the row: it carries no preference")
+        raise RowError("identical replies", "chosen and rejected are the same", "remove the row (it carries no preference), or set dataset.bad_rows=drop")
     return PreferencePair(_with_system(prompt, options), _reply(chosen, options.field("chosen")), _reply(rejected, options.field("rejected")))
 
 

@@ -26,7 +26,10 @@ def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> Eval
 
     # vLLM loads what from_pretrained loads: the converted or materialized directory, a local one, or the Hub id
     location = Path(model_location(model, cache_root))
-    return EvalTarget(label, load, directory=location, cache_identity=dataclasses.asdict(model))
+    identity = dataclasses.asdict(model)
+    if location.is_dir():  # a local directory (an earlier run's merged/) can be rewritten in place
+        identity["files"] = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in location.iterdir() if f.is_file())
+    return EvalTarget(label, load, directory=location, cache_identity=identity)
 
 
 def merged_target(directory: Path, label: str = "tuned") -> EvalTarget:

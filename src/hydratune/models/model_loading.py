@@ -32,6 +32,11 @@ def _pretrained_location(model: ModelSpec, cache_root: Path) -> str:
         from hydratune.models.embedded_model import converted_dir
 
         return str(converted_dir(cache_root))
+    from hydratune.outputs.parent_run import parent_model_dir, parent_run_dir
+
+    run_dir = parent_run_dir(model.name)
+    if run_dir is not None:  # an earlier hydratune run: start from its merged model
+        return str(parent_model_dir(run_dir).resolve())
     local = Path(model.name).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():

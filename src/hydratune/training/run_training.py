@@ -19,6 +19,7 @@ from hydratune.config.environment import detect_environment
 from hydratune.plan import plan_run
 from hydratune.outputs.run_record import save_spec, write_run_record
 from hydratune.config.spec import RunSpec
+from hydratune.outputs.parent_run import parent_record
 from hydratune.outputs.run_directory import claim_run_directory
 from hydratune.training.checkpoints import resolve_resume
 from hydratune.training.launch import needs_relaunch, relaunch
@@ -89,6 +90,7 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
         sample=sample,
         curves=str(curves) if curves else None,
         resumed_from=result["resumed_from"],
+        parent=parent_record(spec.model.name),
         wall_seconds={"train": result["train_seconds"], "export": export_seconds, "eval": eval_seconds,
                       "total": time.perf_counter() - started},
         log_history=result["log_history"],

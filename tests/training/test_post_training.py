@@ -1,0 +1,136 @@
+"""DPO, KTO and GRPO through the `train` console script on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .runs import assert_merged_loads_and_generates, losses, record, train
+
+pytestmark = pytest.mark.slow
+
+
+def pair_rows(numbers) -> list[dict]:
+    """A preference the tiny model can learn from a few pairs and carry to unseen ones: answer, don't refuse."""
+    return [{"prompt": f"What is {i} plus 3?", "chosen": f"The answer is {i + 3}.", "rejected": "Sorry, I cannot help with that."}
+            for i in numbers]
+
+
+def preference_data(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, numbers in (("train", range(0, 64)), ("test", range(100, 108))):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pair_rows(numbers)))
+    return folder
+
+
+def dpo(tmp_path: Path, *extra: str) -> list[str]:
+    return ["method=dpo", "dataset.format=preference", f"dataset.path={preference_data(tmp_path / 'pairs')}",
+            "dataset.eval_split=test", "optim.learning_rate=5e-3", "optim.warmup_ratio=0", "train.micro_batch_size=4", *extra]
+
+
+def preference_margin(policy, reference, run_dir: Path) -> float:
+    """beta x mean over the held-out pairs of (chosen - rejected) policy-over-reference log-ratios:
+    the reward margin TRL's evaluation reports, recomputed from two plain models."""
+    import torch
+
+    from hydratune.data.prepare_data import run_preprocess
+    from hydratune.outputs.run_record import load_spec
+
+    spec = load_spec(run_dir)
+    rows = run_preprocess(spec).load("eval")
+
+    def logp(model, prompt, reply):
+        ids = torch.tensor([prompt + reply])
+        with torch.no_grad():
+            logits = model(input_ids=ids, use_cache=False).logits[0, len(prompt) - 1:-1].float()
+        return float(torch.log_softmax(logits, -1).gather(-1, torch.tensor(reply)[:, None]).sum())
+
+    margins = []
+    for row in rows:
+        chosen = logp(policy, row["prompt_ids"], row["chosen_ids"]) - logp(reference, row["prompt_ids"], row["chosen_ids"])
+        rejected = logp(policy, row["prompt_ids"], row["rejected_ids"]) - logp(reference, row["prompt_ids"], row["rejected_ids"])
+        margins.append(chosen - rejected)
+    return spec.method.beta * sum(margins) / len(margins)
+
+
+def test_dpo_raises_held_out_preference_and_exports_the_trained_policy(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hydratune.cache_dirs import cache_root
+    from hydratune.models.model_loading import load_base_model
+    from hydratune.outputs.run_record import load_spec
+
+    run = tmp_path / "run"
+    train(run, *dpo(tmp_path, "train.max_steps=10"))
+    metrics = record(run)["metrics"]
+    # at the start the policy is the reference: no margin, no pair preferred
+    assert metrics["loss.eval_reward_margin_start"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["loss.eval_reward_accuracy"] >= 0.75 > metrics["loss.eval_reward_accuracy_start"]
+    assert metrics["loss.eval_reward_margin"] > 0.05
+    assert metrics["loss.eval_loss"] < metrics["loss.eval_loss_start"]
+    assert_merged_loads_and_generates(run)
+    # merged/ is the trained policy: against the base it gives the margin training measured
+    spec = load_spec(run)
+    base = load_base_model(spec.model, cache_root(spec.run.cache_dir), dtype=torch.float32, attn_implementation="sdpa")
+    merged = AutoModelForCausalLM.from_pretrained(run / "merged")
+    assert preference_margin(merged, base, run) == pytest.approx(metrics["loss.eval_reward_margin"], rel=1e-3)
+
+
+@pytest.mark.distributed
+def test_dpo_ddp_matches_single_process_with_same_global_batch(tmp_path):
+    common = dpo(tmp_path, "train.data_order=sequential", "train.max_steps=4", "method.lora.dropout=0", "eval=[none]")
+    train(tmp_path / "single", *common)
+    train(tmp_path / "ddp", *common, "sharding=ddp", "train.micro_batch_size=2")
+    single, ddp = losses(tmp_path / "single"), losses(tmp_path / "ddp")
+    assert len(single) == 4 and single[-1] < single[0]
+    assert single == pytest.approx(ddp, rel=1e-4), (single, ddp)
+
+
+def test_kto_on_pairs_split_into_desirable_and_undesirable_rows(tmp_path):
+    run = tmp_path / "run"
+    train(run, *dpo(tmp_path, "method=kto", "train.max_steps=8"))
+    metrics = record(run)["metrics"]
+    assert metrics["loss.eval_loss"] < metrics["loss.eval_loss_start"]
+    assert (run / "merged" / "config.json").is_file()
+
+
+def text_length(completions, **_):
+    """A reward a random tiny model's completions differ on (its 12 random tokens spell texts of
+    different lengths), so GRPO's advantages are not all zero."""
+    return [len(c) / 100 for c in completions]
+
+
+GRPO = ["method=grpo", "method.num_generations=4", "method.max_completion_length=12", "train.micro_batch_size=4",
+        "method.rewards=[gsm8k_correct,tests.training.test_post_training:text_length]", "eval=[none]",
+        "dataset.max_rows=32", "optim.learning_rate=1e-2", "optim.warmup_ratio=0"]
+
+
+def test_grpo_from_an_earlier_run_logs_rewards_and_records_the_chain(tmp_path):
+    """DPO -> GRPO: the second run starts from the first one's merged model and names it as parent."""
+    first = tmp_path / "dpo"
+    train(first, *dpo(tmp_path, "train.max_steps=2", "eval=[none]"))
+    second = tmp_path / "grpo"
+    train(second, *GRPO, "train.max_steps=4", f"model.name={first}", "model.random_init=false")
+    rec = record(second)
+    assert rec["parent"]["run_dir"] == str(first.resolve()) and rec["parent"]["method"] == "dpo"
+    steps = [e for e in rec["log_history"] if "loss" in e]
+    assert len(steps) == 4
+    for key in ("rewards/text_length/mean", "rewards/text_length/std", "rewards/gsm8k_correct/mean",
+                "completions/mean_length", "kl", "clip_ratio/region_mean"):
+        assert all(key in e for e in steps), key
+    assert any(e["rewards/text_length/std"] > 0 for e in steps)  # the groups did differ: there was a signal
+    assert (second / "curves.png").is_file()
+    assert_merged_loads_and_generates(second)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("method", ["kto", "grpo"])
+def test_runs_under_ddp(method, tmp_path):
+    overrides = GRPO if method == "grpo" else dpo(tmp_path, "method=kto", "train.micro_batch_size=2", "eval=[none]")
+    # grpo: 2 processes x 4 completions = 8 per step, two groups of 4
+    train(tmp_path / "run", *overrides, "sharding=ddp", "train.max_steps=2")
+    rec = record(tmp_path / "run")
+    assert rec["world_size"] == 2 and len(losses(tmp_path / "run")) == 2
