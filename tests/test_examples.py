@@ -63,6 +63,8 @@ def shortened(args: list[str], tmp: Path) -> list[str]:
     tool = args[0]
     if tool == "train":
         extra = ["model=tiny_llama", "train.max_steps=2", "train.sample_prompt=null", "train.report_to=[]"]
+        if any(a.startswith("model.name=") for a in args):
+            extra += ["model.random_init=false"]  # starts from an earlier (tiny) run's weights
         if any("experiment=" in a or "eval" in a for a in args):
             extra += ["eval.tasks.loss.max_rows=2"]
         if any("gsm8k" in a for a in args):

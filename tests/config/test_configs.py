@@ -26,6 +26,10 @@ def overrides_for(rel: Path) -> list[str]:
         return [f"eval=[{name}]"]
     if group == "hydra":
         return [f"hydra={name}"]
+    if group == "method" and name in ("dpo", "kto"):  # with data of the kind they train on
+        return [f"method={name}", "dataset.path=generated:arithmetic_preferences", "dataset.format=preference"]
+    if group == "method" and name == "grpo":  # prompts have no held-out loss
+        return ["method=grpo", "eval=[none]"]
     return [f"{group}={name}"]
 
 
@@ -44,7 +48,7 @@ def test_config_composes_into_valid_spec(rel, tmp_path):
 
 def test_experiments_hold_their_differences():
     spec = compose_spec(["+experiment=gsm8k_full_fsdp"], env=cpu_env())
-    assert (spec.method.name, spec.sharding.strategy, spec.sharding.nproc_per_node) == ("full", "fsdp", 2)
+    assert (spec.method.weights, spec.sharding.strategy, spec.sharding.nproc_per_node) == ("full", "fsdp", 2)
     assert spec.optim.learning_rate == 1e-5
     assert set(spec.eval.tasks) == {"loss", "gsm8k"}
     assert spec.eval.objective == "gsm8k.strict_accuracy"

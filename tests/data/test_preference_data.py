@@ -103,7 +103,7 @@ def test_method_and_format_must_agree_before_any_work(tmp_path):
     data = _write(tmp_path / "pairs.jsonl", _pairs(4))
     with pytest.raises(ConfigError) as error:
         compose_spec(["model=tiny_llama", "method=dpo", f"dataset.path={data}", "dataset.eval_split=null", "eval=[none]"], env=cpu_env())
-    assert "dataset.format=qa" in str(error.value) and "preference" in str(error.value)
+    assert "dataset.format=qa: method=dpo cannot train on it" in str(error.value) and "one of: preference" in str(error.value)
     with pytest.raises(ConfigError, match="method.loss_type=sigmod"):
         compose_spec(["model=tiny_llama", "method=dpo", "method.loss_type=sigmod", "dataset.format=preference",
                       f"dataset.path={data}", "dataset.eval_split=null", "eval=[none]"], env=cpu_env())

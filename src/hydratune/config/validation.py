@@ -89,7 +89,8 @@ def _check_post_training(spec: RunSpec, env: Environment) -> list[Problem]:
     for src in (ds, *ds.mix):
         if not is_custom(src.format) and src.format not in FORMATS_FOR_KIND[kind]:
             out.append(Problem(f"dataset.format={src.format}", f"method={m.name} cannot train on it",
-                               f"use one of: {', '.join(FORMATS_FOR_KIND[kind])} (or a method that trains on {src.format} rows)"))
+                               f"set dataset.format= to one of: {', '.join(FORMATS_FOR_KIND[kind])}, and dataset.path= to rows "
+                               f"of that kind (offline pairs: generated:arithmetic_preferences); or pick a method that trains on {src.format} rows"))
     if m.name == "sft":
         return out
     if ds.mix:
