@@ -64,6 +64,26 @@ def test_dry_run_prints_plan_for_every_experiment(tmp_path):
         assert result.returncode == 0, result.stderr
         assert "memory per device" in result.stdout and "trainable" in result.stdout, result.stdout
         assert (tmp_path / experiment / "plan.json").is_file()
+        # what post-training adds is planned too: the reference model, and GRPO's sampling
+        expected = {"arithmetic_dpo": ["reference: the base with the adapter off"],
+                    "ultrafeedback_dpo": ["reference log-probs precomputed once"],
+                    "arithmetic_grpo": ["reference: the base with the adapter off; 4 completions per prompt", "generation "],
+                    "gsm8k_grpo": ["8 completions per prompt", "generation "]}.get(experiment, [])
+        assert all(text in result.stdout for text in expected), (experiment, result.stdout)
+
+
+def test_full_weights_count_a_reference_copy_unless_precomputed():
+    pairs = ["method=dpo", "dataset.path=generated:arithmetic_preferences", "dataset.format=preference"]
+    lora, config = _shape_and_spec(*pairs)
+    full, _ = _shape_and_spec(*pairs, "method.weights=full")
+    precomputed, _ = _shape_and_spec(*pairs, "method.weights=full", "method.precompute_reference=true")
+    shape = model_shape(full, config)
+    assert estimate_memory(lora, shape, "fp32").reference == 0
+    assert estimate_memory(full, shape, "fp32").reference == 4 * shape.total_params
+    assert estimate_memory(precomputed, shape, "fp32").reference == 0
+    sft, _ = _shape_and_spec()
+    # a DPO row is a chosen and a rejected sequence
+    assert estimate_memory(lora, shape, "fp32").activations > 1.9 * estimate_memory(sft, shape, "fp32").activations
 
 
 def test_unreachable_hub_model_is_a_clear_error(tmp_path):

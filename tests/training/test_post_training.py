@@ -79,6 +79,22 @@ def test_dpo_raises_held_out_preference_and_exports_the_trained_policy(tmp_path)
     assert preference_margin(merged, base, run) == pytest.approx(metrics["loss.eval_reward_margin"], rel=1e-3)
 
 
+def test_precomputed_reference_is_cached_with_the_data_and_reused(tmp_path):
+    """Full weights, no reference copy: the reference log-probs are computed once, stored beside
+    the data shards, and a second run on the same data and start model reads them."""
+    common = dpo(tmp_path, "method.weights=full", "method.precompute_reference=true", "train.max_steps=3", "eval=[none]",
+                 "optim.learning_rate=1e-4")
+    train(tmp_path / "first", *common)
+    data = Path(record(tmp_path / "first")["data"]["directory"])
+    cached = sorted(data.glob("cache-*.arrow"))
+    assert len(cached) == 1, list(data.iterdir())
+    stamp = cached[0].stat().st_mtime_ns
+    second = train(tmp_path / "second", *common, "method.beta=0.3")
+    assert sorted(data.glob("cache-*.arrow")) == cached and cached[0].stat().st_mtime_ns == stamp
+    assert "Computing reference log probs" not in second.stderr + second.stdout
+    assert losses(tmp_path / "first")[0] == pytest.approx(0.6931, abs=1e-3)  # policy = reference at step 1: log 2
+
+
 @pytest.mark.distributed
 def test_dpo_ddp_matches_single_process_with_same_global_batch(tmp_path):
     common = dpo(tmp_path, "train.data_order=sequential", "train.max_steps=4", "method.lora.dropout=0", "eval=[none]")
@@ -89,9 +105,9 @@ def test_dpo_ddp_matches_single_process_with_same_global_batch(tmp_path):
     assert single == pytest.approx(ddp, rel=1e-4), (single, ddp)
 
 
-def test_kto_on_pairs_split_into_desirable_and_undesirable_rows(tmp_path):
+def test_kto_on_pairs_split_into_desirable_and_undesirable_rows_with_qlora(tmp_path):
     run = tmp_path / "run"
-    train(run, *dpo(tmp_path, "method=kto", "train.max_steps=8"))
+    train(run, *dpo(tmp_path, "method=kto", "method.weights=qlora", "train.max_steps=8"))
     metrics = record(run)["metrics"]
     assert metrics["loss.eval_loss"] < metrics["loss.eval_loss_start"]
     assert (run / "merged" / "config.json").is_file()
@@ -129,8 +145,9 @@ def test_grpo_from_an_earlier_run_logs_rewards_and_records_the_chain(tmp_path):
 @pytest.mark.distributed
 @pytest.mark.parametrize("method", ["kto", "grpo"])
 def test_runs_under_ddp(method, tmp_path):
-    overrides = GRPO if method == "grpo" else dpo(tmp_path, "method=kto", "train.micro_batch_size=2", "eval=[none]")
-    # grpo: 2 processes x 4 completions = 8 per step, two groups of 4
+    # grpo: full weights with a frozen reference copy (beta > 0); 2 processes x 4 completions = two groups of 4
+    overrides = [*GRPO, "method.weights=full", "optim.learning_rate=1e-4"] if method == "grpo" else \
+        dpo(tmp_path, "method=kto", "train.micro_batch_size=2", "eval=[none]")
     train(tmp_path / "run", *overrides, "sharding=ddp", "train.max_steps=2")
     rec = record(tmp_path / "run")
     assert rec["world_size"] == 2 and len(losses(tmp_path / "run")) == 2

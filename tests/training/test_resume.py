@@ -43,9 +43,13 @@ def _kill_after_first_checkpoint(run_dir, *overrides) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sharding", ["single", "ddp"])
-def test_killed_run_resumes_to_the_same_end(sharding, tmp_path):
-    extra = [*COMMON, f"sharding={sharding}", "method.lora.dropout=0"]
+@pytest.mark.parametrize("case", ["single", "ddp", "dpo"])
+def test_killed_run_resumes_to_the_same_end(case, tmp_path):
+    from .test_post_training import dpo
+
+    extra = [*COMMON, f"sharding={'ddp' if case == 'ddp' else 'single'}", "method.lora.dropout=0"]
+    if case == "dpo":
+        extra += [*dpo(tmp_path, "eval=[none]"), "optim.learning_rate=5e-3"]
     train(tmp_path / "straight", *extra)
     _kill_after_first_checkpoint(tmp_path / "resumed", *extra)
     train(tmp_path / "resumed", *extra)
@@ -57,3 +61,18 @@ def test_killed_run_resumes_to_the_same_end(sharding, tmp_path):
     b = load_file(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+
+@pytest.mark.slow
+def test_killed_grpo_run_resumes_from_its_checkpoint(tmp_path):
+    """Sampling makes GRPO's completions differ from an uninterrupted run's; what must hold is
+    that the run goes on from the checkpoint's step, optimizer and adapter, to its end."""
+    from .runs import record
+    from .test_post_training import GRPO
+
+    extra = [*COMMON, *GRPO]
+    _kill_after_first_checkpoint(tmp_path / "run", *extra)
+    train(tmp_path / "run", *extra)
+    rec = record(tmp_path / "run")
+    assert rec["resumed_from"].endswith("checkpoint-4") and rec["metrics"]["global_step"] == 16
+    assert [e["step"] for e in rec["log_history"] if "loss" in e] == list(range(5, 17))
