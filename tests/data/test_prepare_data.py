@@ -82,14 +82,14 @@ def _build_then_die(data: str, cache: str) -> None:
     """Preprocess and get killed while writing the shards."""
     import hydratune.data.prepare_data as prepare
 
-    original = prepare._write_shards
+    original = prepare.write_shards
 
     def write_and_die(*args, **kwargs):
         result = original(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)
         return result
 
-    prepare._write_shards = write_and_die
+    prepare.write_shards = write_and_die
     run_preprocess(spec_for(Path(data), Path(cache)), tokenizer=tiny_tokenizer())
 
 
