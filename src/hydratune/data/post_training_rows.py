@@ -26,9 +26,6 @@ from hydratune.data.prepare_data import SourceStats, checked_example, hold_out, 
 from hydratune.data.report import post_training_report, write_report
 from hydratune.data.tokenize_preferences import tokenize_pair, tokenize_prompt, tokenize_unpaired
 
-ROW_VERSION = 1
-
-
 def _schema(kind: str):
     import pyarrow as pa
 
@@ -97,8 +94,6 @@ def _source_rows(src, raw, tokenizer, ds: DatasetSpec, stats: SourceStats, kind:
 
 
 def build_post_training(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: str, *, kind: str) -> dict[str, Any]:
-    if ds.mix:
-        raise DataError("dataset.mix: mixtures are built for SFT only", "preprocess one source per run for dpo, kto and grpo")
     start = time.perf_counter()
     stats: dict[str, list[SourceStats]] = {}
     rows: dict[str, list[dict[str, Any]]] = {"train": [], "eval": []}
@@ -116,4 +111,4 @@ def build_post_training(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key
     shards = {split: write_shards(r, split, out, _schema(kind)) for split, r in rows.items() if r}
     report = post_training_report(kind=kind, ds=ds, tokenizer=tokenizer, stats=stats, rows=rows, seconds=time.perf_counter() - start)
     write_report(report, out)
-    return {"key": key, "row_kind": kind, "row_version": ROW_VERSION, "shards": shards, "packing": {}}
+    return {"key": key, "row_kind": kind, "shards": shards, "packing": {}}

@@ -40,7 +40,7 @@ class TokenSequence:
         return sum(1 for t in self.labels if t != IGNORE)
 
 
-def _render(tokenizer, messages: Sequence, *, generation_prompt: bool = False) -> str:
+def render(tokenizer, messages: Sequence, *, generation_prompt: bool = False) -> str:
     if not messages:
         return ""
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
@@ -49,13 +49,13 @@ def _render(tokenizer, messages: Sequence, *, generation_prompt: bool = False) -
 def trained_char_spans(tokenizer, messages: Sequence, policy: MaskPolicy, skip: Sequence[int] = ()) -> tuple[str, list[tuple[int, int]]]:
     """The rendered text and the [start, end) character spans whose tokens are trained
     (turns listed in `skip`, such as empty assistant replies, are not)."""
-    text = _render(tokenizer, messages)
+    text = render(tokenizer, messages)
     spans = []
     for i, message in enumerate(messages):
         if not policy.trains(message["role"]) or i in skip:
             continue
-        before = _render(tokenizer, messages[:i], generation_prompt=message["role"] == "assistant")
-        through = text if i == len(messages) - 1 else _render(tokenizer, messages[: i + 1])
+        before = render(tokenizer, messages[:i], generation_prompt=message["role"] == "assistant")
+        through = text if i == len(messages) - 1 else render(tokenizer, messages[: i + 1])
         if not (text.startswith(through) and through.startswith(before)):
             raise DataError(
                 "the chat template does not render a conversation's prefix as a prefix of its text, so turns cannot be masked",

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Sequence
 
 from hydratune.data.errors import DataError
 from hydratune.data.preference_formats import Messages, PreferencePair, PromptExample, UnpairedExample
+from hydratune.data.tokenize_examples import render
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,9 @@ class PromptReply:
     reply_ids: list[int]
 
 
-def _render(tokenizer, messages: Sequence, *, generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
-
-
 def prompt_and_reply(tokenizer, prompt: Messages, reply: Messages) -> PromptReply:
-    head = _render(tokenizer, prompt, generation_prompt=True)
-    whole = _render(tokenizer, [*prompt, *reply], generation_prompt=False).rstrip()
+    head = render(tokenizer, prompt, generation_prompt=True)
+    whole = render(tokenizer, [*prompt, *reply], generation_prompt=False).rstrip()
     if not whole.startswith(head):
         raise DataError(
             "the chat template renders the prompt differently alone than before its reply, so prompt and reply cannot be split",
@@ -44,7 +40,7 @@ def prompt_and_reply(tokenizer, prompt: Messages, reply: Messages) -> PromptRepl
 
 
 def prompt_ids(tokenizer, prompt: Messages) -> list[int]:
-    return list(tokenizer(_render(tokenizer, prompt, generation_prompt=True), add_special_tokens=False)["input_ids"])
+    return list(tokenizer(render(tokenizer, prompt, generation_prompt=True), add_special_tokens=False)["input_ids"])
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
