@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
-from hydratune.data.packing import best_fit_decreasing, packing_efficiency
+from hydratune.data.packing import pack_lengths, packing_efficiency
 from hydratune.training.collate import PackedCollator
 
 IGNORE = -100
@@ -15,10 +16,16 @@ IGNORE = -100
 def test_bins_hold_every_sequence_once_within_capacity():
     rng = random.Random(0)
     lengths = [rng.randint(20, 300) for _ in range(500)]
-    bins = best_fit_decreasing(lengths, 512)
+    bins = pack_lengths(lengths, 512)
     assert sorted(i for b in bins for i in b) == list(range(500))
     assert all(sum(lengths[i] for i in b) <= 512 for b in bins)
-    assert packing_efficiency(lengths, bins, 512) > 0.97
+    assert len(bins) <= -(-sum(lengths) // 512) + 1  # at most one row above the bound
+    assert pack_lengths(lengths, 512) == bins  # deterministic
+
+
+def test_a_sequence_longer_than_a_row_is_refused():
+    with pytest.raises(ValueError, match="sequence 1 has 600 tokens"):
+        pack_lengths([10, 600], 512)
 
 
 def test_packed_loss_equals_token_weighted_unpacked_losses():
