@@ -130,3 +130,14 @@ def test_custom_format_by_import_path(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     example = resolve_format("my_formats:reverse")({"a": "Hi", "b": "Hello"}, FormatOptions())
     assert [m["role"] for m in example.messages] == ["user", "assistant"]
+
+
+@pytest.mark.parametrize("which", ["tiny", "smollm2"])
+def test_the_direct_fast_tokenizer_call_gives_the_ids_and_offsets_of_the_plain_call(which):
+    from hydratune.data.tokenize_examples import encode_with_offsets
+
+    tok = tiny_tokenizer() if which == "tiny" else load_tokenizer(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root())
+    assert tok.backend_tokenizer.truncation is None and tok.backend_tokenizer.padding is None  # the direct path is taken
+    texts = ["Hello world", "  spaces  and\nnew lines ", "", "émoji 🙂 and ünïcode"]
+    plain = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+    assert encode_with_offsets(tok, texts) == [(list(i), [tuple(o) for o in offs]) for i, offs in zip(plain["input_ids"], plain["offset_mapping"])]

@@ -70,6 +70,10 @@ class SourceSpec:
         1.0, "Mixture weight: this source's share of the training tokens, relative to the others.", gt=0
     )
     max_rows: Optional[int] = knob(None, "Read at most this many rows (quick runs).", ge=1)
+    streaming: bool = knob(
+        False, "Read a Hub dataset as a stream (nothing downloaded whole): for sources larger than the disk. "
+        "Its rows are tokenized into the same cache."
+    )
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,9 @@ class DatasetSpec(SourceSpec):
     train_roles: tuple[str, ...] = knob(("assistant",), "Roles whose turns are trained when train_on_inputs is false.")
     bad_rows: Literal["error", "drop"] = knob("error", "Stop at the first malformed row, or drop and count it.")
     split_seed: int = knob(0, "Seed of the held-out split and of the mixture sampling.")
+    num_proc: Optional[int] = knob(
+        None, "Worker processes that tokenize; null: one per available core. The shards are the same for any count.", ge=1
+    )
 
 
 # --------------------------------------------------------------------- method
@@ -229,6 +236,11 @@ class TrainSpec:
     micro_batch_size: int = knob(4, "Packed rows per device per forward pass.", ge=1)
     gradient_accumulation_steps: int = knob(1, "Micro-batches per optimizer step.", ge=1)
     gradient_checkpointing: bool = knob(False, "Recompute activations in the backward pass to save memory.")
+    loss_kernel: Literal["auto", "chunked", "plain"] = knob(
+        "auto", "SFT loss. chunked: logits only at supervised positions, a chunk at a time (the same loss, far less "
+        "memory). plain: the model's own loss over every position. auto: chunked where it applies (not under FSDP or "
+        "ZeRO-3, not for models that rescale their logits), else plain."
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = knob(
         "auto", "Training precision. auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on the CPU."
     )

@@ -22,7 +22,8 @@ from hydratune.data.preference_formats import (
     prompt_from_conversation,
     unpaired_from_pair,
 )
-from hydratune.data.prepare_data import SourceStats, checked_example, hold_out, split_plan, write_shards
+from hydratune.data.prepare_data import SourceStats, bad_row_error, hold_out, read_rows, split_plan, write_shards
+from hydratune.data.row_tokenizer import BadRow, checked_example
 from hydratune.data.report import post_training_report, write_report
 from hydratune.data.tokenize_preferences import tokenize_pair, tokenize_prompt, tokenize_unpaired
 
@@ -68,17 +69,14 @@ def _source_rows(src, raw, tokenizer, ds: DatasetSpec, stats: SourceStats, kind:
     convert = resolve_format(src.format)
     options = FormatOptions(src.fields, src.strip_calculator_annotations, src.system_prompt)
     rows = []
-    for row in raw.read():
-        if src.max_rows is not None and stats.rows_read >= src.max_rows:
-            break
-        stats.rows_read += 1
+    for row in read_rows(raw, src, stats):
         try:
             examples = _as_kind(checked_example(row, convert, options, len(tokenizer), ds.bad_rows), kind)
         except RowError as exc:
             if ds.bad_rows == "drop":
                 stats.drop(exc.reason)
                 continue
-            raise DataError(f"{row.location}: {exc.what}", exc.fix or "fix the row, or set dataset.bad_rows=drop to skip bad rows") from None
+            raise bad_row_error(BadRow(row.location, exc.reason, exc.what, exc.fix)) from None
         for example in examples:
             out, event = TOKENIZE[kind](tokenizer, example, ds.max_length, ds.overlong)
             if out is None:

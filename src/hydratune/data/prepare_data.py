@@ -6,6 +6,11 @@ preprocessing setting, the format converters' source and FORMAT_VERSION. It is
 built once (concurrent builders wait on a lock and then read), atomically with its
 manifest written last, and verified against the manifest's shard hashes on every
 read: a partial or corrupted cache is rebuilt, never read.
+
+Memory stays flat as the data grows: rows are tokenized in batches by `dataset.num_proc`
+workers and spilled to an Arrow file; the mixture, the held-out rows and the packing are
+decided on lengths alone; the packed rows are written one shard at a time, reading their
+sequences back from the memory-mapped spill.
 """
 
 from __future__ import annotations
@@ -16,30 +21,34 @@ import inspect
 import json
 import logging
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import numpy as np
 
 from hydratune.atomic_dir import build_once, read_manifest
 from hydratune.cache_dirs import cache_root
 from hydratune.config.spec import DatasetSpec, RunSpec, SourceSpec
-from hydratune.data.errors import DataError, RowError
-from hydratune.data.formats import Example, FormatOptions, format_source_text, resolve_format
-from hydratune.data.packing import best_fit_decreasing, packing_efficiency
+from hydratune.data.errors import DataError
+from hydratune.data.formats import FormatOptions, format_source_text
+from hydratune.data.packing import pack_lengths, packing_efficiency
 from hydratune.data.preference_formats import ROW_KINDS
-from hydratune.data.report import build_report, write_report
+from hydratune.data.report import EXAMPLES_SHOWN, build_report, write_report
+from hydratune.data.row_tokenizer import BadRow, Dropped, TokenizeJob, batches, default_workers, tokenized_batches
+from hydratune.data.sequence_store import SequenceStore, SequenceWriter, list_column
 from hydratune.data.sources import open_split
-from hydratune.data.tokenize_examples import MaskPolicy, TokenSequence, fit_length, token_id_problem, tokenize_batch, tokenizer_fingerprint_parts
+from hydratune.data.tokenize_examples import MaskPolicy, tokenizer_fingerprint_parts
 
 log = logging.getLogger(__name__)
 
 # Bump when the bytes written for the same inputs change.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ROWS_PER_SHARD = 8192
-TOKENIZE_BATCH = 512
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,8 @@ def cache_key(ds: DatasetSpec, tokenizer, fingerprints: dict[str, str], row_kind
     parts = {
         "format_version": FORMAT_VERSION,
         "row_kind": row_kind,
-        "settings": dataclasses.asdict(ds),
+        # The worker count never changes the bytes written (tested), so it is not part of the key.
+        "settings": {k: v for k, v in dataclasses.asdict(ds).items() if k != "num_proc"},
         "sources": fingerprints,
         "converters": {s.format: format_source_text(s.format) for s in _sources(ds)},
         "code": data_stage_source(),
@@ -88,9 +98,9 @@ def cache_key(ds: DatasetSpec, tokenizer, fingerprints: dict[str, str], row_kind
 def data_stage_source() -> str:
     """The code that turns rows into shards (tokenizing, masking, packing): part of the key,
     so a change to it never reuses shards the old code wrote."""
-    from hydratune.data import packing, post_training_rows, tokenize_examples, tokenize_preferences
+    from hydratune.data import packing, post_training_rows, row_tokenizer, sequence_store, tokenize_examples, tokenize_preferences
 
-    modules = (tokenize_examples, packing, tokenize_preferences, post_training_rows, sys.modules[__name__])
+    modules = (tokenize_examples, row_tokenizer, sequence_store, packing, tokenize_preferences, post_training_rows, sys.modules[__name__])
     return "".join(inspect.getsource(module) for module in modules)
 
 
@@ -113,7 +123,7 @@ def run_preprocess(spec: RunSpec, *, tokenizer=None) -> PreparedData:
     tokenizer = tokenizer or load_tokenizer(spec.model, root)
     ds = spec.dataset
     opened = {
-        (split_name, i): open_split(src.path, split, config_name=src.config_name, revision=src.revision, cache_root=root)
+        (split_name, i): open_split(src.path, split, config_name=src.config_name, revision=src.revision, cache_root=root, streaming=src.streaming)
         for split_name, entries in split_plan(ds).items()
         for i, src, split in entries
     }
@@ -173,113 +183,77 @@ class SourceStats:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
-def _tokenize_source(src: SourceSpec, raw, tokenizer, ds: DatasetSpec, stats: SourceStats) -> list[TokenSequence]:
-    convert = resolve_format(src.format)
-    options = FormatOptions(src.fields, src.strip_calculator_annotations, src.system_prompt)
-    policy = MaskPolicy(ds.train_on_inputs, ds.train_roles)
-    sequences: list[TokenSequence] = []
-    pending: list[tuple[str, Example]] = []
-
-    def flush() -> None:
-        for (where, _), seq in zip(pending, tokenize_batch(tokenizer, [ex for _, ex in pending], policy)):
-            kept, event = fit_length(seq, ds.max_length, ds.overlong)
-            if kept is None:
-                stats.drop(event)
-                continue
-            stats.truncated += event == "truncated"
-            stats.rows_kept += 1
-            stats.tokens += len(kept.input_ids)
-            stats.supervised += kept.supervised
-            sequences.append(kept)
-        pending.clear()
-
-    vocab_size = len(tokenizer)
+def read_rows(raw, src: SourceSpec, stats: SourceStats) -> Iterator:
+    """The source's rows up to `max_rows`, counted as read."""
     for row in raw.read():
         if src.max_rows is not None and stats.rows_read >= src.max_rows:
-            break
+            return
         stats.rows_read += 1
-        try:
-            example = checked_example(row, convert, options, vocab_size, ds.bad_rows)
-        except RowError as exc:
-            if ds.bad_rows == "drop":
-                stats.drop(exc.reason)
+        yield row
+
+
+def bad_row_error(row: BadRow) -> DataError:
+    return DataError(f"{row.location}: {row.what}", row.fix or "fix the row, or set dataset.bad_rows=drop to skip bad rows")
+
+
+def _tokenize_source(src: SourceSpec, raw, tokenizer, ds: DatasetSpec, stats: SourceStats, writer: SequenceWriter) -> None:
+    job = TokenizeJob(src.format, FormatOptions(src.fields, src.strip_calculator_annotations, src.system_prompt),
+                      MaskPolicy(ds.train_on_inputs, ds.train_roles), ds.max_length, ds.overlong, ds.bad_rows, len(tokenizer))
+    for results in tokenized_batches(job, tokenizer, batches(read_rows(raw, src, stats)), ds.num_proc or default_workers()):
+        kept = []
+        for result in results:
+            if isinstance(result, BadRow):
+                if ds.bad_rows != "drop":
+                    raise bad_row_error(result)
+                stats.drop(result.reason)
                 continue
-            raise DataError(f"{row.location}: {exc.what}", exc.fix or "fix the row, or set dataset.bad_rows=drop to skip bad rows") from None
-        stats.empty_turns_masked += len(example.empty_turns)
-        pending.append((row.location, example))
-        if len(pending) >= TOKENIZE_BATCH:
-            flush()
-    flush()
+            stats.empty_turns_masked += result.empty_turns
+            if isinstance(result, Dropped):
+                stats.drop(result.reason)
+                continue
+            stats.truncated += result.truncated
+            stats.rows_kept += 1
+            kept.append((result.input_ids, result.labels))
+        writer.add(kept)
     if stats.rows_read == 0:
         raise DataError(f"{raw.name}: no rows", "check the file and the split")
-    return sequences
 
 
-def checked_example(row, convert, options: FormatOptions, vocab_size: int, bad_rows: str) -> Example:
-    """One row as an Example, or the RowError that says what is wrong with it."""
-    if row.problem is not None:  # unreadable at the source (a line that is not JSON)
-        raise row.problem
-    example = convert(row.data, options)
-    if not isinstance(example, Example):  # a post-training row: checked by its own format
-        return example
-    problem = token_id_problem(example, vocab_size)
-    if problem:
-        raise RowError("token id out of range", problem, "tokenize with this model's tokenizer")
-    if example.empty_turns and bad_rows == "error":
-        raise RowError("empty assistant turn", f"turn {example.empty_turns[0]} is an empty assistant reply",
-                       "fill or remove the turn, or set dataset.bad_rows=drop to mask empty turns (the other turns still train)")
-    return example
-
-
-def _mix(per_source: list[list[TokenSequence]], weights: list[float], seed: int) -> tuple[list[list[TokenSequence]], list[int]]:
-    """Subsample so each source's share of training tokens equals its weight share.
+def _mix(lengths: list[np.ndarray], weights: list[float], seed: int) -> list[np.ndarray]:
+    """Which sequences of each source to keep so that each source's share of training tokens
+    equals its weight share.
 
     The most limiting source is kept whole; the others lose whole sequences at random
-    (seeded). No sequence is repeated. Returns the kept sequences and how many each lost.
+    (seeded). No sequence is repeated. Returns the kept indices of each source, ascending.
     """
-    if len(per_source) == 1:
-        return per_source, [0]
-    tokens = [sum(len(s.input_ids) for s in seqs) for seqs in per_source]
+    if len(lengths) == 1:
+        return [np.arange(len(lengths[0]))]
+    tokens = [int(n.sum()) for n in lengths]
     shares = [w / sum(weights) for w in weights]
     total = min(t / sh for t, sh in zip(tokens, shares))
     rng = random.Random(seed)
-    kept, lost = [], []
-    for seqs, share in zip(per_source, shares):
+    kept = []
+    for sizes, share in zip(lengths, shares):
         budget = share * total
-        order = list(range(len(seqs)))
+        order = list(range(len(sizes)))
         rng.shuffle(order)
         chosen, used = [], 0
         for i in order:
-            if used + len(seqs[i].input_ids) > budget + 1e-9 and used > 0:
+            size = int(sizes[i])
+            if used + size > budget + 1e-9 and used > 0:
                 continue
-            chosen.append(seqs[i])
-            used += len(seqs[i].input_ids)
-        kept.append(chosen)
-        lost.append(len(seqs) - len(chosen))
-    return kept, lost
+            chosen.append(i)
+            used += size
+        kept.append(np.array(sorted(chosen), dtype=np.int64))
+    return kept
 
 
-def hold_out(sequences: list, fraction: float, seed: int) -> tuple[list, list]:
-    order = list(range(len(sequences)))
+def hold_out(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    order = list(range(len(items)))
     random.Random(seed).shuffle(order)
-    n_eval = round(fraction * len(sequences))
+    n_eval = round(fraction * len(items))
     held = set(order[:n_eval])
-    return [s for i, s in enumerate(sequences) if i not in held], [sequences[i] for i in sorted(held)]
-
-
-def _pack(sequences: list[TokenSequence], ds: DatasetSpec) -> tuple[list[dict[str, list[int]]], float]:
-    lengths = [len(s.input_ids) for s in sequences]
-    bins = best_fit_decreasing(lengths, ds.max_length) if ds.packing else [[i] for i in range(len(sequences))]
-    random.Random(ds.split_seed).shuffle(bins)  # packing sorts by length; stored rows should not be
-    rows = []
-    for members in bins:
-        ids, labels, seq_lens = [], [], []
-        for i in members:
-            ids += sequences[i].input_ids
-            labels += sequences[i].labels
-            seq_lens.append(lengths[i])
-        rows.append({"input_ids": ids, "labels": labels, "seq_lens": seq_lens})
-    return rows, packing_efficiency(lengths, bins, ds.max_length)
+    return [s for i, s in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
 
 
 def _packed_schema():
@@ -288,62 +262,103 @@ def _packed_schema():
     return pa.schema([(name, pa.list_(pa.int32())) for name in ("input_ids", "labels", "seq_lens")])
 
 
+def _write_table(table, name: str, out: Path) -> dict[str, Any]:
+    import pyarrow as pa
+
+    with pa.OSFile(str(out / name), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return {"rows": table.num_rows, "bytes": (out / name).stat().st_size, "sha256": _sha256(out / name)}
+
+
+def _shard_name(split: str, k: int, n_shards: int) -> str:
+    return f"{split}-{k:05d}-of-{n_shards:05d}.arrow"
+
+
 def write_shards(rows: list[dict[str, Any]], split: str, out: Path, schema=None) -> dict[str, dict]:
+    """Rows held in memory (post-training rows) as shards."""
     import pyarrow as pa
 
     schema = schema or _packed_schema()
     n_shards = max(1, -(-len(rows) // ROWS_PER_SHARD))
+    return {
+        _shard_name(split, k, n_shards): _write_table(pa.Table.from_pylist(rows[k * ROWS_PER_SHARD:(k + 1) * ROWS_PER_SHARD], schema=schema),
+                                                      _shard_name(split, k, n_shards), out)
+        for k in range(n_shards)
+    }
+
+
+def write_packed_shards(bins: list[list[int]], refs: list[tuple[int, int]], stores: list[SequenceStore], split: str, out: Path) -> dict[str, dict]:
+    """Packed rows as shards, one shard in memory at a time: bin members index `refs`,
+    which name (store, sequence) pairs read back from disk."""
+    import pyarrow as pa
+
+    n_shards = max(1, -(-len(bins) // ROWS_PER_SHARD))
     shards = {}
     for k in range(n_shards):
-        chunk = rows[k * ROWS_PER_SHARD:(k + 1) * ROWS_PER_SHARD]
-        name = f"{split}-{k:05d}-of-{n_shards:05d}.arrow"
-        table = pa.Table.from_pylist(chunk, schema=schema)
-        with pa.OSFile(str(out / name), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            writer.write_table(table)
-        shards[name] = {"rows": len(chunk), "bytes": (out / name).stat().st_size, "sha256": _sha256(out / name)}
+        ids, labels, seq_lens = [], [], []
+        for members in bins[k * ROWS_PER_SHARD:(k + 1) * ROWS_PER_SHARD]:
+            parts = [stores[s].sequence(i) for s, i in (refs[m] for m in members)]
+            ids.append(np.concatenate([p[0] for p in parts]))
+            labels.append(np.concatenate([p[1] for p in parts]))
+            seq_lens.append(np.array([len(p[0]) for p in parts], dtype=np.int32))
+        table = pa.Table.from_arrays([list_column(ids), list_column(labels), list_column(seq_lens)], schema=_packed_schema())
+        name = _shard_name(split, k, n_shards)
+        shards[name] = _write_table(table, name, out)
     return shards
 
 
 def _build(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: str) -> dict[str, Any]:
+    """Tokenize every source to disk, choose the mixture and held-out rows on lengths, pack
+    on lengths, and write the packed rows reading the sequences back by index."""
     start = time.perf_counter()
-    plan = split_plan(ds)
+    spill = out / "_sequences"  # the tokenized sequences, removed once the shards are written
+    spill.mkdir()
     stats: dict[str, list[SourceStats]] = {}
-    sequences: dict[str, list[TokenSequence]] = {}
-    train_per_source = []
-    for split_name, entries in plan.items():
-        stats[split_name] = []
+    stores: dict[str, list[SequenceStore]] = {}
+    for split_name, entries in split_plan(ds).items():
+        stats[split_name], stores[split_name] = [], []
         for i, src, split in entries:
-            raw = opened[(split_name, i)]
             st = SourceStats(f"{src.path}[{split}]")
-            seqs = _tokenize_source(src, raw, tokenizer, ds, st)
+            writer = SequenceWriter(spill / f"{split_name}-{i}.arrow")
+            _tokenize_source(src, opened[(split_name, i)], tokenizer, ds, st, writer)
+            stores[split_name].append(writer.close())
             stats[split_name].append(st)
-            if split_name == "train":
-                train_per_source.append(seqs)
-            else:
-                sequences.setdefault("eval", []).extend(seqs)
-    mixed, lost = _mix(train_per_source, [s.weight for s in _sources(ds)], ds.split_seed)
-    for st, n in zip(stats["train"], lost):
-        if n:
-            st.dropped["mixture subsampling"] = n
-    train = [s for seqs in mixed for s in seqs]
+    for split_name in stats:
+        for st, store in zip(stats[split_name], stores[split_name]):
+            st.tokens, st.supervised = int(store.lengths.sum()), int(store.supervised.sum())
+    kept = _mix([s.lengths for s in stores["train"]], [s.weight for s in _sources(ds)], ds.split_seed)
+    for st, store, chosen in zip(stats["train"], stores["train"], kept):
+        if len(chosen) < len(store):
+            st.dropped["mixture subsampling"] = len(store) - len(chosen)
+    refs = {"train": [(s, int(i)) for s, chosen in enumerate(kept) for i in chosen]}
+    refs["eval"] = [(s, i) for s, store in enumerate(stores["eval"]) for i in range(len(store))]
+    split_stores = {"train": stores["train"], "eval": stores["eval"]}
     if not ds.eval_split and ds.eval_fraction > 0:
-        train, sequences["eval"] = hold_out(train, ds.eval_fraction, ds.split_seed)
-    sequences["train"] = train
-    if not train:
+        refs["train"], refs["eval"] = hold_out(refs["train"], ds.eval_fraction, ds.split_seed)
+        split_stores["eval"] = stores["train"]
+    if not refs["train"]:
         raise DataError("no training rows are left after the sequence policy", "check dataset.max_length and dataset.overlong")
 
-    shards, packing = {}, {}
+    shards, packing, lengths = {}, {}, {}
     for split_name in ("train", "eval"):
-        seqs = sequences.get(split_name) or []
-        if not seqs:
+        if not refs[split_name]:
             continue
-        rows, efficiency = _pack(seqs, ds)
-        shards[split_name] = write_shards(rows, split_name, out)
-        packing[split_name] = {"rows": len(rows), "efficiency": efficiency, "sequences": len(seqs)}
-    mixed_tokens = [sum(len(s.input_ids) for s in seqs) for seqs in mixed]
+        split_refs, split_store = refs[split_name], split_stores[split_name]
+        lengths[split_name] = np.array([split_store[s].lengths[i] for s, i in split_refs], dtype=np.int64)
+        bins = pack_lengths(lengths[split_name].tolist(), ds.max_length) if ds.packing else [[i] for i in range(len(split_refs))]
+        random.Random(ds.split_seed).shuffle(bins)  # packing groups by length; stored rows should not be
+        shards[split_name] = write_packed_shards(bins, split_refs, split_store, split_name, out)
+        packing[split_name] = {"rows": len(bins), "efficiency": packing_efficiency(lengths[split_name], bins, ds.max_length),
+                               "sequences": len(split_refs)}
+    mixed_tokens = [int(store.lengths[chosen].sum()) for store, chosen in zip(stores["train"], kept)]
+    train_store = split_stores["train"]
     report = build_report(
-        ds=ds, tokenizer=tokenizer, stats=stats, sequences=sequences, packing=packing,
-        realized_shares=[t / max(sum(mixed_tokens), 1) for t in mixed_tokens], seconds=time.perf_counter() - start,
+        ds=ds, tokenizer=tokenizer, stats=stats, lengths=lengths,
+        supervised=sum(int(train_store[s].supervised[i]) for s, i in refs["train"]),
+        examples=[train_store[s].sequence(i) for s, i in refs["train"][:EXAMPLES_SHOWN]],
+        packing=packing, realized_shares=[t / max(sum(mixed_tokens), 1) for t in mixed_tokens],
+        seconds=time.perf_counter() - start,
     )
     write_report(report, out)
+    shutil.rmtree(spill)
     return {"key": key, "format_version": FORMAT_VERSION, "shards": shards, "packing": packing}

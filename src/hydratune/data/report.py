@@ -34,18 +34,19 @@ def _segments(tokenizer, input_ids, labels) -> list[list[Any]]:
     return runs
 
 
-def _histogram(lengths: list[int], max_length: int) -> list[dict[str, int]]:
+def _histogram(lengths, max_length: int) -> list[dict[str, int]]:
     width = max(1, -(-max_length // HISTOGRAM_BINS))
     counts = [0] * HISTOGRAM_BINS
     for n in lengths:
-        counts[min((n - 1) // width, HISTOGRAM_BINS - 1)] += 1
+        counts[min((int(n) - 1) // width, HISTOGRAM_BINS - 1)] += 1
     return [{"from": i * width + 1, "to": min((i + 1) * width, max_length), "count": c} for i, c in enumerate(counts)]
 
 
-def build_report(*, ds, tokenizer, stats, sequences, packing, realized_shares, seconds) -> dict[str, Any]:
-    train = sequences.get("train", [])
-    tokens = sum(len(s.input_ids) for s in train)
-    supervised = sum(s.supervised for s in train)
+def build_report(*, ds, tokenizer, stats, lengths, supervised, examples, packing, realized_shares, seconds) -> dict[str, Any]:
+    """`lengths`: the token count of each train and eval sequence; `supervised`: trained tokens
+    in train; `examples`: the first train sequences as (input_ids, labels)."""
+    train, held = lengths.get("train", ()), lengths.get("eval", ())
+    tokens = int(sum(train))
     weights = [ds.weight, *(m.weight for m in ds.mix)]
     return {
         "sources": {split: [dataclasses.asdict(s) for s in per] for split, per in stats.items()},
@@ -54,15 +55,15 @@ def build_report(*, ds, tokenizer, stats, sequences, packing, realized_shares, s
             "tokens": tokens,
             "supervised_tokens": supervised,
             "supervised_fraction": supervised / tokens if tokens else 0.0,
-            "length_histogram": _histogram([len(s.input_ids) for s in train], ds.max_length),
+            "length_histogram": _histogram(train, ds.max_length),
         },
-        "eval": {"sequences": len(sequences.get("eval") or []), "tokens": sum(len(s.input_ids) for s in sequences.get("eval") or [])},
+        "eval": {"sequences": len(held), "tokens": int(sum(held))},
         "packing": packing,
         "mixture": [
             {"source": st.name, "weight_share": w / sum(weights), "realized_token_share": share}
             for st, w, share in zip(stats["train"], weights, realized_shares)
         ],
-        "examples": [_segments(tokenizer, s.input_ids, s.labels) for s in train[:EXAMPLES_SHOWN]],
+        "examples": [_segments(tokenizer, ids.tolist(), labels.tolist()) for ids, labels in examples],
         "build_seconds": seconds,
     }
 

@@ -35,13 +35,17 @@ class RawSource:
     read: Callable[[], Iterator[RawRow]]
 
 
-def open_split(path: str, split: str, *, config_name: str | None = None, revision: str | None = None, cache_root: Path | None = None) -> RawSource:
-    """The rows of `split` from a generator, a local file or folder, or a Hub dataset."""
+def open_split(path: str, split: str, *, config_name: str | None = None, revision: str | None = None,
+               cache_root: Path | None = None, streaming: bool = False) -> RawSource:
+    """The rows of `split` from a generator, a local file or folder, or a Hub dataset
+    (streamed, with `streaming`: rows arrive as they are read, nothing is stored whole)."""
     if path.startswith(GENERATED_PREFIX):
         from hydratune.data.synthetic_arithmetic import generated_split_file
 
         return _local_file(generated_split_file(path[len(GENERATED_PREFIX):], split, cache_root))
     local = Path(path).expanduser()
+    if streaming and (local.is_dir() or not local.exists()):
+        return _streamed_split(path, split, config_name, revision)
     if local.is_file():
         return _local_file(local)
     if local.is_dir():
@@ -169,3 +173,35 @@ def _hub_split(name: str, split: str, config_name: str | None, revision: str | N
     # The fingerprint of a Hub dataset is derived from its downloaded files' hashes.
     fingerprint = hashlib.sha256(f"{ds._fingerprint}|{revision}".encode()).hexdigest()
     return RawSource(label, fingerprint, lambda: (RawRow(f"row {i} of {label}", row) for i, row in enumerate(ds)))
+
+
+def _streamed_split(name: str, split: str, config_name: str | None, revision: str | None) -> RawSource:
+    """A Hub dataset (or a folder laid out like one) read as a stream. Its fingerprint is the
+    Hub commit it reads (a folder: its files' bytes), so a new commit builds a new cache."""
+    import datasets
+
+    try:
+        stream = datasets.load_dataset(name, config_name, split=split, revision=revision, streaming=True)
+        commit = _folder_digest(Path(name)) if Path(name).is_dir() else _hub_commit(name, revision)
+    except Exception as exc:  # the Hub client raises many types; the message is what helps
+        raise DataError(
+            f"dataset.path={name}: could not stream split '{split}' ({type(exc).__name__}: {exc})",
+            "check the name, config_name and split, your network, or point dataset.path at a local file",
+        ) from None
+    label = f"{name}[{split}] (streamed)"
+    fingerprint = hashlib.sha256(f"{commit}|{config_name}|{split}".encode()).hexdigest()
+    return RawSource(label, fingerprint, lambda: (RawRow(f"row {i} of {label}", row) for i, row in enumerate(stream)))
+
+
+def _hub_commit(name: str, revision: str | None) -> str:
+    from huggingface_hub import HfApi
+
+    return HfApi().dataset_info(name, revision=revision).sha
+
+
+def _folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        _hash_file(path, digest)
+    return digest.hexdigest()

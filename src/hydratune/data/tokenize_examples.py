@@ -102,10 +102,20 @@ def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -
             spans_per_text.append(spans)
             slots.append(i)
     if texts:
-        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-        for slot, ids, offsets, spans in zip(slots, encoded["input_ids"], encoded["offset_mapping"], spans_per_text):
+        for slot, (ids, offsets), spans in zip(slots, encode_with_offsets(tokenizer, texts), spans_per_text):
             out[slot] = TokenSequence(list(ids), _no_first_label(_labels_in_spans(ids, offsets, spans)))
     return out  # type: ignore[return-value]
+
+
+def encode_with_offsets(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """Token ids and character offsets of each text, without special tokens. A fast tokenizer
+    with no truncation or padding set is called directly (the same call transformers makes,
+    without building its per-text dictionaries: a fifth of the tokenizing time)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        return [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=False)]
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    return list(zip(encoded["input_ids"], encoded["offset_mapping"]))
 
 
 def token_id_problem(example: Example, vocab_size: int) -> str | None:
