@@ -76,7 +76,20 @@ def _check_method(spec: RunSpec, env: Environment) -> list[Problem]:
         out.append(Problem("method.lora.use_dora", "DoRA is a LoRA variant and does nothing with method.weights=full", "use method.weights=lora"))
     if m.weights == "qlora" and m.quant.compute_dtype == "bfloat16" and not env.cuda_bf16:
         out.append(Problem("method.quant.compute_dtype=bfloat16", "this machine has no bf16-capable GPU", "use compute_dtype=auto"))
+    if spec.train.loss_kernel == "chunked" and chunked_loss_blocked(spec):
+        out.append(Problem("train.loss_kernel=chunked", chunked_loss_blocked(spec), "use train.loss_kernel=auto"))
     return out + _check_post_training(spec, env)
+
+
+def chunked_loss_blocked(spec: RunSpec) -> str | None:
+    """Why the chunked SFT loss cannot run with this spec, or None. It calls the output layer
+    outside the model's forward, where FSDP2 and ZeRO-3 hold its weight sharded."""
+    strategy = spec.sharding.strategy
+    if spec.method.name != "sft":
+        return f"method={spec.method.name} computes its own loss"
+    if strategy == "fsdp" or (strategy == "deepspeed" and spec.sharding.deepspeed.stage == 3):
+        return f"the output layer's weight is sharded under sharding={strategy}" + (" (ZeRO-3)" if strategy == "deepspeed" else "")
+    return None
 
 
 def _check_post_training(spec: RunSpec, env: Environment) -> list[Problem]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from transformers import Trainer
 
+from hydratune.training.lean_loss import lean_causal_lm_loss
 from hydratune.training.checkpoints import MarkCompleteCheckpoints, barrier, clear_marker
 from hydratune.training.token_throughput import Throughput
 
@@ -42,4 +43,17 @@ class HydratuneMixin:
 
 
 class HydratuneTrainer(HydratuneMixin, Trainer):
-    """Supervised fine-tuning on packed rows."""
+    """Supervised fine-tuning on packed rows; with `chunked_loss`, the loss of lean_loss."""
+
+    def __init__(self, *args, chunked_loss: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chunked_loss = chunked_loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.chunked_loss:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        loss = lean_causal_lm_loss(model, inputs, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # as Trainer does: the divisor counts every rank's tokens, and DDP averages gradients over ranks
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        return (loss, {"loss": loss}) if return_outputs else loss

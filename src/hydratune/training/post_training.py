@@ -91,8 +91,9 @@ def build_trainer(spec: RunSpec, **kwargs: Any):
     """The method's trainer, with hydratune's mixin; kwargs are the HF Trainer's."""
     if spec.method.name == "sft":
         from hydratune.training.hydratune_trainer import HydratuneTrainer
+        from hydratune.training.lean_loss import use_chunked_loss
 
-        return HydratuneTrainer(**kwargs)
+        return HydratuneTrainer(chunked_loss=use_chunked_loss(spec, kwargs["model"]), **kwargs)
     trl_trainer, _ = _trl_classes(spec.method.name)
     if spec.method.name == "grpo":
         from hydratune.rewards import for_trainer
