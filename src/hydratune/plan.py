@@ -31,6 +31,8 @@ class ModelShape:
     intermediate_size: int
     vocab_size: int
     decoder_layer_class: str
+    num_heads: int = 1
+    rescales_logits: bool = False  # softcapping or a logit scale: the chunked loss does not apply
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,14 @@ class MemoryEstimate:
     host_offload: float  # bytes moved to CPU memory by offload settings
     reference: float = 0.0  # dpo, kto, grpo: a frozen reference copy (full weights only)
     generation: float = 0.0  # grpo: the KV cache of the sampled completions
+    logits: float = 0.0  # the LM head's output and the loss over it
+    attention: float = 0.0  # attention scores, where the kernel materializes them (SDPA on the CPU)
+    chunked_loss: bool = False
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.reference + self.generation
+        return (self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.attention
+                + self.reference + self.generation)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ def model_shape(spec: RunSpec, config) -> ModelShape:
             lora += spec.method.lora.rank * (module.in_features + module.out_features)
             if spec.method.lora.use_dora:
                 lora += module.out_features  # DoRA's magnitude vector
+    from hydratune.training.lean_loss import RESCALED_LOGITS
+
     text = getattr(config, "text_config", config)
     heads = text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
@@ -108,6 +116,8 @@ def model_shape(spec: RunSpec, config) -> ModelShape:
         intermediate_size=getattr(text, "intermediate_size", 4 * text.hidden_size),
         vocab_size=text.vocab_size,
         decoder_layer_class=_layer_class(model),
+        num_heads=heads,
+        rescales_logits=any(getattr(text, k, None) not in (None, 1.0) for k in RESCALED_LOGITS),
     )
 
 
@@ -124,7 +134,7 @@ def decoder_layer_class(config) -> str:
         return _layer_class(AutoModelForCausalLM.from_config(config))
 
 
-def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str) -> MemoryEstimate:
+def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention: str = "sdpa", cuda: bool = False) -> MemoryEstimate:
     """Bytes per device. Full fine-tuning keeps fp32 master weights (autocast to bf16/fp16);
     LoRA keeps the frozen base in the compute dtype and the adapter in fp32; QLoRA keeps
     the decoder Linear weights in 4 bits (0.5 byte, plus ~0.127 bit of constants with
@@ -179,10 +189,32 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str) -> MemoryE
         layers = shape.num_layers * tokens * h * act_bytes + per_layer
     else:
         layers = shape.num_layers * per_layer
-    logits = 2 * tokens * shape.vocab_size * 4  # fp32 logits and their gradient
-    return MemoryEstimate(weights, gradients, optimizer, float(layers + logits), host,
+    from hydratune.training.lean_loss import CHUNK_TOKENS
+
+    chunked = uses_chunked_loss(spec, shape)
+    # chunked: one chunk's fp32 logits, their softmax and gradient. plain: the same for every position.
+    logits = LOGIT_COPIES * (min(CHUNK_TOKENS, tokens) if chunked else tokens) * shape.vocab_size * 4
+    scores = 0.0
+    if attention == "sdpa" and not cuda:
+        # The CPU kernel for masked (packed) rows keeps each layer's attention probabilities.
+        saved_layers = 1 if spec.train.gradient_checkpointing else shape.num_layers
+        length = sequence_tokens(spec)
+        scores = float((saved_layers + 1) * spec.train.micro_batch_size * shape.num_heads * length * length * act_bytes)
+    return MemoryEstimate(weights, gradients, optimizer, float(layers), host,
                           reference=_reference_bytes(spec, shape, act_bytes, divisor if shard_weights else 1),
-                          generation=_generation_bytes(spec, shape, act_bytes))
+                          generation=_generation_bytes(spec, shape, act_bytes),
+                          logits=float(logits), attention=scores, chunked_loss=chunked)
+
+
+# Full-vocabulary fp32 copies of the logits alive at the loss's peak (logits, log-softmax and
+# gradients, some freed early): 2.5 measured with the plain loss on the tiny model, about 3 per chunk.
+LOGIT_COPIES = 2.75
+
+
+def uses_chunked_loss(spec: RunSpec, shape: ModelShape) -> bool:
+    from hydratune.config.validation import chunked_loss_blocked
+
+    return spec.train.loss_kernel != "plain" and chunked_loss_blocked(spec) is None and not shape.rescales_logits
 
 
 def sequence_tokens(spec: RunSpec) -> int:
@@ -238,7 +270,7 @@ def make_plan(spec: RunSpec, env: Environment, config) -> Plan:
         global_batch_tokens=rows * sequence_tokens(spec),
         shape=shape,
         trainable_params=shape.total_params if spec.method.weights == "full" else shape.lora_params,
-        memory=estimate_memory(spec, shape, precision),
+        memory=estimate_memory(spec, shape, precision, resolve_attention(spec.model.attn_implementation, env), env.cuda),
         train_flops_per_token=train_flops_per_token(spec, shape),
     )
 
@@ -276,6 +308,9 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         f"  optimizer    {m.optimizer / GIB:8.2f} GiB",
         f"  activations  {m.activations / GIB:8.2f} GiB ({spec.train.micro_batch_size} x {sequence_tokens(spec)} tokens, "
         f"checkpointing {'on' if spec.train.gradient_checkpointing else 'off'})",
+        f"  logits       {m.logits / GIB:8.2f} GiB ("
+        + ("chunked loss over supervised tokens)" if m.chunked_loss else "every position, fp32)"),
+        *([f"  attention    {m.attention / GIB:8.2f} GiB (scores kept by SDPA on the CPU)"] if m.attention else []),
         *([f"  reference    {m.reference / GIB:8.2f} GiB (a frozen copy of the start model)"] if m.reference else []),
         *([f"  generation   {m.generation / GIB:8.2f} GiB (KV cache of {spec.train.micro_batch_size} completions)"] if m.generation else []),
         f"  total        {m.total / GIB:8.2f} GiB" + (f"  (+{m.host_offload / GIB:.2f} GiB offloaded to CPU memory)" if m.host_offload else ""),

@@ -80,6 +80,7 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     record = write_run_record(
         spec,
         plan=plan.to_dict(),
+        memory=memory_record(plan, result.get("peak_memory")),
         world_size=result["world_size"],
         precision=result["precision"],
         data=result["data"],
@@ -97,6 +98,16 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     )
     log.info("run recorded in %s", record)
     return objective
+
+
+def memory_record(plan, peak: dict | None) -> dict:
+    """The plan's estimate beside the measured peak of rank 0, and how far apart they are."""
+    record = {"estimated_bytes": plan.memory.total, "measured_peak_bytes": None, "measured_as": None, "measured_over_estimate": None}
+    if peak is not None:
+        record.update(measured_peak_bytes=peak["bytes"], measured_as=peak["as"],
+                      measured_over_estimate=round(peak["bytes"] / plan.memory.total, 3) if plan.memory.total else None)
+        log.info("memory: estimated %.2f GiB, measured peak %.2f GiB (%s)", plan.memory.total / 2**30, peak["bytes"] / 2**30, peak["as"])
+    return record
 
 
 def _loss_metrics(trained: dict) -> dict:

@@ -1,0 +1,72 @@
+"""The memory a rank's training actually used, measured the way the plan estimates it:
+everything that exists because of the model and its training (weights, gradients, optimizer
+state, activations), not the interpreter and libraries loaded before.
+
+On GPUs: `torch.cuda.max_memory_allocated` since the model was built. On the CPU: the peak
+resident set size above the resident size just before the model was built (Linux resets
+the kernel's high-water mark through /proc/self/clear_refs, so the peak is this run's).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from pathlib import Path
+
+import torch
+
+_STATUS = Path("/proc/self/status")
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def return_freed_tensors_to_the_os() -> bool:
+    """CPU training: map every block of 1 MiB or more on its own, so that freeing a tensor
+    gives its memory back. glibc's default threshold grows to 32 MiB as blocks are freed,
+    after which activations come from heap arenas that keep their pages: the RSS then stays
+    at the worst step's high-water mark plus fragmentation (about 100 MB above the live
+    tensors on the tiny model's steps), both for the user's machine and for the peak that
+    run.json reports. Returns whether the setting took (glibc only)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakMemory:
+    def __init__(self) -> None:
+        self.cuda = torch.cuda.is_available()
+        self.baseline = 0
+
+    def start(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.baseline = torch.cuda.memory_allocated()
+            return
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # the high-water mark restarts from the current RSS
+        except OSError:
+            pass
+        self.baseline = 1024 * (_status_kib("VmRSS") or 0)
+
+    def measured(self) -> dict | None:
+        """{'bytes': peak above the baseline, 'as': what was measured}, or None where it cannot be read."""
+        if self.cuda:
+            return {"bytes": torch.cuda.max_memory_allocated() - self.baseline, "as": "torch.cuda.max_memory_allocated"}
+        peak = _status_kib("VmHWM")
+        if peak is None:
+            return None
+        return {"bytes": 1024 * peak - self.baseline, "as": "peak RSS above the RSS before the model was built"}
