@@ -1,11 +1,24 @@
-"""Training throughput: `train` vs a tutorial HF Trainer + PEFT script, side by side.
+"""Training throughput and peak memory: `train` vs a tutorial HF Trainer + PEFT script and vs
+TRL's SFTTrainer, side by side in one script.
 
-    python bench/train_throughput.py [--steps 8] [--data ../shared/data/gsm8k]
+    python bench/train_throughput.py [--steps 10] [--data ../shared/data/gsm8k]
+    python bench/train_throughput.py --gpu      # on a GPU machine (not yet run on one)
 
-Same model (SmolLM2-135M-Instruct, fp32 on the CPU), data (GSM8K train), LoRA
-(r16, alpha 32, all linear layers), 4 rows of up to 512 tokens per step, same
-number of steps. hydratune packs rows; the tutorial pads each batch to its longest
-row. Reports real (non-pad) tokens/s over steps 2..N, and each process's peak RSS.
+Same model (SmolLM2-135M-Instruct, fp32 on the CPU), data (GSM8K train), LoRA (r16,
+alpha 32, all linear layers), 4 rows of up to 512 tokens per step, gradient checkpointing
+off, the same number of steps, each side in its own process. hydratune packs rows and
+computes the loss in chunks over supervised tokens (also run with `train.loss_kernel=plain`);
+the tutorial pads each batch to its longest row; TRL packs (its best configuration here).
+
+With `--gpu` every side trains a Llama-shaped model instead (Llama-3.2-1B's dimensions, random
+weights, SmolLM2's tokenizer; built locally, nothing downloaded) in bf16 with flash-attention,
+on rows of up to 2048 tokens, and the matmul rate is the GPU's bf16 rate, so the last column
+is the model FLOPs utilization.
+
+Reported per side: the median real (non-pad) tokens/s over the steps after the first two,
+the process's peak RSS, and the fraction of this machine's measured fp32 matmul rate that
+the useful training FLOPs reach (FLOPs per token from hydratune's plan, the same model and
+adapter for every side).
 """
 
 from __future__ import annotations
@@ -13,13 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PEAK = "import resource, runpy, sys, atexit; atexit.register(lambda: print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)); "
+WARMUP_STEPS = 2
 
 
 def run(cmd: list[str]) -> str:
@@ -33,37 +49,114 @@ def peak_mb(text: str) -> float:
     return float(re.findall(r"PEAK_RSS_MB ([\d.]+)", text)[-1])
 
 
+# Llama-3.2-1B's dimensions on SmolLM2's architecture class (LlamaForCausalLM) and vocabulary.
+LLAMA_1B_SHAPE = {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
+                  "num_key_value_heads": 8, "head_dim": 64}
+
+
+def matmul_flops_per_second(gpu: bool, size: int = 4096, repeats: int = 20) -> float:
+    """This machine's matmul rate in the training precision (fp32 on the CPU, bf16 on a GPU):
+    the ceiling training is measured against."""
+    import torch
+
+    device, dtype = ("cuda", torch.bfloat16) if gpu else ("cpu", torch.float32)
+    size = size if gpu else 2048
+    a, b = torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    if gpu:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if gpu:
+        torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def llama_shaped_model(embedded_dir: str, out: str) -> str:
+    """A random-weight model with Llama-3.2-1B's dimensions and the embedded tokenizer, saved to `out`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(embedded_dir)
+    for key, value in LLAMA_1B_SHAPE.items():
+        setattr(config, key, value)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(out)
+    AutoTokenizer.from_pretrained(embedded_dir).save_pretrained(out)
+    return out
+
+
+def peer(script: str, model_dir: str, train_file: str, steps: int, out: str, *extra: str) -> dict:
+    text = run([sys.executable, "-c", PEAK + f"sys.argv = ['x', {model_dir!r}, {train_file!r}, '{steps}', {out!r}, *{list(extra)!r}]; "
+                f"runpy.run_path({str(HERE / script)!r}, run_name='__main__')"])
+    steps_seen = json.loads(re.findall(r"BENCH_RESULT (.*)", text)[-1])
+    rates = [n / s for n, s in zip(steps_seen["step_tokens"], steps_seen["step_seconds"])][WARMUP_STEPS:]
+    return {"tokens_per_second": statistics.median(rates), "peak_rss_mb": peak_mb(text), "steps_timed": len(rates)}
+
+
+def hydratune(data: Path, steps: int, out: str, *extra: str, max_length: int = 512) -> dict:
+    overrides = ["+experiment=gsm8k_lora", f"dataset.path={data}", f"dataset.max_length={max_length}",
+                 "dataset.strip_calculator_annotations=false", "method.lora.rank=16", "method.lora.alpha=32",
+                 "train.gradient_checkpointing=false", "train.micro_batch_size=4", f"train.max_steps={steps}",
+                 "eval=[none]", "train.sample_prompt=null", "train.report_to=[]", f"hydra.run.dir={out}", *extra]
+    text = run([sys.executable, "-c", PEAK + f"sys.argv = ['train', *{overrides!r}]; runpy.run_module('hydratune.train', run_name='__main__')"])
+    record = json.loads((Path(out) / "run.json").read_text())
+    rates = [e["tokens_per_second"] for e in record["log_history"] if "tokens_per_second" in e][WARMUP_STEPS:]
+    return {"tokens_per_second": statistics.median(rates), "peak_rss_mb": peak_mb(text), "steps_timed": len(rates),
+            "flops_per_token": record["plan"]["train_flops_per_token"],
+            "plan_memory_gib": record["memory"]["estimated_bytes"] / 2**30,
+            "measured_peak_gib": (record["memory"]["measured_peak_bytes"] or 0) / 2**30}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data" / "gsm8k")
+    parser.add_argument("--gpu", action="store_true", help="a Llama-shaped model in bf16 with flash-attention on a GPU")
     args = parser.parse_args()
 
     from hydratune.cache_dirs import cache_root
-    from hydratune.models.model_loading import model_location
     from hydratune.config.spec import ModelSpec
+    from hydratune.models.model_loading import model_location
 
-    model_dir = model_location(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root())
+    model_dir = str(model_location(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root()))
+    train_file = str(args.data / "train.jsonl")
     with tempfile.TemporaryDirectory() as tmp:
-        peer = run([sys.executable, "-c", PEAK + f"sys.argv = ['x', {model_dir!r}, {str(args.data / 'train.jsonl')!r}, '{args.steps}', '{tmp}/peer']; "
-                    f"runpy.run_path({str(HERE / 'tutorial_trainer_peft.py')!r}, run_name='__main__')"])
-        peer_result = json.loads(re.findall(r"BENCH_RESULT (.*)", peer)[-1])
-
-        overrides = ["+experiment=gsm8k_lora", f"dataset.path={args.data}", "dataset.max_length=512",
-                     "dataset.strip_calculator_annotations=false", "method.lora.rank=16", "method.lora.alpha=32",
-                     "train.gradient_checkpointing=false", "train.micro_batch_size=4", f"train.max_steps={args.steps}",
-                     "eval=[none]", "train.sample_prompt=null", "train.report_to=[]", f"hydra.run.dir={tmp}/ours"]
-        ours = run([sys.executable, "-c", PEAK + f"sys.argv = ['train', *{overrides!r}]; runpy.run_module('hydratune.train', run_name='__main__')"])
-        logs = [e for e in json.loads((Path(tmp) / "ours" / "run.json").read_text())["log_history"] if "tokens_per_second" in e]
-        timed = logs[1:]
-        seconds = sum(e["tokens_per_second"] and (e["tokens_seen"] - prev["tokens_seen"]) / e["tokens_per_second"] for prev, e in zip(logs, timed))
-        ours_tps = (timed[-1]["tokens_seen"] - logs[0]["tokens_seen"]) / seconds
-
+        ours_extra, peer_extra, max_length = [], [], 512
+        if args.gpu:
+            model_dir = llama_shaped_model(model_dir, f"{tmp}/llama_shaped")
+            ours_extra = [f"model.name={model_dir}", "model.attn_implementation=flash_attention_2", "train.precision=bf16"]
+            peer_extra, max_length = ["gpu"], 2048
+        sides = {
+            "hydratune": hydratune(args.data, args.steps, f"{tmp}/ours", *ours_extra, max_length=max_length),
+            "hydratune (train.loss_kernel=plain)": hydratune(args.data, args.steps, f"{tmp}/plain", "train.loss_kernel=plain", *ours_extra,
+                                                             max_length=max_length),
+            "tutorial Trainer+PEFT (padded)": peer("tutorial_trainer_peft.py", model_dir, train_file, args.steps, f"{tmp}/tutorial",
+                                                    str(max_length), *peer_extra),
+            "TRL SFTTrainer (packed, checkpointing off)": peer("trl_sft_trainer.py", model_dir, train_file, args.steps, f"{tmp}/trl",
+                                                               str(max_length), "packed", *peer_extra),
+            "TRL SFTTrainer (padded)": peer("trl_sft_trainer.py", model_dir, train_file, args.steps, f"{tmp}/trl_padded",
+                                            str(max_length), "padded", *peer_extra),
+        }
+    matmul = matmul_flops_per_second(args.gpu)
+    flops_per_token = sides["hydratune"]["flops_per_token"]
+    ours = sides["hydratune"]
+    for side in sides.values():
+        side["fraction_of_matmul_rate"] = side["tokens_per_second"] * flops_per_token / matmul
+        side["throughput_vs_hydratune"] = side["tokens_per_second"] / ours["tokens_per_second"]
     result = {
         "steps": args.steps,
-        "tutorial_trainer_peft": {"real_tokens_per_second": peer_result["tokens_per_second"], "peak_rss_mb": peak_mb(peer)},
-        "hydratune": {"real_tokens_per_second": ours_tps, "peak_rss_mb": peak_mb(ours)},
-        "throughput_ratio": ours_tps / peer_result["tokens_per_second"],
+        "device": "gpu: Llama-3.2-1B-shaped, bf16, flash-attention" if args.gpu else "cpu: SmolLM2-135M, fp32, sdpa",
+        "max_length": max_length,
+        "matmul_gflops": matmul / 1e9,
+        "sides": sides,
+        "ratios": {
+            "hydratune_vs_tutorial_tokens_per_second": ours["tokens_per_second"] / sides["tutorial Trainer+PEFT (padded)"]["tokens_per_second"],
+            "hydratune_vs_trl_best_tokens_per_second": ours["tokens_per_second"] / max(
+                sides["TRL SFTTrainer (packed, checkpointing off)"]["tokens_per_second"], sides["TRL SFTTrainer (padded)"]["tokens_per_second"]),
+            "hydratune_vs_tutorial_peak_rss": ours["peak_rss_mb"] / sides["tutorial Trainer+PEFT (padded)"]["peak_rss_mb"],
+        },
     }
     print(json.dumps(result, indent=2))
 

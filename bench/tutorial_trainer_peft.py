@@ -1,7 +1,7 @@
 """The peer: a hand-written HF Trainer + PEFT script of the kind tutorials teach.
 
 Padded batches (DataCollatorForLanguageModeling), every token trained, no packing.
-Prints real (non-pad) tokens/s over steps 2..N as JSON. Used by train_throughput.py.
+Prints each step's real (non-pad) tokens and duration as JSON. Used by train_throughput.py.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLa
                           TrainerCallback, TrainingArguments)
 
 
-def main(model_dir: str, train_file: str, steps: int, out_dir: str) -> None:
+def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: int, gpu: bool) -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if gpu else torch.float32,
+                                                 attn_implementation="flash_attention_2" if gpu else "sdpa")
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
 
     ds = load_dataset("json", data_files=train_file, split="train")
@@ -27,7 +28,7 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str) -> None:
     def tokenize(batch):
         texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False)
                  for q, a in zip(batch["question"], batch["answer"])]
-        return tokenizer(texts, truncation=True, max_length=512)
+        return tokenizer(texts, truncation=True, max_length=max_length)
 
     ds = ds.map(tokenize, batched=True, remove_columns=ds.column_names)
 
@@ -41,17 +42,20 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str) -> None:
     stamps = []
 
     class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
         def on_step_end(self, args, state, control, **kwargs):
             stamps.append(time.perf_counter())
 
     args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=4, max_steps=steps, learning_rate=2e-4,
-                             logging_steps=1, report_to=[], use_cpu=True, save_strategy="no", seed=42)
+                             logging_steps=1, report_to=[], use_cpu=not gpu, bf16=gpu, save_strategy="no", seed=42)
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[Clock()])
     trainer.train()
-    tokens = sum(real_tokens[1:steps])
-    print("BENCH_RESULT " + json.dumps({"tokens_per_second": tokens / (stamps[-1] - stamps[0]), "steps_timed": steps - 1}))
+    durations = [end - begin for begin, end in zip(stamps[0::2], stamps[1::2])]
+    print("BENCH_RESULT " + json.dumps({"step_tokens": real_tokens[:steps], "step_seconds": durations}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), "gpu" in sys.argv[6:])
