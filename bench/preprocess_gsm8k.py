@@ -47,7 +47,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = compose_spec(["+experiment=gsm8k_lora", f"dataset.path={args.data}", "dataset.max_length=512",
-                             "dataset.strip_calculator_annotations=false", "dataset.eval_split=null", f"run.cache_dir={tmp}/ht"])
+                             "dataset.strip_calculator_annotations=false", "dataset.eval_split=null", "eval=[none]",
+                             f"run.cache_dir={tmp}/ht"])
         tokenizer = load_tokenizer(spec.model, cache_root())
 
         base_s, base_tokens = baseline(args.data / "train.jsonl", tokenizer, f"{tmp}/hf")

@@ -77,17 +77,24 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rows", nargs="+", default=None, help="preprocessing sizes (default 20000 80000 320000)")
+    parser.add_argument("--resume", action="store_true", help="keep the results bench/results.json already holds")
     args = parser.parse_args()
     quick = args.quick
     rows = args.rows or (["2000"] if quick else ["20000", "80000", "320000"])
-    results = {
-        "training": run("train_throughput.py", "--steps", "4" if quick else "10"),
-        "preprocessing": run("preprocess_scale.py", "--rows", *rows),
-        "gsm8k_preprocessing": run("preprocess_gsm8k.py"),
-        "evaluation": run("generation_gsm8k.py", "--problems", "8" if quick else "64"),
-        "first_step": run("time_to_first_step.py"),
+    benchmarks = {
+        "training": ("train_throughput.py", "--steps", "4" if quick else "10"),
+        "preprocessing": ("preprocess_scale.py", "--rows", *rows),
+        "gsm8k_preprocessing": ("preprocess_gsm8k.py",),
+        "evaluation": ("generation_gsm8k.py", "--problems", "8" if quick else "64"),
+        "first_step": ("time_to_first_step.py",),
     }
-    (HERE / "results.json").write_text(json.dumps(results, indent=2))
+    # Each result is saved as soon as it is measured; --resume keeps those already saved.
+    saved = HERE / "results.json"
+    results = json.loads(saved.read_text()) if args.resume and saved.exists() else {}
+    for name, (script, *script_args) in benchmarks.items():
+        if name not in results:
+            results[name] = run(script, *script_args)
+            saved.write_text(json.dumps(results, indent=2))
     g, e, f = results["gsm8k_preprocessing"], results["evaluation"], results["first_step"]
     lines = [
         "# Benchmarks", "",

@@ -22,6 +22,13 @@ def _session_cache(tmp_path_factory):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        # Several test workers share the cores: one thread each (and in the processes they start),
+        # or OpenMP's spinning threads oversubscribe the machine.
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
     yield
 
 

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from hydratune.config.cli import compose_spec
 from hydratune.plan import estimate_memory, make_plan, model_shape
 
@@ -54,22 +56,24 @@ def test_plan_global_batch():
     assert plan.global_batch_tokens == plan.global_batch_rows * 256
 
 
-def test_dry_run_prints_plan_for_every_experiment(tmp_path):
-    for experiment in sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml")):
-        result = subprocess.run(
-            [sys.executable, "-m", "hydratune.train", f"+experiment={experiment}", "run.dry_run=true",
-             f"hydra.run.dir={tmp_path / experiment}"],
-            capture_output=True, text=True, cwd=REPO, timeout=300,
-        )
-        assert result.returncode == 0, result.stderr
-        assert "memory per device" in result.stdout and "trainable" in result.stdout, result.stdout
-        assert (tmp_path / experiment / "plan.json").is_file()
-        # what post-training adds is planned too: the reference model, and GRPO's sampling
-        expected = {"arithmetic_dpo": ["reference: the base with the adapter off"],
-                    "ultrafeedback_dpo": ["reference log-probs precomputed once"],
-                    "arithmetic_grpo": ["reference: the base with the adapter off; 4 completions per prompt", "generation "],
-                    "gsm8k_grpo": ["8 completions per prompt", "generation "]}.get(experiment, [])
-        assert all(text in result.stdout for text in expected), (experiment, result.stdout)
+EXPERIMENTS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_dry_run_prints_plan_for_every_experiment(experiment, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hydratune.train", f"+experiment={experiment}", "run.dry_run=true", f"hydra.run.dir={tmp_path / experiment}"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "memory per device" in result.stdout and "trainable" in result.stdout, result.stdout
+    assert (tmp_path / experiment / "plan.json").is_file()
+    # what post-training adds is planned too: the reference model, and GRPO's sampling
+    expected = {"arithmetic_dpo": ["reference: the base with the adapter off"],
+                "ultrafeedback_dpo": ["reference log-probs precomputed once"],
+                "arithmetic_grpo": ["reference: the base with the adapter off; 4 completions per prompt", "generation "],
+                "gsm8k_grpo": ["8 completions per prompt", "generation "]}.get(experiment, [])
+    assert all(text in result.stdout for text in expected), (experiment, result.stdout)
 
 
 def test_full_weights_count_a_reference_copy_unless_precomputed():
