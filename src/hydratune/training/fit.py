@@ -26,7 +26,7 @@ from hydratune.config.spec import RunSpec
 from hydratune.training.build_model import build_model
 from hydratune.training.checkpoints import decide_on_rank_zero, resolve_resume, run_identity
 from hydratune.training.hydratune_trainer import HydratuneMixin
-from hydratune.training.peak_memory import PeakMemory, return_freed_tensors_to_the_os
+from hydratune.training.peak_memory import PeakMemory
 from hydratune.training.post_training import build_trainer
 from hydratune.training.token_throughput import CountingCollator
 from hydratune.training.trainer_args import training_arguments
@@ -72,8 +72,6 @@ def fit(spec: RunSpec, env: Environment) -> dict:
 
         enable_fsdp_on_cpu()
     set_seed(spec.train.seed)  # the adapter's initialization must not depend on what ran before
-    if not env.cuda:
-        return_freed_tensors_to_the_os()
     peak = PeakMemory()
     peak.start()
     model = build_model(spec, env, root, precision)

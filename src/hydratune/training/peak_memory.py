@@ -9,31 +9,11 @@ the kernel's high-water mark through /proc/self/clear_refs, so the peak is this 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 from pathlib import Path
 
 import torch
 
 _STATUS = Path("/proc/self/status")
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-MMAP_THRESHOLD_BYTES = 1 << 20
-
-
-def return_freed_tensors_to_the_os() -> bool:
-    """CPU training: map every block of 1 MiB or more on its own, so that freeing a tensor
-    gives its memory back. glibc's default threshold grows to 32 MiB as blocks are freed,
-    after which activations come from heap arenas that keep their pages: the RSS then stays
-    at the worst step's high-water mark plus fragmentation (about 100 MB above the live
-    tensors on the tiny model's steps), both for the user's machine and for the peak that
-    run.json reports. Returns whether the setting took (glibc only)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        return bool(ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
-        return False
 
 
 def _status_kib(field: str) -> int | None:
