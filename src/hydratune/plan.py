@@ -100,7 +100,7 @@ def model_shape(spec: RunSpec, config) -> ModelShape:
             lora += spec.method.lora.rank * (module.in_features + module.out_features)
             if spec.method.lora.use_dora:
                 lora += module.out_features  # DoRA's magnitude vector
-    from hydratune.training.lean_loss import RESCALED_LOGITS
+    from hydratune.training.lean_loss import rescaled_logits
 
     text = getattr(config, "text_config", config)
     heads = text.num_attention_heads
@@ -117,7 +117,7 @@ def model_shape(spec: RunSpec, config) -> ModelShape:
         vocab_size=text.vocab_size,
         decoder_layer_class=_layer_class(model),
         num_heads=heads,
-        rescales_logits=any(getattr(text, k, None) not in (None, 1.0) for k in RESCALED_LOGITS),
+        rescales_logits=rescaled_logits(text) is not None,
     )
 
 
@@ -196,7 +196,8 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
     logits = LOGIT_COPIES * (min(CHUNK_TOKENS, tokens) if chunked else tokens) * shape.vocab_size * 4
     scores = 0.0
     if attention == "sdpa" and not cuda:
-        # The CPU kernel for masked (packed) rows keeps each layer's attention probabilities.
+        # Assumed, not measured apart: the CPU kernel for masked (packed) rows keeps each layer's
+        # attention probabilities for the backward pass.
         saved_layers = 1 if spec.train.gradient_checkpointing else shape.num_layers
         length = sequence_tokens(spec)
         scores = float((saved_layers + 1) * spec.train.micro_batch_size * shape.num_heads * length * length * act_bytes)

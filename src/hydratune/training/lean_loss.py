@@ -26,6 +26,14 @@ CHUNK_TOKENS = 256  # logits of one chunk: 256 x vocab x 4 bytes (50 MB for a 49
 RESCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 
 
+def rescaled_logits(config) -> str | None:
+    """`key=value` of the setting with which a model rescales its logits, or None."""
+    for name in RESCALED_LOGITS:
+        if getattr(config, name, None) not in (None, 1.0):
+            return f"{name}={getattr(config, name)}"
+    return None
+
+
 def use_chunked_loss(spec, model) -> bool:
     """Resolve train.loss_kernel for this spec and the loaded model."""
     from hydratune.config.problems import ConfigError, Problem
@@ -43,10 +51,9 @@ def use_chunked_loss(spec, model) -> bool:
 def unsupported_reason(model) -> str | None:
     """Why the chunked loss cannot stand in for this model's own, or None."""
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = causal_lm.config
-    for name in RESCALED_LOGITS:
-        if getattr(config, name, None) not in (None, 1.0):
-            return f"the model rescales its logits ({name}={getattr(config, name)})"
+    rescale = rescaled_logits(causal_lm.config)
+    if rescale:
+        return f"the model rescales its logits ({rescale})"
     head = causal_lm.get_output_embeddings()
     if not isinstance(head, torch.nn.Linear):
         return f"its output layer is a {type(head).__name__}, not a plain Linear (a 4-bit or adapted head)"
