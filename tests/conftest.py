@@ -1,8 +1,11 @@
-"""Shared fixtures: a cache dir per session, machine facts, and paths to the shared data."""
+"""Shared fixtures: a cache dir per session, machine facts, and paths to the shared data;
+the order tests run in (longest first, so two workers finish together)."""
 
 from __future__ import annotations
 
+import json
 import os
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,41 @@ from hydratune.config.environment import Environment
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_DIR = REPO.parent / "shared" / "data" / "gsm8k"
+DURATIONS = Path(__file__).with_name("durations.json")
+# A test not yet measured: the slow ones start processes and train, the others are quick.
+UNMEASURED_SECONDS = {"slow": 60.0, "quick": 1.0}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", action="store_true",
+                     help=f"write each test's measured seconds to {DURATIONS.name}, which orders later runs")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first, dealt round-robin to the workers' shares. pytest-xdist's worksteal hands
+    each worker one contiguous share of this list and lets an idle worker take the tail of
+    another's: each share starts with its longest tests and the short ones balance the end.
+    Without the ordering, one 8-minute test starting last kept a core idle for minutes."""
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+
+    def expected(item) -> float:
+        return known.get(item.nodeid, UNMEASURED_SECONDS["slow" if item.get_closest_marker("slow") else "quick"])
+
+    longest_first = sorted(items, key=lambda item: (-expected(item), item.nodeid))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    items[:] = [item for share in range(workers) for item in longest_first[share::workers]]
+
+
+_measured: dict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report):
+    _measured[report.nodeid] += report.duration  # setup, call and teardown
+
+
+def pytest_sessionfinish(session):
+    if session.config.getoption("--record-durations") and not hasattr(session.config, "workerinput"):
+        DURATIONS.write_text(json.dumps({k: round(v, 1) for k, v in sorted(_measured.items())}, indent=0) + "\n")
 
 
 @pytest.fixture(scope="session", autouse=True)
