@@ -43,6 +43,20 @@ def test_embedded_model_converts_once_and_generates():
     assert "5" in reply, reply
 
 
+def test_embedded_config_reads_the_conversion_once_it_exists(tmp_path):
+    """The plan reads the config from the GGUF header only until the weights are converted;
+    both give the same architecture."""
+    from hydratune.models.embedded_model import converted_dir, embedded_config
+
+    header = embedded_config(tmp_path)  # an empty cache: no conversion yet
+    assert not (tmp_path / "models").exists()
+    converted = embedded_config(cache_root())
+    assert converted_dir(cache_root()).is_dir()
+    fields = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+              "num_key_value_heads", "tie_word_embeddings", "max_position_embeddings", "rope_theta"]
+    assert {f: getattr(header, f, None) for f in fields} == {f: getattr(converted, f, None) for f in fields}
+
+
 def test_tiny_model_is_random_and_small(tmp_path):
     spec = compose_spec(["model=tiny_llama"], env=cpu_env())
     model = load_base_model(spec.model, cache_root(), dtype="float32", attn_implementation="sdpa")

@@ -16,7 +16,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from hydratune.atomic_dir import build_once
+from hydratune.atomic_dir import build_once, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,16 @@ def file_sha256(path: Path) -> str:
     return _file_sha256(path, stat.st_size, stat.st_mtime_ns)
 
 
-def converted_dir(cache_root: Path) -> Path:
-    """The converted model directory, converting once if needed (safe across processes)."""
+def _converted_target(cache_root: Path) -> tuple[Path, Path, str]:
+    """(GGUF file, where its conversion lives, the file's hash prefix)."""
     source = gguf_path()
     key = file_sha256(source)[:16]
-    target = cache_root / "models" / f"smollm2-135m-instruct-{key}-v{CONVERSION_VERSION}"
+    return source, cache_root / "models" / f"smollm2-135m-instruct-{key}-v{CONVERSION_VERSION}", key
+
+
+def converted_dir(cache_root: Path) -> Path:
+    """The converted model directory, converting once if needed (safe across processes)."""
+    source, target, key = _converted_target(cache_root)
     start = time.perf_counter()
     path, built = build_once(target, lambda tmp: _convert(source, tmp, key))
     log.info("embedded model %s: %s in %.2fs", "converted" if built else "cache hit", path, time.perf_counter() - start)
@@ -81,11 +86,15 @@ def _convert(source: Path, out: Path, key: str) -> dict:
     return {"source": str(source.name), "sha256_prefix": key, "conversion_version": CONVERSION_VERSION}
 
 
-def gguf_config():
-    """The model config read from the GGUF header, without dequantizing (for dry runs)."""
+def embedded_config(cache_root: Path):
+    """The model config without dequantizing (for the plan and dry runs): the converted
+    directory's config.json once a conversion exists, else the GGUF header. Parsing the
+    header walks its whole tokenizer vocabulary (about 5 s here), on every run."""
     from transformers import AutoConfig
 
-    source = gguf_path()
+    source, target, _ = _converted_target(cache_root)
+    if read_manifest(target) is not None:
+        return AutoConfig.from_pretrained(target)
     config = AutoConfig.from_pretrained(source.parent, gguf_file=source.name)
     if hasattr(config, "quantization_config"):
         del config.quantization_config

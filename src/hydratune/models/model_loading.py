@@ -55,9 +55,9 @@ def load_model_config(model: ModelSpec, cache_root: Path, *, convert: bool = Tru
     from transformers import AutoConfig
 
     if model.name == EMBEDDED_SMOLLM2 and not convert:
-        from hydratune.models.embedded_model import gguf_config
+        from hydratune.models.embedded_model import embedded_config
 
-        config = gguf_config()
+        config = embedded_config(cache_root)
     else:
         config = AutoConfig.from_pretrained(_pretrained_location(model, cache_root), **_hub_kwargs(model))
     for key, value in model.config_overrides.items():
