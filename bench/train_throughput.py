@@ -9,6 +9,8 @@ alpha 32, all linear layers), 4 rows of up to 512 tokens per step, gradient chec
 off, the same number of steps, each side in its own process. hydratune packs rows and
 computes the loss in chunks over supervised tokens (also run with `train.loss_kernel=plain`);
 the tutorial pads each batch to its longest row; TRL packs (its best configuration here).
+The peers use LoRA dropout 0.05 (the PEFT tutorials' setting); hydratune's default is 0, so it
+also runs once with 0.05 to separate that choice from the rest.
 
 With `--gpu` every side trains a Llama-shaped model instead (Llama-3.2-1B's dimensions, random
 weights, SmolLM2's tokenizer; built locally, nothing downloaded) in bf16 with flash-attention,
@@ -92,7 +94,11 @@ def peer(script: str, model_dir: str, train_file: str, steps: int, out: str, *ex
                 f"runpy.run_path({str(HERE / script)!r}, run_name='__main__')"])
     steps_seen = json.loads(re.findall(r"BENCH_RESULT (.*)", text)[-1])
     rates = [n / s for n, s in zip(steps_seen["step_tokens"], steps_seen["step_seconds"])][WARMUP_STEPS:]
-    return {"tokens_per_second": statistics.median(rates), "peak_rss_mb": peak_mb(text), "steps_timed": len(rates)}
+    out = {"tokens_per_second": statistics.median(rates), "peak_rss_mb": peak_mb(text), "steps_timed": len(rates)}
+    if "step_computed_tokens" in steps_seen:  # padded batches: the positions computed, pads included
+        real, computed = sum(steps_seen["step_tokens"][WARMUP_STEPS:]), sum(steps_seen["step_computed_tokens"][WARMUP_STEPS:])
+        out["padding_share"] = 1 - real / computed
+    return out
 
 
 def hydratune(data: Path, steps: int, out: str, *extra: str, max_length: int = 512) -> dict:
@@ -130,6 +136,8 @@ def main() -> None:
             peer_extra, max_length = ["gpu"], 2048
         sides = {
             "hydratune": hydratune(args.data, args.steps, f"{tmp}/ours", *ours_extra, max_length=max_length),
+            "hydratune (method.lora.dropout=0.05, as the peers)": hydratune(args.data, args.steps, f"{tmp}/dropout",
+                                                                            "method.lora.dropout=0.05", *ours_extra, max_length=max_length),
             "hydratune (train.loss_kernel=plain)": hydratune(args.data, args.steps, f"{tmp}/plain", "train.loss_kernel=plain", *ours_extra,
                                                              max_length=max_length),
             "tutorial Trainer+PEFT (padded)": peer("tutorial_trainer_peft.py", model_dir, train_file, args.steps, f"{tmp}/tutorial",

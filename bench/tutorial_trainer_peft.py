@@ -32,11 +32,12 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
 
     ds = ds.map(tokenize, batched=True, remove_columns=ds.column_names)
 
-    real_tokens = []  # non-pad tokens of each training forward
+    real_tokens, computed_tokens = [], []  # non-pad tokens, and all positions, of each training forward
 
     def count(module, args, kwargs):
         if module.training and kwargs.get("attention_mask") is not None:
             real_tokens.append(int(kwargs["attention_mask"].sum()))
+            computed_tokens.append(int(kwargs["attention_mask"].numel()))
 
     model.register_forward_pre_hook(count, with_kwargs=True)
     stamps = []
@@ -54,7 +55,8 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
                       callbacks=[Clock()])
     trainer.train()
     durations = [end - begin for begin, end in zip(stamps[0::2], stamps[1::2])]
-    print("BENCH_RESULT " + json.dumps({"step_tokens": real_tokens[:steps], "step_seconds": durations}))
+    print("BENCH_RESULT " + json.dumps({"step_tokens": real_tokens[:steps], "step_seconds": durations,
+                                        "step_computed_tokens": computed_tokens[:steps]}))
 
 
 if __name__ == "__main__":
