@@ -340,7 +340,7 @@ def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
     write_json_atomic(directory / "plan.json", {"spec": dataclasses.asdict(spec), "plan": plan.to_dict()})
 
 
-def plan_run(spec: RunSpec, *, quiet: bool = False) -> Plan:
+def plan_run(spec: RunSpec, *, quiet: bool = False, save: bool = True) -> Plan:
     """The plan from the model's config alone (no weights, no data), printed and saved as plan.json."""
     from hydratune.models.model_loading import load_model_config
 
@@ -352,5 +352,6 @@ def plan_run(spec: RunSpec, *, quiet: bool = False) -> Plan:
     plan = make_plan(spec, detect_environment(), config)
     if not quiet:
         print(render_plan(spec, plan), flush=True)
-    write_plan(spec, plan, spec.output_dir)
+    if save:
+        write_plan(spec, plan, spec.output_dir)
     return plan

@@ -74,15 +74,26 @@ def test_two_nodes_on_localhost_through_a_rendezvous_endpoint(tmp_path):
     from .runs import TINY
 
     endpoint = f"127.0.0.1:{free_port()}"
-    run = tmp_path / "run"
-    procs = [
-        subprocess.Popen(
+    run = tmp_path / "run"  # one directory for both nodes, as on a shared filesystem
+
+    def node(rank: int) -> subprocess.Popen:
+        return subprocess.Popen(
             [sys.executable, "-m", "hydratune.train", *TINY, "sharding=ddp", "sharding.nproc_per_node=1", "sharding.nnodes=2",
-             f"sharding.node_rank={rank}", f"sharding.rdzv_endpoint={endpoint}", *STEPS, f"hydra.run.dir={run}"],
+             f"sharding.node_rank={rank}", f"sharding.rdzv_endpoint={endpoint}", "sharding.rendezvous_timeout=300", *STEPS,
+             f"hydra.run.dir={run}"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
         )
-        for rank in (0, 1)
-    ]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
+
+    # Node 1 first, until it waits for node 0: whatever it wrote by then must not make node 0
+    # take the directory for an earlier run's.
+    second = node(1)
+    seen = []
+    for line in second.stdout:
+        seen.append(line)
+        if "waiting for node 0" in line:
+            break
+    first = node(0)
+    procs = [first, second]
+    outputs = [first.communicate(timeout=600)[0], "".join(seen) + second.communicate(timeout=600)[0]]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outputs)
     assert record(run)["world_size"] == 2

@@ -37,9 +37,14 @@ def run_training(spec: RunSpec) -> Any:
     start = time.perf_counter()
     env = detect_environment()
     if is_main_process():
-        claim_run_directory(spec)
-        plan = plan_run(spec)
-        save_spec(spec, spec.output_dir)
+        # Nodes may share one run directory (a shared filesystem): node 0 owns it. Another
+        # node writing first would make node 0 refuse its own run as an earlier one.
+        owner = spec.sharding.node_rank == 0
+        if owner:
+            claim_run_directory(spec)
+        plan = plan_run(spec, save=owner)
+        if owner:
+            save_spec(spec, spec.output_dir)
     if spec.run.dry_run:
         return None
     if needs_relaunch(spec, env.under_launcher):
