@@ -44,7 +44,8 @@ class ModelSpec:
         {}, "Values that replace the model config's own (e.g. `num_hidden_layers: 2` for a tiny model)."
     )
     chat_template: Optional[str] = knob(
-        None, "A named chat template (`chatml`, `llama3`) for base models without one; null keeps the tokenizer's."
+        None, "null keeps the tokenizer's own template; else a name (`chatml`, `llama3`), a path to a `.jinja` file, or "
+              "the Jinja text. Saved with the tokenizer into adapter/ and merged/."
     )
 
 

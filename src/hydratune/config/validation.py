@@ -240,13 +240,16 @@ def _check_paths(spec: RunSpec, env: Environment) -> list[Problem]:
 
 def _check_data_and_template(spec: RunSpec) -> list[Problem]:
     from hydratune.data.formats import ROLES
-    from hydratune.models.chat_templates import CHAT_TEMPLATES
+    from hydratune.models.chat_templates import CHAT_TEMPLATES, is_jinja_text, template_problem
 
     out = []
     template = spec.model.chat_template
-    if template is not None and template not in CHAT_TEMPLATES:
-        out.append(Problem(f"model.chat_template={template}", "unknown template name",
-                           did_you_mean(template, CHAT_TEMPLATES) or f"use one of: {', '.join(CHAT_TEMPLATES)}, or null for the tokenizer's own"))
+    problem = template_problem(template) if template is not None else None
+    if problem:
+        shown = template if len(template) <= 60 else template[:57] + "..."
+        names = f"use one of: {', '.join(CHAT_TEMPLATES)}, a path to a .jinja file, Jinja text, or null for the tokenizer's own"
+        out.append(Problem(f"model.chat_template={shown}", problem,
+                           ("fix the template's Jinja" if is_jinja_text(template) else did_you_mean(template, CHAT_TEMPLATES)) or names))
     for role in spec.dataset.train_roles:
         if role not in ROLES:
             out.append(Problem(f"dataset.train_roles={role}", "not a role, so no turn would be trained",

@@ -122,13 +122,15 @@ def run_preprocess(spec: RunSpec, *, tokenizer=None) -> PreparedData:
     root = cache_root(spec.run.cache_dir)
     tokenizer = tokenizer or load_tokenizer(spec.model, root)
     ds = spec.dataset
+    kind = ROW_KINDS[spec.method.name]
+    if kind == "sequence" and any(src.format not in NO_TEMPLATE_FORMATS for src in _sources(ds)):
+        check_template(spec, tokenizer)  # before any row is read
     opened = {
         (split_name, i): open_split(src.path, split, config_name=src.config_name, revision=src.revision, cache_root=root, streaming=src.streaming)
         for split_name, entries in split_plan(ds).items()
         for i, src, split in entries
     }
     fingerprints = {f"{name}/{i}/{src.name}": src.fingerprint for (name, i), src in opened.items()}
-    kind = ROW_KINDS[spec.method.name]
     key = cache_key(ds, tokenizer, fingerprints, kind)
     target = root / "data" / key[:24]
     build = _build if kind == "sequence" else partial(build_post_training, kind=kind)
@@ -141,6 +143,27 @@ def run_preprocess(spec: RunSpec, *, tokenizer=None) -> PreparedData:
     prepared = PreparedData(directory, key, manifest, cache_hit=not built, seconds=time.perf_counter() - start)
     log.info("data: %s %s in %.2fs", "cache hit" if prepared.cache_hit else "built", directory, prepared.seconds)
     return prepared
+
+
+# Rows of these formats are text or token ids: no chat template renders them.
+NO_TEMPLATE_FORMATS = ("completion", "pretokenized")
+
+
+def check_template(spec: RunSpec, tokenizer) -> None:
+    """The tokenizer has a chat template, and it renders each turn after the ones before it
+    (masking finds a turn's tokens that way): one clear error before tokenizing, not per row."""
+    from hydratune.config.problems import ConfigError, Problem
+    from hydratune.models.chat_templates import masking_break
+
+    choice = spec.model.chat_template
+    key = "model.chat_template=" + ("null" if choice is None else choice if len(choice) <= 60 else choice[:57] + "...")
+    if not tokenizer.chat_template:
+        raise ConfigError([Problem(key, f"the tokenizer of {spec.model.name} has no chat template to render conversations",
+                                   "set model.chat_template=chatml (or llama3, a path to a .jinja file, or the Jinja text)")])
+    where = masking_break(tokenizer)
+    if where:
+        raise ConfigError([Problem(key, f"the chat template cannot be masked: {where}",
+                                   "use a template that renders each turn after the ones before it, e.g. model.chat_template=chatml")])
 
 
 def _shards_intact(directory: Path, manifest: dict) -> bool:

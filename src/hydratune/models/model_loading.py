@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hydratune.models.chat_templates import CHAT_TEMPLATES
+from hydratune.models.chat_templates import template_source
 from hydratune.config.environment import Environment
 from hydratune.config.spec import EMBEDDED_SMOLLM2, ModelSpec
 
@@ -72,7 +72,7 @@ def load_tokenizer(model: ModelSpec, cache_root: Path):
 
     tokenizer = AutoTokenizer.from_pretrained(model_location(model, cache_root), **_hub_kwargs(model))
     if model.chat_template is not None:
-        tokenizer.chat_template = CHAT_TEMPLATES[model.chat_template]
+        tokenizer.chat_template = template_source(model.chat_template)
     if tokenizer.pad_token is None:
         # Padding only appears in eval and generation batches; its labels are always masked.
         tokenizer.pad_token = tokenizer.eos_token
