@@ -9,6 +9,7 @@ resolved spec, waits, then finishes the run itself.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import time
@@ -67,6 +68,7 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
 
     from hydratune.outputs.curves import plot_curves
     from hydratune.export.merge_adapter import export_merged
+    from hydratune.outputs.run_summary import run_summary
     from hydratune.outputs.sample_generation import sample_reply
 
     result = read_train_result(spec)
@@ -102,6 +104,7 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
         log_history=result["log_history"],
     )
     log.info("run recorded in %s", record)
+    print(run_summary(json.loads(record.read_text()), spec.output_dir), flush=True)
     return objective
 
 
