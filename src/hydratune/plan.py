@@ -185,6 +185,10 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
     # Saved for backward per token per layer: norms' inputs, q/k/v/attention output,
     # gate/up/act/product of the MLP (7h + 2kv + 4ffn elements).
     per_layer = tokens * (7 * h + 2 * kv + 4 * ffn) * act_bytes
+    if method != "full" and spec.method.lora.dropout > 0:
+        # PEFT keeps each adapted layer's dropped-out input and its mask for backward: q, k, v,
+        # o, gate and up read h-wide inputs, down an ffn-wide one (all-linear; fewer otherwise).
+        per_layer += tokens * (6 * h + ffn) * (act_bytes + 1)
     if spec.train.gradient_checkpointing:
         layers = shape.num_layers * tokens * h * act_bytes + per_layer
     else:
