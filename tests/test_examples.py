@@ -15,7 +15,7 @@ from hydratune.config.cli import compose_spec
 from .conftest import REPO, cpu_env
 
 ENTRY_POINTS = {"train": "hydratune.train", "preprocess": "hydratune.preprocess", "hydratune-eval": "hydratune.evaluate.command",
-                "hydratune-export": "hydratune.export"}
+                "hydratune-export": "hydratune.export", "hydratune-chat": "hydratune.chat"}
 
 
 def example_commands() -> list[tuple[str, str]]:
@@ -74,6 +74,8 @@ def shortened(args: list[str], tmp: Path) -> list[str]:
         return args + extra
     if tool == "hydratune-eval":
         return args + ["--max-samples", "2", "--max-new-tokens", "8"]
+    if tool == "hydratune-chat":
+        return args + ["--max-new-tokens", "8"]
     return args
 
 
@@ -87,7 +89,9 @@ def test_cpu_commands_run(name, tmp_path):
     for line in [line for example, line in CPU if example == name]:
         args = shortened(shlex.split(line, comments=True), tmp_path)
         cmd = [sys.executable, "-m", ENTRY_POINTS[args[0]], *args[1:]]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        # an interactive command reads its input from stdin: one message, then the way out
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                             input="What is 2 + 2?\n/exit\n")
         assert out.returncode == 0, f"{name}: {line}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
 
 
@@ -113,6 +117,11 @@ def test_readme_main_command_runs_as_written(tmp_path):
     record = json.loads((run / "run.json").read_text())
     assert record["spec"]["model"]["name"] == "embedded:smollm2-135m-instruct" and record["metrics"]["global_step"] == 20
     assert record["sample"] and f"reply:  {record['sample'].splitlines()[0]}" in out.stdout
+    summary = out.stdout[out.stdout.index("hydratune: run complete"):]
+    assert "loss.eval_loss" in summary and "hydratune-chat outputs/runs/" in summary
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    # the gain on held-out generated problems: the base model never writes the `#### N` answer
+    assert record["metrics"]["gsm8k.strict_accuracy"] > record["metrics"]["base.gsm8k.strict_accuracy"], record["metrics"]
+    assert "paired p =" in summary
     losses = [e["loss"] for e in record["log_history"] if "loss" in e]
     assert losses[-1] < losses[0] / 2, losses

