@@ -240,15 +240,14 @@ def _check_paths(spec: RunSpec, env: Environment) -> list[Problem]:
 
 def _check_data_and_template(spec: RunSpec) -> list[Problem]:
     from hydratune.data.formats import ROLES
-    from hydratune.models.chat_templates import CHAT_TEMPLATES, is_jinja_text, template_problem
+    from hydratune.models.chat_templates import CHAT_TEMPLATES, is_jinja_text, shown_choice, template_problem
 
     out = []
     template = spec.model.chat_template
     problem = template_problem(template) if template is not None else None
     if problem:
-        shown = template if len(template) <= 60 else template[:57] + "..."
         names = f"use one of: {', '.join(CHAT_TEMPLATES)}, a path to a .jinja file, Jinja text, or null for the tokenizer's own"
-        out.append(Problem(f"model.chat_template={shown}", problem,
+        out.append(Problem(shown_choice(template), problem,
                            ("fix the template's Jinja" if is_jinja_text(template) else did_you_mean(template, CHAT_TEMPLATES)) or names))
     for role in spec.dataset.train_roles:
         if role not in ROLES:

@@ -153,10 +153,9 @@ def check_template(spec: RunSpec, tokenizer) -> None:
     """The tokenizer has a chat template, and it renders each turn after the ones before it
     (masking finds a turn's tokens that way): one clear error before tokenizing, not per row."""
     from hydratune.config.problems import ConfigError, Problem
-    from hydratune.models.chat_templates import masking_break
+    from hydratune.models.chat_templates import masking_break, shown_choice
 
-    choice = spec.model.chat_template
-    key = "model.chat_template=" + ("null" if choice is None else choice if len(choice) <= 60 else choice[:57] + "...")
+    key = shown_choice(spec.model.chat_template)
     if not tokenizer.chat_template:
         raise ConfigError([Problem(key, f"the tokenizer of {spec.model.name} has no chat template to render conversations",
                                    "set model.chat_template=chatml (or llama3, a path to a .jinja file, or the Jinja text)")])

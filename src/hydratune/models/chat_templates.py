@@ -28,6 +28,12 @@ def is_jinja_text(choice: str) -> bool:
     return "{{" in choice or "{%" in choice
 
 
+def shown_choice(choice: Optional[str]) -> str:
+    """`model.chat_template=...` as an error names it: Jinja text is cut short."""
+    shown = "null" if choice is None else choice if len(choice) <= 60 else choice[:57] + "..."
+    return f"model.chat_template={shown}"
+
+
 def template_source(choice: Optional[str]) -> Optional[str]:
     """The Jinja text `model.chat_template` stands for, or None for the tokenizer's own.
     Validation has already refused a choice that is none of a name, a file or Jinja text."""
