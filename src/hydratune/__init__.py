@@ -6,3 +6,16 @@ Hydra wrappers around them.
 """
 
 __version__ = "0.1.0"
+
+
+def _quiet_optional_kernel_warning() -> None:
+    # On CPUs with AVX512-BF16, importing bitsandbytes tries the Hub-hosted `kernels` package for a
+    # faster 4-bit CPU matmul and warns on every command when it is absent. Installing it would make
+    # bitsandbytes download a kernel at import time (nothing may download at run time offline);
+    # bitsandbytes' own CPU kernel is used either way, so the warning only adds noise.
+    import logging
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+_quiet_optional_kernel_warning()
