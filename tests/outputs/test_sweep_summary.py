@@ -33,7 +33,8 @@ def summary_rows(sweep_dir):
 
 
 def test_grid_sweep_runs_every_combination_and_summarizes(tmp_path):
-    multirun(tmp_path, "optim.lr=1e-3,1e-2", "method.lora.rank=4,8")
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    multirun(tmp_path, "optim.lr=1e-3,1e-2", "method.lora.rank=4,8", "train.report_to=[mlflow]", f"train.mlflow.tracking_uri={store}")
     rows = summary_rows(tmp_path)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
     for row in rows:
@@ -48,6 +49,24 @@ def test_grid_sweep_runs_every_combination_and_summarizes(tmp_path):
     assert objectives == sorted(objectives)  # train loss is minimized: best first
     assert (tmp_path / "summary.md").read_text().startswith("# Sweep summary")
     assert (tmp_path / "objective.png").stat().st_size > 1000
+    assert_one_parent_mlflow_run(store, tmp_path, rows)
+
+
+def assert_one_parent_mlflow_run(store, sweep_dir, rows):
+    """A sweep is one MLflow parent run, holding the summary, with one finished child per job."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("hydratune").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED" and parent.info.run_name == sweep_dir.name
+    assert {"summary.csv", "summary.md", "objective.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert sorted(children) == sorted(row["run_dir"].rsplit("/", 1)[-1] for row in rows)
+    for row in rows:
+        child = children[row["run_dir"].rsplit("/", 1)[-1]]
+        assert child.info.status == "FINISHED"
+        assert child.data.metrics["train_loss"] == pytest.approx(float(row["train_loss"]))
 
 
 def test_a_failing_job_is_reported_and_the_others_complete(tmp_path):

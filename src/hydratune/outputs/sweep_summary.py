@@ -45,7 +45,10 @@ class SweepSummary(Callback):
         write_summary(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydratune.outputs.mlflow_tracking import finish_sweep
+
         write_summary(Path(config.hydra.sweep.dir))
+        finish_sweep(Path(config.hydra.sweep.dir))  # the MLflow parent run, when the jobs logged to MLflow
 
 
 def _mean_tokens_per_second(log_history: list[dict]) -> float | None:

@@ -23,6 +23,7 @@ from hydratune.data.prepare_data import run_preprocess
 from hydratune.config.environment import Environment
 from hydratune.plan import decoder_layer_class, resolve_precision
 from hydratune.config.spec import RunSpec
+from hydratune.outputs import mlflow_tracking
 from hydratune.training.build_model import build_model
 from hydratune.training.checkpoints import decide_on_rank_zero, resolve_resume, run_identity
 from hydratune.training.hydratune_trainer import HydratuneMixin
@@ -76,6 +77,9 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     peak.start()
     model = build_model(spec, env, root, precision)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(spec.output_dir / "tensorboard")
+    # W&B (offline with WANDB_MODE=offline) writes into the run directory, unless the user chose a place
+    os.environ.setdefault("WANDB_DIR", str(spec.output_dir))
+    os.environ.setdefault("WANDB_PROJECT", "hydratune")
     evaluating = loss_task is not None and eval_rows is not None
     trainer = build_trainer(
         spec,
@@ -88,6 +92,8 @@ def fit(spec: RunSpec, env: Environment) -> dict:
         identity=run_identity(spec, prepared.key),
         keep_checkpoints=spec.train.save_total_limit,
     )
+    if mlflow_tracking.enabled(spec) and trainer.is_world_process_zero():
+        trainer.add_callback(mlflow_tracking.step_logger(spec.output_dir))
     resume_from = decide_on_rank_zero(lambda: resolve_resume(spec, prepared.key))
     if resume_from:
         log.info("resuming from %s", resume_from)

@@ -20,6 +20,7 @@ from hydratune.config.environment import detect_environment
 from hydratune.plan import plan_run
 from hydratune.outputs.run_record import save_spec, write_run_record
 from hydratune.config.spec import RunSpec
+from hydratune.outputs import mlflow_tracking
 from hydratune.outputs.parent_run import parent_record
 from hydratune.outputs.run_directory import claim_run_directory
 from hydratune.training.checkpoints import resolve_resume
@@ -37,10 +38,11 @@ def run_training(spec: RunSpec) -> Any:
     """The run's objective (what a sweep optimizes); None for a dry run and on non-main ranks."""
     start = time.perf_counter()
     env = detect_environment()
+    # Nodes may share one run directory (a shared filesystem): node 0 owns it. Another
+    # node writing first would make node 0 refuse its own run as an earlier one.
+    owner = is_main_process() and spec.sharding.node_rank == 0
+    plan = None
     if is_main_process():
-        # Nodes may share one run directory (a shared filesystem): node 0 owns it. Another
-        # node writing first would make node 0 refuse its own run as an earlier one.
-        owner = spec.sharding.node_rank == 0
         if owner:
             claim_run_directory(spec)
         plan = plan_run(spec, save=owner)
@@ -48,6 +50,17 @@ def run_training(spec: RunSpec) -> Any:
             save_spec(spec, spec.output_dir)
     if spec.run.dry_run:
         return None
+    if owner:
+        mlflow_tracking.start_run(spec)
+    try:
+        return _train_and_finish(spec, env, plan, start)
+    except BaseException:
+        if owner:
+            mlflow_tracking.fail_run(spec.output_dir)
+        raise
+
+
+def _train_and_finish(spec: RunSpec, env, plan, start: float) -> Any:
     if needs_relaunch(spec, env.under_launcher):
         prepared = run_preprocess(spec)  # once, here: the ranks only read the cache
         resolve_resume(spec, prepared.key)  # a refused resume fails here, before any rank starts
@@ -104,6 +117,7 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
         log_history=result["log_history"],
     )
     log.info("run recorded in %s", record)
+    mlflow_tracking.finish_run(spec.output_dir, metrics, step=int(metrics["global_step"]))
     print(run_summary(json.loads(record.read_text()), spec.output_dir), flush=True)
     return objective
 

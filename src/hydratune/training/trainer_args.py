@@ -59,7 +59,9 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
         data_seed=t.seed,
         train_sampling_strategy="sequential" if t.data_order == "sequential" else "random",
         logging_steps=t.logging_steps,
-        report_to=list(t.report_to),
+        # mlflow is logged by hydratune's own callback (outputs/mlflow_tracking.py), with the spec and results
+        report_to=[tracker for tracker in t.report_to if tracker != "mlflow"] or "none",
+        run_name=spec.output_dir.name,
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
         save_total_limit=None,  # pruned by MarkCompleteCheckpoints: only complete ones count, only after marking
