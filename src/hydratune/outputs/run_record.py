@@ -9,7 +9,9 @@ import dataclasses
 import importlib.metadata
 import json
 import platform
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +59,25 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def run_command() -> str:
+    """The command that reproduces this run: the console script and this job's overrides
+    (for a sweep job, its own values), as a shell would take them. Keys are shown as typed:
+    the `++` the console scripts add to every known key is theirs to add again."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+    except ImportError:
+        HydraConfig = None
+    if HydraConfig is not None and HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        overrides = [o[2:] if o.startswith("++") else o for o in hydra.overrides.task]
+        return " ".join([hydra.job.name, *(shlex.quote(o) for o in overrides)])
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
 def write_run_record(spec: RunSpec, **sections: Any) -> Path:
     record = {
         "spec": dataclasses.asdict(spec),
+        "command": run_command(),
         "versions": package_versions(),
         "git_commit": git_commit(),
         **sections,
