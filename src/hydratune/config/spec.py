@@ -234,6 +234,15 @@ class OptimSpec:
 
 # ---------------------------------------------------------------------- train
 @dataclass(frozen=True)
+class MlflowSpec:
+    tracking_uri: Optional[str] = knob(
+        None, "MLflow store. null: $MLFLOW_TRACKING_URI if set, else sqlite:///outputs/mlflow.db under the directory "
+        "train started in (`mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db` shows it)."
+    )
+    experiment: str = knob("hydratune", "MLflow experiment the runs are logged under.")
+
+
+@dataclass(frozen=True)
 class TrainSpec:
     max_steps: Optional[int] = knob(None, "Optimizer steps; null trains for `epochs`.", ge=1)
     epochs: float = knob(1.0, "Passes over the training rows when max_steps is null.", gt=0)
@@ -257,8 +266,10 @@ class TrainSpec:
     save_total_limit: int = knob(2, "Checkpoints kept (the latest K).", ge=1)
     resume: Optional[str] = knob(None, "`auto` (the latest complete checkpoint in the run dir) or a checkpoint path.")
     report_to: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = knob(
-        ("tensorboard",), "Experiment trackers; TensorBoard writes offline into the run dir."
+        ("tensorboard",), "Experiment trackers. tensorboard and wandb (with WANDB_MODE=offline) write into the run "
+        "dir; mlflow logs the spec, every logged step, the evaluation and the run's files to train.mlflow's store."
     )
+    mlflow: MlflowSpec = knob(MlflowSpec(), "Where train.report_to=[mlflow] logs.")
     sample_prompt: Optional[str] = knob(
         "A shop sells pencils at 3 dollars each. Tom buys 4 pencils and pays with a 20 dollar bill. "
         "How much change does he get?",
@@ -276,7 +287,7 @@ def _eval_task_options() -> dict[str, type]:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    tasks: dict[str, Any] = knob({}, "Evaluations to run, by task name (`loss`, `gsm8k`).", registry=_eval_task_options)
+    tasks: dict[str, Any] = knob({}, "Evaluations to run, by task name (`loss`, `gsm8k`, `lm_eval`).", registry=_eval_task_options)
     objective: str = knob(
         "loss.eval_loss", "The metric a sweep optimizes, as `task.metric` (e.g. `gsm8k.strict_accuracy`)."
     )

@@ -59,6 +59,7 @@ def check_run_spec(spec: RunSpec, env: Environment) -> None:
     problems += _check_hardware(spec, env)
     problems += _check_paths(spec, env)
     problems += _check_data_and_template(spec)
+    problems += _check_harness(spec, env)
     raise_if_any(problems)
 
 
@@ -256,6 +257,18 @@ def _check_data_and_template(spec: RunSpec) -> list[Problem]:
     return out
 
 
+def _check_harness(spec: RunSpec, env: Environment) -> list[Problem]:
+    """eval=lm_eval: the harness installed and every task name known to it, before any training."""
+    options = spec.eval.tasks.get("lm_eval")
+    if options is None:
+        return []
+    if not env.has("lm_eval"):
+        return [Problem("eval=lm_eval", "lm-evaluation-harness is not installed", "pip install 'hydratune[lm_eval]', or drop lm_eval from eval")]
+    from hydratune.evaluate.tasks.harness import harness_problems
+
+    return harness_problems(options)
+
+
 def _check_eval(spec: RunSpec) -> list[Problem]:
     from hydratune.evaluate.tasks import TASKS
 
@@ -263,6 +276,12 @@ def _check_eval(spec: RunSpec) -> list[Problem]:
     task_name, _, metric = spec.eval.objective.partition(".")
     if spec.eval.tasks and task_name not in spec.eval.tasks:
         out.append(Problem(f"eval.objective={spec.eval.objective}", f"task `{task_name}` is not in eval.tasks", f"use one of: {', '.join(spec.eval.tasks)}"))
+    elif task_name == "lm_eval":
+        harness_task = metric.split(".", 1)[0]
+        chosen = spec.eval.tasks["lm_eval"].tasks
+        if chosen and harness_task not in chosen:  # its metrics are named by the harness, known once scored
+            out.append(Problem(f"eval.objective={spec.eval.objective}", f"`{harness_task}` is not in eval.tasks.lm_eval.tasks",
+                               f"use lm_eval.<task>.<metric> with a task among: {', '.join(chosen) or '(none)'}, e.g. lm_eval.{chosen[0] if chosen else 'arc_easy'}.acc"))
     elif spec.eval.tasks and metric not in TASKS[task_name].metrics:
         names = ", ".join(f"{task_name}.{m}" for m in TASKS[task_name].metrics)
         out.append(Problem(f"eval.objective={spec.eval.objective}", f"`{task_name}` has no metric `{metric}`", f"use one of: {names}"))

@@ -3,6 +3,7 @@
     hydratune-eval outputs/runs/2026-11-25_10-00-00                  # the run's eval tasks, tuned vs base
     hydratune-eval outputs/runs/<run>/adapter --max-samples 50
     hydratune-eval embedded:smollm2-135m-instruct --task gsm8k --gsm8k-path ../shared/data/gsm8k --max-samples 20
+    hydratune-eval outputs/runs/<run> --task lm_eval --lm-eval-tasks arc_easy,hellaswag --max-samples 100
 
 Writes metrics.json and predictions.jsonl (and predictions_base.jsonl) into --out
 (default: <run>/eval, else ./eval-<name>), and prints base vs tuned with 95% intervals
@@ -23,10 +24,14 @@ from hydratune.config.cli import user_errors_exit
 from hydratune.evaluate.run_evaluation import run_evaluation
 from hydratune.evaluate.targets import base_target, resolve_target
 from hydratune.evaluate.tasks import TASKS
+from hydratune.config.problems import raise_if_any
 from hydratune.config.spec import ModelSpec
 
 # command-line flag -> task option it overrides
-OPTION_FLAGS = {"max_samples": int, "num_shots": int, "batch_size": int, "max_new_tokens": int, "backend": str}
+OPTION_FLAGS = {"max_samples": int, "num_shots": int, "batch_size": int, "max_new_tokens": int, "backend": str,
+                "num_fewshot": int, "include_path": str}
+# the same flag under the harness's names (lm_eval)
+HARNESS_NAMES = {"max_samples": "limit", "num_shots": "num_fewshot"}
 
 
 def task_options(resolved, args) -> dict[str, Any]:
@@ -42,6 +47,10 @@ def task_options(resolved, args) -> dict[str, Any]:
         own = {k: v for k, v in changes.items() if hasattr(options, k)}
         if name == "gsm8k" and args.gsm8k_path:
             own["path"] = args.gsm8k_path
+        if name == "lm_eval":
+            own.update({HARNESS_NAMES[k]: v for k, v in changes.items() if k in HARNESS_NAMES})
+            if args.lm_eval_tasks:
+                own["tasks"] = tuple(t for t in args.lm_eval_tasks.split(",") if t)
         out[name] = dataclasses.replace(options, **own)
     return out
 
@@ -51,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("target", help="run dir, merged dir, adapter dir, or a model name (Hub id, local dir, embedded:...)")
     parser.add_argument("--task", action="append", choices=sorted(n for n, t in TASKS.items() if t.generative))
     parser.add_argument("--gsm8k-path", help="GSM8K location (Hub name, file or folder)")
+    parser.add_argument("--lm-eval-tasks", help="harness tasks for --task lm_eval, comma-separated (arc_easy,hellaswag)")
     for flag, kind in OPTION_FLAGS.items():
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind)
     parser.add_argument("--base", help="compare with this base model (default: the run's or the adapter's base); 'none' to skip")
@@ -70,6 +80,10 @@ def evaluate_target(args: argparse.Namespace) -> dict[str, float]:
     if not tasks:
         print("nothing to evaluate: no generative task (use --task gsm8k)", file=sys.stderr)
         sys.exit(2)
+    if "lm_eval" in tasks:
+        from hydratune.evaluate.tasks.harness import harness_problems
+
+        raise_if_any(harness_problems(tasks["lm_eval"], tasks_key="--lm-eval-tasks", path_key="--include-path"))
     base_spec = ModelSpec(name=args.base) if args.base and args.base != "none" else resolved.base_model
     base = None if args.base == "none" or base_spec is None else base_target(base_spec, root)
     out_dir = args.out or (Path(args.target) / "eval" if resolved.kind == "run" else Path(f"eval-{Path(args.target).name}"))

@@ -43,6 +43,10 @@ def generative_tasks(tasks: dict[str, Any]) -> dict[str, tuple[Task, Any]]:
 
 
 def _task_results(task: Task, options, target: EvalTarget, model_tokenizer, cache_root: Path, system_prompt: Optional[str]) -> dict:
+    if task.run is not None:
+        scored = task.run(options, model_tokenizer, cache_root, system_prompt)
+        metric_names = scored.pop("metric_names")
+        return {"metrics": accuracy_metrics(scored["predictions"], metric_names), **scored}
     from hydratune.evaluate.generate import generate_hf, generate_vllm
 
     problems = task.load_problems(options, cache_root)
@@ -60,13 +64,19 @@ def _task_results(task: Task, options, target: EvalTarget, model_tokenizer, cach
     for problem, reply in zip(problems, generations.texts):
         scored = task.score(reply, problem)
         predictions.append({**problem.record, "generated": reply, **scored})
-    n = len(predictions)
+    return {"metrics": accuracy_metrics(predictions, task.metrics), "problems_per_second": generations.per_second,
+            "seconds": generations.seconds, "predictions": predictions}
+
+
+def accuracy_metrics(predictions: list[dict], names) -> dict[str, dict]:
+    """Each 0/1 metric over the predictions that carry it: the share correct with its 95% Wilson interval."""
     metrics = {}
-    for metric in task.metrics:
-        correct = sum(1 for p in predictions if p[metric])
+    for metric in names:
+        outcomes = [p[metric] for p in predictions if metric in p]
+        correct, n = sum(1 for o in outcomes if o), len(outcomes)
         low, high = wilson_interval(correct, n)
         metrics[metric] = {"value": correct / n if n else 0.0, "correct": correct, "n": n, "ci95": [low, high]}
-    return {"metrics": metrics, "problems_per_second": generations.per_second, "seconds": generations.seconds, "predictions": predictions}
+    return metrics
 
 
 def evaluate_target(target: EvalTarget, tasks: dict[str, tuple[Task, Any]], cache_root: Path, system_prompt: Optional[str]) -> dict[str, dict]:
@@ -80,7 +90,8 @@ def evaluate_target(target: EvalTarget, tasks: dict[str, tuple[Task, Any]], cach
 
     results = {}
     for name, (task, options) in tasks.items():
-        if target.cache_identity is None:
+        # Harness tasks from an include_path read files the cache key cannot see: scored anew each time.
+        if target.cache_identity is None or getattr(options, "include_path", None):
             results[name] = _task_results(task, options, target, model_tokenizer, cache_root, system_prompt)
             continue
         identity = {"model": target.cache_identity, "task": name, "options": dataclasses.asdict(options),
@@ -106,7 +117,8 @@ def compare(tuned: dict[str, dict], base: Optional[dict[str, dict]]) -> dict[str
             entry = {"tuned": value}
             if base is not None and name in base:
                 entry["base"] = base[name]["metrics"][metric]
-                entry["mcnemar"] = mcnemar_exact([p[metric] for p in result["predictions"]], [p[metric] for p in base[name]["predictions"]])
+                entry["mcnemar"] = mcnemar_exact([p[metric] for p in result["predictions"] if metric in p],
+                                                 [p[metric] for p in base[name]["predictions"] if metric in p])
             summary[name][metric] = entry
     return summary
 

@@ -33,6 +33,9 @@ class Task:
     build_prompt: Optional[Callable[..., list[dict[str, str]]]] = None  # (problem, shots, system_prompt) -> conversation
     load_shots: Optional[Callable[..., Sequence[Problem]]] = None  # (options, cache_root) -> worked examples
     score: Optional[Callable[[str, Problem], dict[str, Any]]] = None  # reply -> {metric: bool, extracted...}
+    # or a task scored by another library on the whole model (lm-evaluation-harness):
+    # (options, model_tokenizer, cache_root, system_prompt) -> {"metric_names", "predictions", "seconds", ...}
+    run: Optional[Callable[..., dict[str, Any]]] = None
 
 
 def _discover() -> dict[str, Task]:

@@ -1,0 +1,109 @@
+"""lm-evaluation-harness tasks (`eval=lm_eval`): the standard benchmarks, scored by the harness.
+
+The harness runs on the loaded model (merged/, an adapter, or the base) through its `HFLM`
+wrapper, with `log_samples` so that every document's score comes back: hydratune turns
+each 0/1 metric (acc, acc_norm, exact_match...) into the same accuracy-with-interval and
+paired McNemar table as its own tasks. A metric that is not 0/1 per document (perplexity,
+BLEU) is reported by value in metrics.json without an interval.
+
+Custom tasks are harness YAML files in `include_path` (the harness reads local JSON, CSV
+or Parquet through `dataset_path: json` and `dataset_kwargs.data_files`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from hydratune.config.problems import Problem
+from hydratune.config.spec import knob
+from hydratune.evaluate.tasks import Task
+
+
+@dataclass(frozen=True)
+class HarnessTaskSpec:
+    tasks: tuple[str, ...] = knob((), "Harness task or group names, e.g. [arc_easy, hellaswag].")
+    num_fewshot: Optional[int] = knob(None, "Examples shown before each problem; null: each task's own default.", ge=0)
+    limit: Optional[int] = knob(None, "Score at most this many documents per task (the first ones).", ge=1)
+    batch_size: int = knob(8, "Requests scored together.", ge=1)
+    include_path: Optional[str] = knob(None, "A folder of harness task YAML files (custom or local-data tasks).")
+    apply_chat_template: bool = knob(False, "Wrap prompts in the model's chat template (n-shot examples as turns).")
+
+
+def task_manager(options: HarnessTaskSpec, names: tuple[str, ...] = ()):
+    """The harness's task index. Indexing its ~15k built-in task files takes ~20 s: skipped when
+    every requested name is defined in `include_path`."""
+    from lm_eval.tasks import TaskManager
+
+    if options.include_path:
+        local = TaskManager(include_path=options.include_path, include_defaults=False, verbosity="ERROR")
+        if all(name in local.all_tasks for name in names or options.tasks):
+            return local
+    return TaskManager(include_path=options.include_path, verbosity="ERROR")
+
+
+def harness_problems(options: HarnessTaskSpec, tasks_key: str = "eval.tasks.lm_eval.tasks",
+                     path_key: str = "eval.tasks.lm_eval.include_path") -> list[Problem]:
+    """What would make the harness fail after training: no task, a missing folder, an unknown name."""
+    if not options.tasks:
+        example = "arc_easy,hellaswag" if tasks_key.startswith("--") else "[arc_easy,hellaswag]"
+        return [Problem(tasks_key, "names no task", f"e.g. {tasks_key}={example}")]
+    if options.include_path and not Path(options.include_path).expanduser().is_dir():
+        return [Problem(f"{path_key}={options.include_path}", "no such folder", "give the folder holding your task YAML files")]
+    known = set(task_manager(options).all_tasks)
+    return [Problem(f"{tasks_key}={name}", "is not a task or group the harness knows",
+                    f"list them with `lm-eval ls tasks`; a custom task's YAML goes in the folder {path_key} names")
+            for name in options.tasks if name not in known]
+
+
+def _is_binary(values: list[Any]) -> bool:
+    return all(isinstance(v, (bool, int, float)) and float(v) in (0.0, 1.0) for v in values)
+
+
+def run(options: HarnessTaskSpec, model_tokenizer, cache_root, system_prompt: Optional[str]) -> dict[str, Any]:
+    """Score the target on every harness task: per-document records and 0/1 metrics, as the other tasks give."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    model, tokenizer = model_tokenizer()
+    start = time.perf_counter()
+    results = lm_eval.simple_evaluate(
+        model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=options.batch_size),
+        tasks=list(options.tasks), num_fewshot=options.num_fewshot, limit=options.limit, log_samples=True,
+        task_manager=task_manager(options), apply_chat_template=options.apply_chat_template,
+        system_instruction=system_prompt, bootstrap_iters=0,  # intervals come from the per-document scores
+    )
+    seconds = time.perf_counter() - start
+    predictions, other = [], {}
+    for harness_task, samples in sorted(results["samples"].items()):
+        for sample in sorted(samples, key=lambda s: (s["filter"], s["doc_id"])):
+            suffix = "" if sample["filter"] == "none" else f".{sample['filter']}"
+            record = {"harness_task": harness_task, "doc_id": sample["doc_id"], "filter": sample["filter"],
+                      "target": str(sample["target"]), "response": str(sample["filtered_resps"])[:1000]}
+            for metric in sample["metrics"]:
+                record[f"{harness_task}.{metric}{suffix}"] = sample[metric]
+            predictions.append(record)
+    names = sorted({k for p in predictions for k in p if k.startswith(tuple(f"{t}." for t in results["samples"]))})
+    binary = [n for n in names if _is_binary([p[n] for p in predictions if n in p])]
+    for name in names:
+        if name not in binary:
+            values = [float(p[name]) for p in predictions if name in p]
+            other[name] = sum(values) / len(values)
+    for p in predictions:
+        for name in binary:
+            if name in p:
+                p[name] = bool(p[name])
+    documents = len({(p["harness_task"], p["doc_id"]) for p in predictions})
+    return {"metric_names": binary, "predictions": predictions, "seconds": seconds,
+            "problems_per_second": documents / seconds if seconds else 0.0, "unpaired_metrics": other}
+
+
+TASK = Task(
+    name="lm_eval",
+    options=HarnessTaskSpec,
+    metrics=(),  # named by the harness: `<harness task>.<metric>[.<filter>]`, known once scored
+    higher_is_better=True,
+    run=run,
+)

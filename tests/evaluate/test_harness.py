@@ -1,0 +1,85 @@
+"""`eval=lm_eval`: an lm-evaluation-harness task on local JSON data, scored on merged/ and the base."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ..training.runs import record, train
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [(3, 4), (12, 7), (25, 25), (9, 8), (40, 2), (6, 6), (15, 30), (8, 1)]
+
+
+def write_task(folder) -> None:
+    """A multiple-choice task the harness reads from a local JSON-lines file."""
+    rows = [{"question": f"What is {a} + {b}?", "choices": [str(a + b), str(a + b + 10), str(a * b + 1)], "label": 0}
+            for a, b in QUESTIONS]
+    (folder / "sums.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "sums.yaml").write_text(f"""task: sums
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {folder / "sums.jsonl"}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: label
+metric_list:
+  - metric: acc
+""")
+
+
+def choice_picks(model_dir, rows) -> list[bool]:
+    """Each question scored by hand: the choice with the highest log-likelihood after the prompt."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    correct = []
+    for row in rows:
+        context = f"Question: {row['question']}\nAnswer:"
+        context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+        scores = []
+        for choice in row["choices"]:
+            ids = tokenizer(context + " " + choice, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logprobs = model(torch.tensor([ids])).logits[0].log_softmax(-1)
+            scores.append(sum(logprobs[i - 1, ids[i]].item() for i in range(len(context_ids), len(ids))))
+        correct.append(max(range(len(scores)), key=scores.__getitem__) == row["label"])
+    return correct
+
+
+def test_harness_task_scores_tuned_and_base_with_intervals(tmp_path):
+    write_task(tmp_path)
+    run_dir = tmp_path / "run"
+    train(run_dir, "train.max_steps=2", "eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[sums]",
+          f"eval.tasks.lm_eval.include_path={tmp_path}")
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (tmp_path / "sums.jsonl").read_text().splitlines()]
+    picks = choice_picks(run_dir / "merged", rows)
+    tuned = metrics["tuned"]["lm_eval"]["metrics"]["sums.acc"]
+    assert (tuned["correct"], tuned["n"]) == (sum(picks), len(QUESTIONS))
+    assert tuned["ci95"][0] <= tuned["value"] <= tuned["ci95"][1]
+    assert metrics["base"]["lm_eval"]["metrics"]["sums.acc"]["n"] == len(QUESTIONS)
+    assert "p_value" in metrics["summary"]["lm_eval"]["sums.acc"]["mcnemar"]
+    predictions = [json.loads(line) for line in (run_dir / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert [p["sums.acc"] for p in sorted(predictions, key=lambda p: p["doc_id"])] == picks
+    assert record(run_dir)["objective"] == {"name": "lm_eval.sums.acc", "value": tuned["value"], "direction": "maximize"}
+
+
+def test_unknown_harness_task_is_refused_before_training(tmp_path):
+    write_task(tmp_path)
+    result = train(tmp_path / "run", "eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[sums,no_such_task]",
+                   f"eval.tasks.lm_eval.include_path={tmp_path}", check=False)
+    assert result.returncode == 2
+    assert "eval.tasks.lm_eval.tasks=no_such_task: is not a task or group the harness knows" in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    # the fix the message gives: only tasks the harness knows
+    fixed = train(tmp_path / "run", "eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[sums]",
+                  f"eval.tasks.lm_eval.include_path={tmp_path}", "run.dry_run=true")
+    assert "Invalid configuration" not in fixed.stderr
