@@ -123,5 +123,8 @@ def test_readme_main_command_runs_as_written(tmp_path):
     # the gain on held-out generated problems: the base model never writes the `#### N` answer
     assert record["metrics"]["gsm8k.strict_accuracy"] > record["metrics"]["base.gsm8k.strict_accuracy"], record["metrics"]
     assert "paired p =" in summary
+    # progress of the long steps: merging, then each model's problems
+    logged = out.stdout + out.stderr
+    assert "merged/: merging the adapter" in logged and "gsm8k on tuned: 100/100 problems (" in logged
     losses = [e["loss"] for e in record["log_history"] if "loss" in e]
     assert losses[-1] < losses[0] / 2, losses

@@ -259,6 +259,8 @@ def test_gsm8k_through_the_real_preprocess_command(gsm8k_dir, tmp_path):
     assert first.returncode == 0, first.stderr
     assert "| train | " in first.stdout and "7473 | 7473" in first.stdout and "efficiency" in first.stdout
     assert "[[" in first.stdout  # trained tokens marked (not a terminal)
+    logged = first.stdout + first.stderr  # Hydra's job logging decides which stream
+    assert "gsm8k/train.jsonl: 7,473 rows (" in logged and "rows/s) in " in logged  # the progress line
     second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert second.returncode == 0 and "\ncache hit: " in second.stdout
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from hydratune.atomic_dir import build_once, read_manifest
 from hydratune.cache_dirs import cache_root
+from hydratune.progress import Progress
 from hydratune.config.spec import DatasetSpec, RunSpec, SourceSpec
 from hydratune.data.errors import DataError
 from hydratune.data.formats import FormatOptions, format_source_text
@@ -221,7 +222,9 @@ def bad_row_error(row: BadRow) -> DataError:
 def _tokenize_source(src: SourceSpec, raw, tokenizer, ds: DatasetSpec, stats: SourceStats, writer: SequenceWriter) -> None:
     job = TokenizeJob(src.format, FormatOptions(src.fields, src.strip_calculator_annotations, src.system_prompt),
                       MaskPolicy(ds.train_on_inputs, ds.train_roles), ds.max_length, ds.overlong, ds.bad_rows, len(tokenizer))
+    progress = Progress(log, f"data: {raw.name}", "rows")
     for results in tokenized_batches(job, tokenizer, batches(read_rows(raw, src, stats)), ds.num_proc or default_workers()):
+        progress.update(stats.rows_read)
         kept = []
         for result in results:
             if isinstance(result, BadRow):
@@ -237,6 +240,7 @@ def _tokenize_source(src: SourceSpec, raw, tokenizer, ds: DatasetSpec, stats: So
             stats.rows_kept += 1
             kept.append((result.input_ids, result.labels))
         writer.add(kept)
+    progress.finish()
     if stats.rows_read == 0:
         raise DataError(f"{raw.name}: no rows", "check the file and the split")
 

@@ -7,6 +7,7 @@ and installed on a GPU machine.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ from typing import Sequence
 import torch
 
 from hydratune.models.chat_templates import stop_token_ids
+from hydratune.progress import Progress
+
+log = logging.getLogger(__name__)
 
 Conversation = Sequence[dict[str, str]]
 
@@ -30,8 +34,10 @@ class Generations:
 
 
 @torch.no_grad()
-def generate_hf(model, tokenizer, conversations: Sequence[Conversation], *, max_new_tokens: int, batch_size: int) -> Generations:
+def generate_hf(model, tokenizer, conversations: Sequence[Conversation], *, max_new_tokens: int, batch_size: int,
+                label: str = "generating") -> Generations:
     start = time.perf_counter()
+    progress = Progress(log, label, "problems", total=len(conversations))
     model.eval()
     prompts = [tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) for c in conversations]
     encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]
@@ -48,6 +54,8 @@ def generate_hf(model, tokenizer, conversations: Sequence[Conversation], *, max_
                              eos_token_id=stops, pad_token_id=pad)
         for row, i in enumerate(batch):
             texts[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+        progress.update(first + len(batch))
+    progress.finish()
     return Generations(texts, time.perf_counter() - start)
 
 

@@ -59,7 +59,8 @@ def _task_results(task: Task, options, target: EvalTarget, model_tokenizer, cach
         generations = generate_vllm(target.directory, conversations, max_new_tokens=options.max_new_tokens)
     else:
         model, tokenizer = model_tokenizer()
-        generations = generate_hf(model, tokenizer, conversations, max_new_tokens=options.max_new_tokens, batch_size=options.batch_size)
+        generations = generate_hf(model, tokenizer, conversations, max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
+                                  label=f"{task.name} on {target.label}")
     predictions = []
     for problem, reply in zip(problems, generations.texts):
         scored = task.score(reply, problem)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -77,11 +78,14 @@ def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = tor
     tokenizer = load_tokenizer(spec.model, root)
     is_adapter = (weights / "adapter_config.json").is_file()
     parity = None
+    started = time.perf_counter()
     if is_adapter:
+        log.info("merged/: loading the base model %s and the adapter", spec.model.name)
         base = load_base_model(spec.model, root, dtype=torch.float32, attn_implementation="sdpa")
         model = PeftModel.from_pretrained(base, str(weights))
         batch = parity_batch(spec, tokenizer)
         before = _logits(model, batch)
+        log.info("merged/: merging the adapter into the weights (%.0f s so far)", time.perf_counter() - started)
         model = model.merge_and_unload()
         after = _logits(model, batch)
         parity = {"max_abs_logit_diff": float((before - after).abs().max()), "rows": int(batch["input_ids"].shape[0]),
@@ -90,12 +94,15 @@ def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = tor
     else:
         from transformers import AutoModelForCausalLM
 
+        log.info("merged/: loading the trained weights from %s", weights)
         model = AutoModelForCausalLM.from_pretrained(str(weights), dtype=torch.float32)
     model.config.use_cache = True  # for serving
     model = model.to(save_dtype)
     _set_generation_stop(model, tokenizer)
 
     target = spec.output_dir / "merged"
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    log.info("merged/: writing %.2f GB of %s weights (%.0f s so far)", size / 1e9, str(save_dtype).replace("torch.", ""), time.perf_counter() - started)
     with FileLock(str(spec.output_dir / ".merged.lock")):  # two exports of one run take turns
         recover_merged(spec.output_dir)
         scratch = spec.output_dir / f".merged.tmp-{uuid.uuid4().hex[:8]}"
