@@ -39,6 +39,7 @@ class Example:
     input_ids: tuple[int, ...] | None = None
     labels: tuple[int, ...] | None = None
     empty_turns: tuple[int, ...] = ()  # assistant turns with no text: kept for context, never trained
+    tools: tuple[Mapping[str, Any], ...] | None = None  # function schemas the chat template shows the model
 
 
 def _get(row: Mapping[str, Any], options: FormatOptions, name: str, *, optional: bool = False) -> Any:
@@ -83,8 +84,13 @@ def alpaca(row: Mapping[str, Any], options: FormatOptions) -> Example:
     return Example(messages=_with_system([{"role": "user", "content": prompt}, {"role": "assistant", "content": output}], options))
 
 
+# Message keys passed to the chat template as they are, for templates that render them
+# (tool calls and their results, reasoning). A template that ignores tool calls is refused per row.
+PASS_THROUGH = ("tool_calls", "tool_call_id", "name", "reasoning_content")
+
+
 def _conversation(row: Mapping[str, Any], options: FormatOptions, field: str, role_key: str, text_key: str,
-                  roles: Mapping[str, str]) -> Example:
+                  roles: Mapping[str, str], tools: Any = None) -> Example:
     """A list of turns under `field`, each {role_key: one of `roles`, text_key: text}, as chat messages."""
     raw = _get(row, options, field)
     if not isinstance(raw, list):
@@ -96,22 +102,27 @@ def _conversation(row: Mapping[str, Any], options: FormatOptions, field: str, ro
         role = roles.get(turn[role_key]) if isinstance(turn[role_key], str) else None
         if role is None:
             raise RowError("wrong role", f"turn {i} has {role_key} {turn[role_key]!r}", f"use one of {', '.join(roles)}")
-        out.append({"role": role, "content": _text(turn[text_key], f"turn {i} {text_key}")})
+        calls = turn.get("tool_calls")
+        text = "" if turn[text_key] is None and calls else _text(turn[text_key], f"turn {i} {text_key}")  # a call has no text
+        out.append({"role": role, "content": text, **{k: turn[k] for k in PASS_THROUGH if turn.get(k) is not None}})
     if not out:
         raise RowError("empty conversation", "the conversation has no messages")
     if not any(m["role"] == "assistant" for m in out):
         raise RowError("no assistant turn", "the conversation has no assistant message to train on")
-    empty = [i for i, m in enumerate(out) if m["role"] == "assistant" and not m["content"].strip()]
+    empty = [i for i, m in enumerate(out) if m["role"] == "assistant" and not m["content"].strip() and not m.get("tool_calls")]
     if len(empty) == sum(m["role"] == "assistant" for m in out):
         raise RowError("empty reply", "every assistant turn is empty: nothing to train on")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, Mapping) for t in tools)):
+        raise RowError("wrong type", f"'{options.field('tools')}' should be a list of function schemas")
     messages = _with_system(out, options)
     shift = len(messages) - len(out)  # an injected system prompt moves every turn by one
-    return Example(messages=messages, empty_turns=tuple(i + shift for i in empty))
+    return Example(messages=messages, empty_turns=tuple(i + shift for i in empty), tools=tuple(tools) if tools else None)
 
 
 def messages(row: Mapping[str, Any], options: FormatOptions) -> Example:
     """OpenAI-style `messages`: [{role, content}, ...]."""
-    return _conversation(row, options, "messages", "role", "content", {r: r for r in ROLES})
+    return _conversation(row, options, "messages", "role", "content", {r: r for r in ROLES},
+                         tools=_get(row, options, "tools", optional=True))
 
 
 def sharegpt(row: Mapping[str, Any], options: FormatOptions) -> Example:

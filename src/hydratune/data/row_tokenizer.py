@@ -20,7 +20,7 @@ import numpy as np
 from hydratune.data.errors import DataError, RowError
 from hydratune.data.formats import Example, FormatOptions, resolve_format
 from hydratune.data.sources import RawRow
-from hydratune.data.tokenize_examples import MaskPolicy, fit_length, token_id_problem, tokenize_batch
+from hydratune.data.tokenize_examples import MaskPolicy, dropped_by_template, fit_length, token_id_problem, tokenize_batch
 
 BATCH_ROWS = 512
 IN_FLIGHT_PER_WORKER = 2  # batches queued per worker: enough to keep it busy, bounded memory
@@ -87,7 +87,12 @@ def tokenize_rows(job: TokenizeJob, tokenizer, rows: Sequence[RawRow]) -> list[R
     examples, slots = [], []
     for i, row in enumerate(rows):
         try:
-            examples.append(checked_example(row, convert, job.options, job.vocab_size, job.bad_rows))
+            example = checked_example(row, convert, job.options, job.vocab_size, job.bad_rows)
+            missing = dropped_by_template(tokenizer, example) if isinstance(example, Example) else None
+            if missing:
+                raise RowError("template drops tool calls or reasoning", f"the chat template does not render its {missing}",
+                               "use a model.chat_template that renders tool_calls and reasoning_content (a Jinja string or .jinja file)")
+            examples.append(example)
             slots.append(i)
         except RowError as exc:
             results[i] = BadRow(row.location, exc.reason, exc.what, exc.fix)

@@ -40,22 +40,24 @@ class TokenSequence:
         return sum(1 for t in self.labels if t != IGNORE)
 
 
-def render(tokenizer, messages: Sequence, *, generation_prompt: bool = False) -> str:
+def render(tokenizer, messages: Sequence, *, generation_prompt: bool = False, tools: Sequence | None = None) -> str:
     if not messages:
         return ""
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
+    extra = {"tools": list(tools)} if tools else {}
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt, **extra)
 
 
-def trained_char_spans(tokenizer, messages: Sequence, policy: MaskPolicy, skip: Sequence[int] = ()) -> tuple[str, list[tuple[int, int]]]:
+def trained_char_spans(tokenizer, messages: Sequence, policy: MaskPolicy, skip: Sequence[int] = (),
+                       tools: Sequence | None = None) -> tuple[str, list[tuple[int, int]]]:
     """The rendered text and the [start, end) character spans whose tokens are trained
     (turns listed in `skip`, such as empty assistant replies, are not)."""
-    text = render(tokenizer, messages)
+    text = render(tokenizer, messages, tools=tools)
     spans = []
     for i, message in enumerate(messages):
         if not policy.trains(message["role"]) or i in skip:
             continue
-        before = render(tokenizer, messages[:i], generation_prompt=message["role"] == "assistant")
-        through = text if i == len(messages) - 1 else render(tokenizer, messages[: i + 1])
+        before = render(tokenizer, messages[:i], generation_prompt=message["role"] == "assistant", tools=tools)
+        through = text if i == len(messages) - 1 else render(tokenizer, messages[: i + 1], tools=tools)
         if not (text.startswith(through) and through.startswith(before)):
             raise DataError(
                 "the chat template does not render a conversation's prefix as a prefix of its text, so turns cannot be masked",
@@ -97,7 +99,7 @@ def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -
             spans_per_text.append([(0, len(text))])
             slots.append(i)
         else:
-            text, spans = trained_char_spans(tokenizer, ex.messages, policy, ex.empty_turns)
+            text, spans = trained_char_spans(tokenizer, ex.messages, policy, ex.empty_turns, ex.tools)
             texts.append(text)
             spans_per_text.append(spans)
             slots.append(i)
@@ -105,6 +107,21 @@ def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -
         for slot, (ids, offsets), spans in zip(slots, encode_with_offsets(tokenizer, texts), spans_per_text):
             out[slot] = TokenSequence(list(ids), _no_first_label(_labels_in_spans(ids, offsets, spans)))
     return out  # type: ignore[return-value]
+
+
+def dropped_by_template(tokenizer, example: Example) -> str | None:
+    """What of a conversation's tool calls or reasoning the chat template leaves out of the text
+    (training on that row would teach replies without them), or None."""
+    messages = example.messages or ()
+    wanted = [(f"turn {i} tool call", call.get("function", {}).get("name", "")) for i, m in enumerate(messages)
+              for call in m.get("tool_calls") or () if isinstance(call, dict)]
+    last_reasoning = [(i, m["reasoning_content"]) for i, m in enumerate(messages) if m.get("reasoning_content")][-1:]
+    wanted += [(f"turn {i} reasoning_content", text) for i, text in last_reasoning]  # earlier ones a template may drop by design
+    if not wanted:
+        return None
+    text = render(tokenizer, messages, tools=example.tools)
+    missing = [what for what, needle in wanted if needle and needle not in text]
+    return ", ".join(missing) or None
 
 
 def encode_with_offsets(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
