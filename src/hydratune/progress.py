@@ -22,7 +22,7 @@ class Progress:
     def update(self, done: int) -> None:
         self.done = done
         now = time.perf_counter()
-        if now - self.last >= self.every:
+        if now - self.last >= self.every and (self.total is None or done < self.total):  # finish() says the last
             self.last = now
             self.log.info(self._line(now))
 
