@@ -72,14 +72,16 @@ def test_harness_task_scores_tuned_and_base_with_intervals(tmp_path):
     assert record(run_dir)["objective"] == {"name": "lm_eval.sums.acc", "value": tuned["value"], "direction": "maximize"}
 
 
-def test_unknown_harness_task_is_refused_before_training(tmp_path):
+def test_unknown_harness_task_is_refused_with_the_fix(tmp_path):
+    from hydratune.config.cli import compose_spec
+    from hydratune.config.problems import ConfigError
+
+    from ..conftest import cpu_env
+
     write_task(tmp_path)
-    result = train(tmp_path / "run", "eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[sums,no_such_task]",
-                   f"eval.tasks.lm_eval.include_path={tmp_path}", check=False)
-    assert result.returncode == 2
-    assert "eval.tasks.lm_eval.tasks=no_such_task: is not a task or group the harness knows" in result.stderr
-    assert not (tmp_path / "run" / "checkpoints").exists()
-    # the fix the message gives: only tasks the harness knows
-    fixed = train(tmp_path / "run", "eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[sums]",
-                  f"eval.tasks.lm_eval.include_path={tmp_path}", "run.dry_run=true")
-    assert "Invalid configuration" not in fixed.stderr
+    chosen = ["model=tiny_llama", "eval=[lm_eval]", f"eval.tasks.lm_eval.include_path={tmp_path}"]
+    with pytest.raises(ConfigError) as error:  # validation: before any data or weights are loaded
+        compose_spec([*chosen, "eval.tasks.lm_eval.tasks=[sums,no_such_task]"], env=cpu_env())
+    assert "eval.tasks.lm_eval.tasks=no_such_task: is not a task or group the harness knows" in str(error.value)
+    assert "lm-eval ls tasks" in str(error.value)
+    compose_spec([*chosen, "eval.tasks.lm_eval.tasks=[sums]"], env=cpu_env())  # the fix: only tasks the harness knows
