@@ -62,7 +62,9 @@ def shortened(args: list[str], tmp: Path) -> list[str]:
     args = [a.replace("outputs/", f"{tmp}/outputs/") for a in args]
     tool = args[0]
     if tool == "train":
-        extra = ["model=tiny_llama", "train.max_steps=2", "train.sample_prompt=null", "train.report_to=[]"]
+        extra = ["model=tiny_llama", "train.max_steps=2", "train.sample_prompt=null"]
+        if not any(a.startswith("train.report_to=") for a in args):
+            extra += ["train.report_to=[]"]
         if any(a.startswith("model.name=") for a in args):
             extra += ["model.random_init=false"]  # starts from an earlier (tiny) run's weights
         if any("experiment=" in a or "eval" in a for a in args):
@@ -73,7 +75,7 @@ def shortened(args: list[str], tmp: Path) -> list[str]:
             extra += ["hydra.sweeper.n_trials=2"]
         return args + extra
     if tool == "hydratune-eval":
-        return args + ["--max-samples", "2", "--max-new-tokens", "8"]
+        return args + ["--max-samples", "2", "--max-new-tokens", "8"]  # --max-samples is the harness's limit for lm_eval
     if tool == "hydratune-chat":
         return args + ["--max-new-tokens", "8"]
     return args
@@ -90,8 +92,13 @@ def test_cpu_commands_run(name, tmp_path):
         args = shortened(shlex.split(line, comments=True), tmp_path)
         cmd = [sys.executable, "-m", ENTRY_POINTS[args[0]], *args[1:]]
         # an interactive command reads its input from stdin: one message, then the way out
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"),
+        online = "# online" in line  # needs the Hub: here it must fail as a user offline sees it
+        env = dict(os.environ, OMP_NUM_THREADS="1", **({"HF_HUB_OFFLINE": "1"} if online else {}))
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=env,
                              input="What is 2 + 2?\n/exit\n")
+        if online:
+            assert out.returncode == 1 and "Error: cannot push to https://huggingface.co/" in out.stderr, out.stderr[-3000:]
+            continue
         assert out.returncode == 0, f"{name}: {line}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
 
 
