@@ -97,7 +97,7 @@ def goals(results: dict) -> list[str]:
         f"| training >= 1.5x TRL SFTTrainer at its best | {ratios['hydratune_vs_trl_best_tokens_per_second']:.2f}x | "
         f"{mark(ratios['hydratune_vs_trl_best_tokens_per_second'] >= 1.5)} |",
         f"| 2 tokenizing workers >= 1.8x one | {p['summary']['worker_speedup']:.2f}x | {mark(p['summary']['worker_speedup'] >= 1.8)} |",
-        f"| preprocessing peak <= 2 GB above the tokenizer's footprint, at every size | "
+        "| preprocessing peak <= 2 GB above the tokenizer's footprint, at every size | "
         + ", ".join(f"{r['rows']:,} rows: {peak:.0f} MB" for r, peak in zip(rows, ours_peaks))
         + f" | {mark(max(ours_peaks) <= 2048)} |",
     ]

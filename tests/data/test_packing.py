@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from hydratune.data.packing import pack_lengths, packing_efficiency
+from hydratune.data.packing import pack_lengths
 from hydratune.training.collate import PackedCollator
 
 IGNORE = -100
