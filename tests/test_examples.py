@@ -125,7 +125,7 @@ def test_readme_main_command_runs_as_written(tmp_path):
     assert record["spec"]["model"]["name"] == "embedded:smollm2-135m-instruct" and record["metrics"]["global_step"] == 20
     assert record["sample"] and f"reply:  {record['sample'].splitlines()[0]}" in out.stdout
     summary = out.stdout[out.stdout.index("hydratune: run complete"):]
-    assert "loss.eval_loss" in summary and "hydratune-chat outputs/runs/" in summary
+    assert "loss.eval_loss" in summary and "hydratune-chat outputs/runs/" in summary and "--push-to-hub OWNER/NAME" in summary
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
     # the gain on held-out generated problems: the base model never writes the `#### N` answer
     assert record["metrics"]["gsm8k.strict_accuracy"] > record["metrics"]["base.gsm8k.strict_accuracy"], record["metrics"]

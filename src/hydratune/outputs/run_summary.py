@@ -80,6 +80,7 @@ def run_summary(record: dict[str, Any], run_dir: Path) -> str:
         commands.append((f"hydratune-eval {where} --max-samples 200", "score it on more problems"))
     if (run_dir / "adapter").is_dir():
         commands.append((f"hydratune-export {where}", "rebuild merged/ from the adapter"))
+    commands.append((f"hydratune-export {where} --push-to-hub OWNER/NAME", "publish merged/ with a model card"))
     width = max(len(command) for command, _ in commands)
     lines += [("  next      " if i == 0 else "            ") + f"{command:<{width}}   # {why}" for i, (command, why) in enumerate(commands)]
     return "\n".join(lines) + "\n"
