@@ -9,7 +9,7 @@ import pytest
 from hydratune.config.cli import CONFIG_DIR, compose_spec
 from hydratune.config.spec import RunSpec
 
-from ..conftest import cpu_env
+from ..conftest import REPO, cpu_env
 
 ALL_YAML = sorted(p.relative_to(CONFIG_DIR) for p in Path(CONFIG_DIR).rglob("*.yaml"))
 
@@ -23,7 +23,7 @@ def overrides_for(rel: Path) -> list[str]:
     if group == "sweep":
         return [f"+sweep={name}"]
     if group == "eval" and name == "lm_eval":  # the harness tasks are the user's to name
-        return ["eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[arc_easy]"]
+        return ["eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[sums]", f"eval.tasks.lm_eval.include_path={REPO}/examples/quickstart/harness"]
     if group == "eval":
         return [f"eval=[{name}]"]
     if group == "hydra":
