@@ -263,7 +263,7 @@ def _check_harness(spec: RunSpec, env: Environment) -> list[Problem]:
     if options is None:
         return []
     if not env.has("lm_eval"):
-        return [Problem("eval=lm_eval", "lm-evaluation-harness is not installed", "pip install 'hydratune[lm_eval]', or drop lm_eval from eval")]
+        return [Problem("eval=lm_eval", "lm-evaluation-harness is not installed", "pip install 'hydratune[lmeval]', or drop lm_eval from eval")]
     from hydratune.evaluate.tasks.harness import harness_problems
 
     return harness_problems(options)
