@@ -49,11 +49,16 @@ def tracking_uri(spec: RunSpec) -> str:
     return uri or f"sqlite:///{(Path.cwd() / DEFAULT_STORE).resolve()}"
 
 
+def _sqlite_file(uri: str) -> Optional[Path]:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def _client(uri: str):
     from mlflow import MlflowClient
 
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    database = _sqlite_file(uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=uri)
 
 
@@ -61,9 +66,8 @@ def _experiment_id(client, name: str, uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    artifacts = None
-    if uri.startswith("sqlite:///"):  # artifacts beside the database, not in whatever directory train ran from
-        artifacts = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    database = _sqlite_file(uri)  # artifacts beside the database, not in whatever directory train ran from
+    artifacts = (database.parent / "mlartifacts").resolve().as_uri() if database is not None else None
     try:
         return client.create_experiment(name, artifact_location=artifacts)
     except Exception:  # another job of a parallel sweep created it first
@@ -116,12 +120,11 @@ def start_run(spec: RunSpec) -> Optional[str]:
         return None
     from mlflow.entities import Param
 
-    id_file = spec.output_dir / RUN_ID_FILE
-    if id_file.is_file():
-        saved = json.loads(id_file.read_text())
-        client = _client(saved["tracking_uri"])
-        client.update_run(saved["run_id"], status="RUNNING")
-        return saved["run_id"]
+    saved = _saved_run(spec.output_dir)
+    if saved is not None:
+        client, run_id = saved
+        client.update_run(run_id, status="RUNNING")
+        return run_id
     uri = tracking_uri(spec)
     client = _client(uri)
     experiment_id = _experiment_id(client, spec.train.mlflow.experiment, uri)
@@ -133,7 +136,7 @@ def start_run(spec: RunSpec) -> Optional[str]:
     params = [Param(k, v) for k, v in flat_params(spec).items()]
     for i in range(0, len(params), BATCH):
         client.log_batch(run.info.run_id, params=params[i:i + BATCH])
-    write_json_atomic(id_file, {"tracking_uri": uri, "run_id": run.info.run_id})
+    write_json_atomic(spec.output_dir / RUN_ID_FILE, {"tracking_uri": uri, "run_id": run.info.run_id})
     log.info("MLflow run %s in %s (experiment %s)", run.info.run_id, uri, spec.train.mlflow.experiment)
     return run.info.run_id
 

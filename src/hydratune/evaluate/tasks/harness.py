@@ -12,6 +12,7 @@ or Parquet through `dataset_path: json` and `dataset_kwargs.data_files`).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +33,16 @@ class HarnessTaskSpec:
     apply_chat_template: bool = knob(False, "Wrap prompts in the model's chat template (n-shot examples as turns).")
 
 
-def task_manager(options: HarnessTaskSpec, names: tuple[str, ...] = ()):
+@functools.lru_cache(maxsize=4)
+def task_manager(options: HarnessTaskSpec):
     """The harness's task index. Indexing its ~15k built-in task files takes ~20 s: skipped when
-    every requested name is defined in `include_path`."""
+    every requested name is defined in `include_path`, and done once per process (validation,
+    then the tuned and the base model, use the same one)."""
     from lm_eval.tasks import TaskManager
 
     if options.include_path:
         local = TaskManager(include_path=options.include_path, include_defaults=False, verbosity="ERROR")
-        if all(name in local.all_tasks for name in names or options.tasks):
+        if all(name in local.all_tasks for name in options.tasks):
             return local
     return TaskManager(include_path=options.include_path, verbosity="ERROR")
 
