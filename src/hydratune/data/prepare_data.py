@@ -330,6 +330,8 @@ def write_packed_shards(bins: list[list[int]], refs: list[tuple[int, int]], stor
         table = pa.Table.from_arrays([list_column(ids), list_column(labels), list_column(seq_lens)], schema=_packed_schema())
         name = _shard_name(split, k, n_shards)
         shards[name] = _write_table(table, name, out)
+        for store in stores:
+            store.release()
     return shards
 
 

@@ -3,12 +3,14 @@
 Building a cache holds only each sequence's length and supervised-token count in memory;
 the token ids and labels go to disk batch by batch and come back memory-mapped when the
 packed rows are written. Peak memory is then set by the batch and shard sizes, not by the
-size of the dataset.
+size of the dataset: the writer releases the mapped pages it has read after each shard
+(`release`), since pages of a mapping stay resident in the process once touched.
 """
 
 from __future__ import annotations
 
 import bisect
+import mmap
 from array import array
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -62,13 +64,17 @@ class SequenceStore:
         self.path, self.lengths, self.supervised = path, lengths, supervised
         self._batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self._starts: list[int] = []
+        self._map: mmap.mmap | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
 
     def _open(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         if self._batches is None:
-            reader = pa.ipc.open_file(pa.memory_map(str(self.path)))
+            # Python's mmap rather than pyarrow's: it can tell the kernel to drop resident pages.
+            with open(self.path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            reader = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(self._map)))
             self._batches, start = [], 0
             for k in range(reader.num_record_batches):
                 batch = reader.get_batch(k)
@@ -84,3 +90,10 @@ class SequenceStore:
         offsets, ids, labels = batches[b]
         lo, hi = offsets[i - self._starts[b]], offsets[i - self._starts[b] + 1]
         return ids[lo:hi], labels[lo:hi]
+
+    def release(self) -> None:
+        """Drop the pages read so far from this process's resident memory; they stay in the
+        page cache and come back on the next read. Without this the RSS of a cache build grows
+        by the size of the spill (8 bytes a token) as packing reads it back."""
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
