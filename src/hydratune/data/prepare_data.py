@@ -330,8 +330,6 @@ def write_packed_shards(bins: list[list[int]], refs: list[tuple[int, int]], stor
         table = pa.Table.from_arrays([list_column(ids), list_column(labels), list_column(seq_lens)], schema=_packed_schema())
         name = _shard_name(split, k, n_shards)
         shards[name] = _write_table(table, name, out)
-        for store in stores:
-            store.release()
     return shards
 
 
@@ -347,7 +345,7 @@ def _build(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: str) -> dic
         stats[split_name], stores[split_name] = [], []
         for i, src, split in entries:
             st = SourceStats(f"{src.path}[{split}]")
-            writer = SequenceWriter(spill / f"{split_name}-{i}.arrow")
+            writer = SequenceWriter(spill / f"{split_name}-{i}")
             _tokenize_source(src, opened[(split_name, i)], tokenizer, ds, st, writer)
             stores[split_name].append(writer.close())
             stats[split_name].append(st)
@@ -388,5 +386,7 @@ def _build(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: str) -> dic
         seconds=time.perf_counter() - start,
     )
     write_report(report, out)
+    for store in (*stores["train"], *stores["eval"]):
+        store.close()
     shutil.rmtree(spill)
     return {"key": key, "format_version": FORMAT_VERSION, "shards": shards, "packing": packing}
