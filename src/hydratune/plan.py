@@ -211,8 +211,10 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
                           logits=float(logits), attention=scores, chunked_loss=chunked)
 
 
-# Full-vocabulary fp32 copies of the logits alive at the loss's peak (logits, log-softmax and
-# gradients, some freed early): 2.5 measured with the plain loss on the tiny model, about 3 per chunk.
+# Full-vocabulary fp32 copies of the logits alive at the loss's peak: 2.5 measured with the plain
+# loss on the tiny model (logits, log-softmax and gradients, some freed early); the chunked loss
+# holds a chunk's logits, overwritten by their gradient, and logsumexp's temporary (the tiny
+# model's whole peak, mostly this term, measured 0.92-0.98x the estimate).
 LOGIT_COPIES = 2.75
 
 

@@ -21,10 +21,9 @@ def test_method_trains_and_exports(method, lr, tmp_path):
     assert rec["data"]["key"] and rec["versions"]["torch"]
     assert (run / "curves.png").stat().st_size > 1000
     assert rec["metrics"]["loss.eval_loss"] > 0 and rec["objective"]["name"] == "loss.eval_loss"
-    # The plan's memory estimate tracks the measured peak. The goal is within 20%; on this tiny model
-    # (a 150 MB estimate, mostly logits) the peak RSS measured 1.21-1.34x it, so this guards the
-    # estimate's terms (without the logits it would be ~10x off), not the goal.
-    assert 0.8 <= rec["memory"]["measured_over_estimate"] <= 1.5, rec["memory"]
+    # The plan's memory estimate holds within 20% of the measured peak RSS (on this tiny model a
+    # 150-190 MB estimate, mostly one chunk of logits over the 49k vocabulary: measured 0.92-0.98x).
+    assert 0.8 <= rec["memory"]["measured_over_estimate"] <= 1.2, rec["memory"]
     if method == "full":
         assert rec["export"]["parity"] is None
     else:
