@@ -36,8 +36,9 @@ def _kib(field: str) -> int:
 
 class AnonPeak:
     """The peak of the process's anonymous resident memory (RssAnon), sampled every 0.1 s. The
-    kernel keeps a high-water mark of the whole RSS only, and that also counts file pages mapped
-    and touched (the memory-mapped spill packing reads back), which the kernel can drop."""
+    kernel keeps a high-water mark of the whole RSS only, and that also counts the pages of mapped
+    files once touched (shared libraries, datasets' memory-mapped Arrow files), which the kernel
+    can drop."""
 
     def __init__(self) -> None:
         import threading
