@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-
-import pytest
 
 from hydratune.config.cli import compose_spec
 from hydratune.plan import estimate_memory, make_plan, model_shape
@@ -59,21 +58,28 @@ def test_plan_global_batch():
 EXPERIMENTS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_dry_run_prints_plan_for_every_experiment(experiment, tmp_path):
+def test_dry_run_prints_plan_for_every_experiment(tmp_path):
+    """Every shipped experiment plans through the console script: one multirun over all of them
+    (one process, where a process per experiment spent most of its time importing)."""
     result = subprocess.run(
-        [sys.executable, "-m", "hydratune.train", f"+experiment={experiment}", "run.dry_run=true", f"hydra.run.dir={tmp_path / experiment}"],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        [sys.executable, "-m", "hydratune.train", "-m", f"+experiment={','.join(EXPERIMENTS)}", "run.dry_run=true",
+         f"hydra.sweep.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=REPO, timeout=600, env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
-    assert result.returncode == 0, result.stderr
-    assert "memory per device" in result.stdout and "trainable" in result.stdout, result.stdout
-    assert (tmp_path / experiment / "plan.json").is_file()
+    assert result.returncode == 0, result.stderr[-5000:]
+    # Hydra announces each job, "[HYDRA] \t#<n> : +experiment=<name> run.dry_run=true", before its plan
+    outputs = re.split(r"\[HYDRA\]\s+#\d+ : \+experiment=", result.stdout)[1:]
+    planned = {out.split()[0]: out for out in outputs}
+    assert sorted(planned) == EXPERIMENTS, result.stdout[-3000:]
     # what post-training adds is planned too: the reference model, and GRPO's sampling
     expected = {"arithmetic_dpo": ["reference: the base with the adapter off"],
                 "ultrafeedback_dpo": ["reference log-probs precomputed once"],
                 "arithmetic_grpo": ["reference: the base with the adapter off; 4 completions per prompt", "generation "],
-                "gsm8k_grpo": ["8 completions per prompt", "generation "]}.get(experiment, [])
-    assert all(text in result.stdout for text in expected), (experiment, result.stdout)
+                "gsm8k_grpo": ["8 completions per prompt", "generation "]}
+    for experiment, out in planned.items():
+        assert "memory per device" in out and "trainable" in out, (experiment, out)
+        assert all(text in out for text in expected.get(experiment, [])), (experiment, out)
+    assert len(list(tmp_path.glob("*/plan.json"))) == len(EXPERIMENTS)
 
 
 def test_full_weights_count_a_reference_copy_unless_precomputed():
