@@ -200,8 +200,11 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
     logits = LOGIT_COPIES * (min(CHUNK_TOKENS, tokens) if chunked else tokens) * shape.vocab_size * 4
     scores = 0.0
     if attention == "sdpa" and not cuda:
-        # Assumed, not measured apart: the CPU kernel for masked (packed) rows keeps each layer's
-        # attention probabilities for the backward pass.
+        # Not what the CPU kernel keeps: for the training bench's LoRA step autograd saves q, the
+        # expanded k and v, the output and logsumexp per layer, no probabilities (measured with
+        # bench/saved_activations.py: 2.61 GiB saved against this plan's 2.42 GiB of activations).
+        # The term stands in for part of what the peak RSS holds beyond the saved tensors
+        # (backward's temporaries, the allocator's retention: 2.2 GiB there), not yet modeled.
         saved_layers = 1 if spec.train.gradient_checkpointing else shape.num_layers
         length = sequence_tokens(spec)
         scores = float((saved_layers + 1) * spec.train.micro_batch_size * shape.num_heads * length * length * act_bytes)
