@@ -320,7 +320,7 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         f"checkpointing {'on' if spec.train.gradient_checkpointing else 'off'})",
         f"  logits       {m.logits / GIB:8.2f} GiB ("
         + ("chunked loss over supervised tokens)" if m.chunked_loss else "every position, fp32)"),
-        *([f"  attention    {m.attention / GIB:8.2f} GiB (scores kept by SDPA on the CPU)"] if m.attention else []),
+        *([f"  attention    {m.attention / GIB:8.2f} GiB (SDPA on the CPU, sized as its attention scores)"] if m.attention else []),
         *([f"  reference    {m.reference / GIB:8.2f} GiB (a frozen copy of the start model)"] if m.reference else []),
         *([f"  generation   {m.generation / GIB:8.2f} GiB (KV cache of {spec.train.micro_batch_size} completions)"] if m.generation else []),
         f"  total        {m.total / GIB:8.2f} GiB" + (f"  (+{m.host_offload / GIB:.2f} GiB offloaded to CPU memory)" if m.host_offload else ""),
