@@ -203,8 +203,10 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
         # Not what the CPU kernel keeps: for the training bench's LoRA step autograd saves q, the
         # expanded k and v, the output and logsumexp per layer, no probabilities (measured with
         # bench/saved_activations.py: 2.61 GiB saved against this plan's 2.42 GiB of activations).
-        # The term stands in for part of what the peak RSS holds beyond the saved tensors
-        # (backward's temporaries, the allocator's retention: 2.2 GiB there), not yet modeled.
+        # The term stands in for backward's temporaries: with glibc's free heap returned after
+        # every layer, the embedded model's peak is 0.91-1.09x this estimate for full, LoRA and
+        # QLoRA (bench/plan_memory.py). The heap a run keeps on top (1.29x for LoRA, 1.51x for
+        # QLoRA) is the allocator's, not modeled.
         saved_layers = 1 if spec.train.gradient_checkpointing else shape.num_layers
         length = sequence_tokens(spec)
         scores = float((saved_layers + 1) * spec.train.micro_batch_size * shape.num_heads * length * length * act_bytes)

@@ -5,6 +5,9 @@ state, activations), not the interpreter and libraries loaded before.
 On GPUs: `torch.cuda.max_memory_allocated` since the model was built. On the CPU: the peak
 resident set size above the resident size just before the model was built (Linux resets
 the kernel's high-water mark through /proc/self/clear_refs, so the peak is this run's).
+The RSS also holds the free heap glibc keeps rather than returns, which the GPU figure (live
+tensors only) leaves out: up to half again the live peak for LoRA and QLoRA on the embedded
+model (bench/plan_memory.py).
 """
 
 from __future__ import annotations
