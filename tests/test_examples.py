@@ -84,6 +84,61 @@ def shortened(args: list[str], tmp: Path) -> list[str]:
 CPU_EXAMPLES = sorted({example for example, _ in CPU})
 
 
+def check_multi_gpu(outputs: Path) -> None:
+    """Both CPU runs trained on two ranks, and what FSDP2 gathered and ZeRO-3 consolidated at
+    save is what trained (test_distributed's matrix leaves these two cells to this example)."""
+    from .training.runs import assert_merged_is_the_trained_model, record
+
+    for run in ("fsdp_cpu", "zero3_cpu"):
+        assert record(outputs / "examples" / run)["world_size"] == 2, run
+        assert_merged_is_the_trained_model(outputs / "examples" / run)
+
+
+def check_sweep(outputs: Path) -> None:
+    """The grid: summary.csv has one completed row per combination, best first, each with its
+    run's swept settings, objective and train loss; MLflow has one parent run for the sweep,
+    holding the summary, with one finished child per job."""
+    import json
+
+    from .outputs.test_sweep_summary import summary_rows
+
+    grid = outputs / "examples" / "sweep_grid"
+    rows = summary_rows(grid)
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
+    for row in rows:
+        record = json.loads((grid / row["run_dir"].rsplit("/", 1)[-1] / "run.json").read_text())
+        assert float(row["objective"]) == pytest.approx(record["objective"]["value"])
+        assert float(row["train_loss"]) == pytest.approx(record["metrics"]["train_loss"])
+        swept = dict(o.lstrip("+").split("=", 1) for o in row["overrides"].split())
+        assert float(swept["optim.learning_rate"]) == record["spec"]["optim"]["learning_rate"]
+        assert int(swept["method.lora.rank"]) == record["spec"]["method"]["lora"]["rank"]
+    objectives = [float(r["objective"]) for r in rows]
+    assert objectives == sorted(objectives, reverse=record["objective"]["direction"] == "maximize")
+    assert (grid / "summary.md").read_text().startswith("# Sweep summary")
+    assert (grid / "objective.png").stat().st_size > 1000
+    assert_one_parent_mlflow_run(f"sqlite:///{outputs}/examples/mlflow.db", grid, rows)
+
+
+def assert_one_parent_mlflow_run(store: str, sweep_dir: Path, rows: list[dict]) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("hydratune").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED" and parent.info.run_name == sweep_dir.name
+    assert {"summary.csv", "summary.md", "objective.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert sorted(children) == sorted(row["run_dir"].rsplit("/", 1)[-1] for row in rows)
+    for row in rows:
+        child = children[row["run_dir"].rsplit("/", 1)[-1]]
+        assert child.info.status == "FINISHED"
+        assert child.data.metrics["train_loss"] == pytest.approx(float(row["train_loss"]))
+
+
+# What an example's outputs must show beyond its commands succeeding.
+OUTPUT_CHECKS = {"multi_gpu": check_multi_gpu, "sweep": check_sweep}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CPU_EXAMPLES)
 def test_cpu_commands_run(name, tmp_path):
@@ -100,6 +155,8 @@ def test_cpu_commands_run(name, tmp_path):
             assert out.returncode == 1 and "Error: cannot push to https://huggingface.co/" in out.stderr, out.stderr[-3000:]
             continue
         assert out.returncode == 0, f"{name}: {line}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    if name in OUTPUT_CHECKS:
+        OUTPUT_CHECKS[name](tmp_path / "outputs")
 
 
 def readme_main_command() -> list[str]:

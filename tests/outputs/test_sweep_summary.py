@@ -1,9 +1,9 @@
-"""Hydra multirun sweeps on the tiny model: a grid, a sweep with a failing job, and Optuna."""
+"""Hydra multirun sweeps on the tiny model: a sweep with a failing job, and Optuna. The grid with
+its MLflow parent run is examples/sweep's (tests/test_examples.py, check_sweep)."""
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -30,43 +30,6 @@ def multirun(sweep_dir, *args, check=True) -> subprocess.CompletedProcess:
 def summary_rows(sweep_dir):
     with open(sweep_dir / "summary.csv") as fh:
         return list(csv.DictReader(fh))
-
-
-def test_grid_sweep_runs_every_combination_and_summarizes(tmp_path):
-    store = f"sqlite:///{tmp_path}/mlflow.db"
-    multirun(tmp_path, "optim.lr=1e-3,1e-2", "method.lora.rank=4,8", "train.report_to=[mlflow]", f"train.mlflow.tracking_uri={store}")
-    rows = summary_rows(tmp_path)
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
-    for row in rows:
-        record = json.loads((tmp_path / row["run_dir"].rsplit("/", 1)[-1] / "run.json").read_text())
-        assert float(row["objective"]) == pytest.approx(record["objective"]["value"])
-        assert float(row["train_loss"]) == pytest.approx(record["metrics"]["train_loss"])
-        spec = record["spec"]
-        swept = dict(o.lstrip("+").split("=", 1) for o in row["overrides"].split())
-        assert float(swept["optim.learning_rate"]) == spec["optim"]["learning_rate"]
-        assert int(swept["method.lora.rank"]) == spec["method"]["lora"]["rank"]
-    objectives = [float(r["objective"]) for r in rows]
-    assert objectives == sorted(objectives)  # train loss is minimized: best first
-    assert (tmp_path / "summary.md").read_text().startswith("# Sweep summary")
-    assert (tmp_path / "objective.png").stat().st_size > 1000
-    assert_one_parent_mlflow_run(store, tmp_path, rows)
-
-
-def assert_one_parent_mlflow_run(store, sweep_dir, rows):
-    """A sweep is one MLflow parent run, holding the summary, with one finished child per job."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("hydratune").experiment_id])
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert parent.info.status == "FINISHED" and parent.info.run_name == sweep_dir.name
-    assert {"summary.csv", "summary.md", "objective.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
-    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert sorted(children) == sorted(row["run_dir"].rsplit("/", 1)[-1] for row in rows)
-    for row in rows:
-        child = children[row["run_dir"].rsplit("/", 1)[-1]]
-        assert child.info.status == "FINISHED"
-        assert child.data.metrics["train_loss"] == pytest.approx(float(row["train_loss"]))
 
 
 def test_a_failing_job_is_reported_and_the_others_complete(tmp_path):

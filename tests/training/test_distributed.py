@@ -15,7 +15,8 @@ STEPS = ["train.max_steps=10", "optim.warmup_ratio=0"]
 # Every "yes" cell of the README's support matrix, and every shipped sharding preset that runs on one
 # machine, at least once: (method, sharding preset, learning rate, extra overrides).
 # lora + ddp runs in the DDP-equals-single, resume and process tests below and beside; full + the
-# plain `fsdp` preset in examples/multi_gpu (full FSDP2 here under its offload and hybrid presets).
+# plain `fsdp` and `deepspeed_zero3` presets in examples/multi_gpu, whose test checks their exports
+# the same way (full FSDP2 here under its offload and hybrid presets).
 MATRIX = [
     ("full", "ddp", "3e-3", []),
     ("qlora", "ddp", "1e-2", []),
@@ -25,7 +26,6 @@ MATRIX = [
     ("full", "fsdp_hybrid", "3e-3", ["sharding.nnodes=1", "sharding.nproc_per_node=4", "sharding.fsdp.replicas=2"]),
     ("lora", "deepspeed_zero1", "1e-2", []),
     ("lora", "deepspeed_zero2", "1e-2", []),
-    ("full", "deepspeed_zero3", "3e-3", []),
     ("lora", "deepspeed_zero3_offload", "1e-2", []),
 ]
 
@@ -49,6 +49,7 @@ def test_matrix_covers_every_supported_cell():
                "deepspeed_zero3_offload": "deepspeed"}
     covered = {(m, presets[s]) for m, s, _, _ in MATRIX}
     covered.add(("lora", "ddp"))  # test_ddp_matches_single_process_with_same_global_batch, test_resume, test_processes
+    covered |= {("full", "fsdp"), ("full", "deepspeed")}  # examples/multi_gpu (test_examples.check_multi_gpu)
     covered |= {("dpo", "ddp"), ("kto", "ddp"), ("grpo", "ddp")}  # test_post_training
     wanted = {(m, s) for m, row in SUPPORT_MATRIX.items() for s in row if s != "single" and supported(m, s)}
     assert wanted <= covered
