@@ -68,9 +68,10 @@ def fit(spec: RunSpec, env: Environment) -> dict:
 
         # deepspeed.comm wraps the same group
         deepspeed.init_distributed(dist_backend=args.ddp_backend, timeout=timedelta(seconds=args.ddp_timeout))
-    if spec.sharding.strategy == "fsdp" and not env.cuda:
-        from hydratune.training.upstream_patches import enable_fsdp_on_cpu
+    from hydratune.training.upstream_patches import enable_fsdp_on_cpu, import_deepspeed_only_when_used
 
+    import_deepspeed_only_when_used()
+    if spec.sharding.strategy == "fsdp" and not env.cuda:
         enable_fsdp_on_cpu()
     set_seed(spec.train.seed)  # the adapter's initialization must not depend on what ran before
     peak = PeakMemory()

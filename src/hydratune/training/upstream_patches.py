@@ -38,3 +38,21 @@ def enable_fsdp_on_cpu() -> None:
 
     init._hydratune_cpu_fsdp = True
     AcceleratorState.__init__ = init
+
+
+def import_deepspeed_only_when_used() -> None:
+    """Keep accelerate from importing DeepSpeed in runs that do not use it (about 2 s of every
+    process start on the 2-core CPU machine; more than any other single import in a LoRA run).
+
+    accelerate 1.x's `extract_model_from_parallel` (accelerate/utils/other.py), which the
+    Trainer calls while it is built and again at save, imports DeepSpeed whenever it is
+    installed, only to test whether the model is a `DeepSpeedEngine`. No object is one unless
+    DeepSpeed was imported, so the test asks whether it was; a DeepSpeed run imports it first
+    (fit() initializes it before the Trainer exists) and is unchanged. Remove once accelerate
+    checks `sys.modules` itself.
+    """
+    import sys
+
+    import accelerate.utils.other as other
+
+    other.is_deepspeed_available = lambda: "deepspeed" in sys.modules
