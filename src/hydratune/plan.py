@@ -218,8 +218,9 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
 
 # Full-vocabulary fp32 copies of the logits alive at the loss's peak: 2.5 measured with the plain
 # loss on the tiny model (logits, log-softmax and gradients, some freed early); the chunked loss
-# holds a chunk's logits, overwritten by their gradient, and logsumexp's temporary (the tiny
-# model's whole peak, mostly this term, measured 0.92-0.98x the estimate).
+# holds a chunk's logits, overwritten by their gradient, and logsumexp's temporary. A chunk is
+# counted whole: micro-batches that supervise fewer than CHUNK_TOKENS positions hold less (the
+# tiny model's 2 x 128-token test batches peak at 0.17-0.60x the estimate).
 LOGIT_COPIES = 2.75
 
 
