@@ -11,8 +11,8 @@ the hidden states (and of the head, where it trains) are computed in the forward
 backward only scales them (the approach of Liger's fused linear cross-entropy). Recomputing
 each chunk's logits in backward instead (activation checkpointing) cost an extra pass of
 the head and the softmax: with it the training bench's SmolLM2-135M LoRA step ran at 0.83x
-the plain loss's speed on the CPU, without it 1.17-1.18x in two bench runs (BENCHMARKS.md). The loss is the plain
-one (same sum over supervised tokens, same divisor) to float rounding.
+the plain loss's speed on the CPU, without it 1.17-1.18x in two bench runs (BENCHMARKS.md).
+The loss is the plain one (same sum over supervised tokens, same divisor) to float rounding.
 """
 
 from __future__ import annotations
