@@ -6,7 +6,7 @@ On GPUs: `torch.cuda.max_memory_allocated` since the model was built. On the CPU
 resident set size above the resident size just before the model was built (Linux resets
 the kernel's high-water mark through /proc/self/clear_refs, so the peak is this run's).
 The RSS also holds the free heap glibc keeps rather than returns, which the GPU figure (live
-tensors only) leaves out: up to half again the live peak for LoRA and QLoRA on the embedded
+tensors only) leaves out: 1.4x the live peak for LoRA and QLoRA on the embedded
 model (bench/plan_memory.py).
 """
 
