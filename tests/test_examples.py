@@ -113,7 +113,8 @@ def check_sweep(outputs: Path) -> None:
         assert float(swept["optim.learning_rate"]) == record["spec"]["optim"]["learning_rate"]
         assert int(swept["method.lora.rank"]) == record["spec"]["method"]["lora"]["rank"]
     objectives = [float(r["objective"]) for r in rows]
-    assert objectives == sorted(objectives, reverse=record["objective"]["direction"] == "maximize")
+    maximize = record["objective"]["direction"] == "maximize"  # one objective for the whole sweep
+    assert objectives == sorted(objectives, reverse=maximize)
     assert (grid / "summary.md").read_text().startswith("# Sweep summary")
     assert (grid / "objective.png").stat().st_size > 1000
     assert_one_parent_mlflow_run(f"sqlite:///{outputs}/examples/mlflow.db", grid, rows)
