@@ -103,3 +103,37 @@ def test_unreachable_hub_model_is_a_clear_error(tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "model.name=no-such-org/no-such-model: cannot read the model's config" in result.stderr
+
+
+def test_chunked_loss_term_is_sized_by_the_data():
+    """Before preprocessing the loss's term counts a whole chunk; the prepared data's most
+    supervised positions per micro-batch size it where they are fewer, never above a chunk."""
+    from hydratune.training.lean_loss import CHUNK_TOKENS
+
+    spec, config = _shape_and_spec("train.micro_batch_size=4", "dataset.max_length=256")
+    shape = model_shape(spec, config)
+    unknown = estimate_memory(spec, shape, "fp32")
+    assert unknown.chunked_loss and unknown.loss_positions == CHUNK_TOKENS
+    few = estimate_memory(spec, shape, "fp32", most_supervised=100)
+    assert few.loss_positions == 100 and few.logits == unknown.logits * 100 / CHUNK_TOKENS
+    assert estimate_memory(spec, shape, "fp32", most_supervised=10_000).logits == unknown.logits
+    plain, _ = _shape_and_spec("train.micro_batch_size=4", "dataset.max_length=256", "train.loss_kernel=plain")
+    assert estimate_memory(plain, shape, "fp32", most_supervised=100).logits == unknown.logits * 4  # every position
+
+
+def test_most_supervised_positions_per_micro_batch():
+    """Counted on the Arrow buffers as the loss counts them (a row's first label predicts
+    nothing), for whole shards, contiguous and scattered selections."""
+    import datasets
+
+    from hydratune.data.supervised_positions import most_supervised_per_micro_batch, supervised_per_row
+
+    labels = [[-100, -100, 5, 6], [7, 8, 9], [-100] * 5, [-100, 1], [4, 4, 4, 4, 4, 4]]
+    rows = datasets.Dataset.from_dict({"labels": labels})
+    by_hand = [sum(label != -100 for label in row[1:]) for row in labels]
+    assert supervised_per_row(rows).tolist() == by_hand == [2, 2, 0, 1, 5]
+    assert supervised_per_row(rows.select(range(1, 4))).tolist() == by_hand[1:4]
+    assert supervised_per_row(rows.select([4, 0])).tolist() == [5, 2]
+    assert most_supervised_per_micro_batch(2, rows) == 7
+    assert most_supervised_per_micro_batch(2, rows.select(range(2)), None) == 4
+    assert most_supervised_per_micro_batch(9, rows) == 10

@@ -46,12 +46,14 @@ class MemoryEstimate:
     generation: float = 0.0  # grpo: the KV cache of the sampled completions
     logits: float = 0.0  # the LM head's output and the loss over it
     attention: float = 0.0  # attention scores, where the kernel materializes them (SDPA on the CPU)
+    runtime: float = 0.0  # the CPU process's allocations beyond the tensors above
     chunked_loss: bool = False
+    loss_positions: int | None = None  # chunked: the most supervised positions a micro-batch holds at once
 
     @property
     def total(self) -> float:
         return (self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.attention
-                + self.reference + self.generation)
+                + self.runtime + self.reference + self.generation)
 
 
 @dataclass(frozen=True)
@@ -134,11 +136,13 @@ def decoder_layer_class(config) -> str:
         return _layer_class(AutoModelForCausalLM.from_config(config))
 
 
-def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention: str = "sdpa", cuda: bool = False) -> MemoryEstimate:
+def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention: str = "sdpa", cuda: bool = False,
+                    most_supervised: int | None = None) -> MemoryEstimate:
     """Bytes per device. Full fine-tuning keeps fp32 master weights (autocast to bf16/fp16);
     LoRA keeps the frozen base in the compute dtype and the adapter in fp32; QLoRA keeps
     the decoder Linear weights in 4 bits (0.5 byte, plus ~0.127 bit of constants with
-    double quantization, 0.5 bit without)."""
+    double quantization, 0.5 bit without). `most_supervised`: the most supervised positions
+    in one micro-batch of the prepared data; unknown before preprocessing (a whole chunk)."""
     act_bytes = 4 if precision == "fp32" else 2
     method, sh = spec.method.weights, spec.sharding
     n = shape.total_params
@@ -197,7 +201,12 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
 
     chunked = uses_chunked_loss(spec, shape)
     # chunked: one chunk's fp32 logits, their softmax and gradient. plain: the same for every position.
-    logits = LOGIT_COPIES * (min(CHUNK_TOKENS, tokens) if chunked else tokens) * shape.vocab_size * 4
+    positions = min(CHUNK_TOKENS, tokens, tokens if most_supervised is None else most_supervised) if chunked else tokens
+    logits = (CHUNKED_LOGIT_COPIES if chunked else PLAIN_LOGIT_COPIES) * positions * shape.vocab_size * 4
+    if chunked and method == "full":
+        # the head's fp32 gradient, which the chunked loss makes in its forward pass and holds
+        # until backward adds it to the weight's own (counted under gradients)
+        logits += 4.0 * shape.vocab_size * shape.hidden_size
     scores = 0.0
     if attention == "sdpa" and not cuda:
         # Not what the CPU kernel keeps: for the training bench's LoRA step autograd saves q, the
@@ -213,15 +222,24 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
     return MemoryEstimate(weights, gradients, optimizer, float(layers), host,
                           reference=_reference_bytes(spec, shape, act_bytes, divisor if shard_weights else 1),
                           generation=_generation_bytes(spec, shape, act_bytes),
-                          logits=float(logits), attention=scores, chunked_loss=chunked)
+                          logits=float(logits), attention=scores, runtime=0.0 if cuda else CPU_RUNTIME_BYTES, chunked_loss=chunked,
+                          loss_positions=positions if chunked else None)
 
 
-# Full-vocabulary fp32 copies of the logits alive at the loss's peak: 2.5 measured with the plain
-# loss on the tiny model (logits, log-softmax and gradients, some freed early); the chunked loss
-# holds a chunk's logits, overwritten by their gradient, and logsumexp's temporary. A chunk is
-# counted whole: micro-batches that supervise fewer than CHUNK_TOKENS positions hold less (the
-# tiny model's 2 x 128-token test batches peak at 0.17-0.60x the estimate).
-LOGIT_COPIES = 2.75
+# Full-vocabulary fp32 copies of the logits alive at the loss's peak. Plain: 2.5 measured on the
+# tiny model (logits, log-softmax and gradients, some freed early). Chunked: a chunk's logits and
+# logsumexp's temporary; the gradient is written over the logits. Before the data exists a chunk
+# is counted whole; run.json's estimate counts the most supervised positions a micro-batch of the
+# prepared data holds, where that is fewer.
+PLAIN_LOGIT_COPIES = 2.75
+CHUNKED_LOGIT_COPIES = 2.0
+
+# What a CPU training process allocates beyond the terms above: autograd's and the optimizer's
+# bookkeeping, the data loader's batches, malloc's per-thread arenas. With the RSS following live
+# memory (MALLOC_MMAP_THRESHOLD_=131072), the tiny model's peak at 8 rows of 128 tokens sat 6, 20
+# and 24 MiB above the other terms for full, QLoRA and LoRA (tests/training/test_single_process.py).
+# On GPUs, max_memory_allocated counts tensors only.
+CPU_RUNTIME_BYTES = 16 * 2**20
 
 
 def uses_chunked_loss(spec: RunSpec, shape: ModelShape) -> bool:
@@ -269,7 +287,7 @@ def train_flops_per_token(spec: RunSpec, shape: ModelShape) -> float:
     return forward + backward + recompute
 
 
-def make_plan(spec: RunSpec, env: Environment, config) -> Plan:
+def make_plan(spec: RunSpec, env: Environment, config, most_supervised: int | None = None) -> Plan:
     from hydratune.models.model_loading import resolve_attention
 
     shape = model_shape(spec, config)
@@ -283,7 +301,8 @@ def make_plan(spec: RunSpec, env: Environment, config) -> Plan:
         global_batch_tokens=rows * sequence_tokens(spec),
         shape=shape,
         trainable_params=shape.total_params if spec.method.weights == "full" else shape.lora_params,
-        memory=estimate_memory(spec, shape, precision, resolve_attention(spec.model.attn_implementation, env), env.cuda),
+        memory=estimate_memory(spec, shape, precision, resolve_attention(spec.model.attn_implementation, env), env.cuda,
+                               most_supervised),
         train_flops_per_token=train_flops_per_token(spec, shape),
     )
 
@@ -322,8 +341,10 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         f"  activations  {m.activations / GIB:8.2f} GiB ({spec.train.micro_batch_size} x {sequence_tokens(spec)} tokens, "
         f"checkpointing {'on' if spec.train.gradient_checkpointing else 'off'})",
         f"  logits       {m.logits / GIB:8.2f} GiB ("
-        + ("chunked loss over supervised tokens)" if m.chunked_loss else "every position, fp32)"),
+        + (f"chunked loss: at most {m.loss_positions} supervised positions at once"
+           + (", and the head's gradient)" if spec.method.weights == "full" else ")") if m.chunked_loss else "every position, fp32)"),
         *([f"  attention    {m.attention / GIB:8.2f} GiB (SDPA on the CPU, sized as its attention scores)"] if m.attention else []),
+        *([f"  runtime      {m.runtime / GIB:8.2f} GiB (the CPU process beyond its tensors)"] if m.runtime else []),
         *([f"  reference    {m.reference / GIB:8.2f} GiB (a frozen copy of the start model)"] if m.reference else []),
         *([f"  generation   {m.generation / GIB:8.2f} GiB (KV cache of {spec.train.micro_batch_size} completions)"] if m.generation else []),
         f"  total        {m.total / GIB:8.2f} GiB" + (f"  (+{m.host_offload / GIB:.2f} GiB offloaded to CPU memory)" if m.host_offload else ""),
@@ -352,8 +373,9 @@ def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
     write_json_atomic(directory / "plan.json", {"spec": dataclasses.asdict(spec), "plan": plan.to_dict()})
 
 
-def plan_run(spec: RunSpec, *, quiet: bool = False, save: bool = True) -> Plan:
-    """The plan from the model's config alone (no weights, no data), printed and saved as plan.json."""
+def plan_run(spec: RunSpec, *, quiet: bool = False, save: bool = True, most_supervised: int | None = None) -> Plan:
+    """The plan from the model's config alone (no weights), printed and saved as plan.json;
+    sized by the prepared data where `most_supervised` is given (after preprocessing)."""
     from hydratune.models.model_loading import load_model_config
 
     try:
@@ -361,7 +383,7 @@ def plan_run(spec: RunSpec, *, quiet: bool = False, save: bool = True) -> Plan:
     except (OSError, ValueError) as error:  # Hub unreachable, gated, misspelled, or not a model directory
         raise ConfigError([Problem(f"model.name={spec.model.name}", f"cannot read the model's config ({str(error).splitlines()[0]})",
                                    "check the name and your network or HF token (huggingface-cli login), or use a local directory")]) from None
-    plan = make_plan(spec, detect_environment(), config)
+    plan = make_plan(spec, detect_environment(), config, most_supervised)
     if not quiet:
         print(render_plan(spec, plan), flush=True)
     if save:

@@ -16,8 +16,8 @@ TINY = ["model=tiny_llama", "dataset.max_length=128", "train.micro_batch_size=2"
         "train.sample_prompt=null", "train.report_to=[]"]
 
 
-def train(run_dir: Path, *overrides: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def train(run_dir: Path, *overrides: str, timeout: int = 600, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     result = subprocess.run(
         [sys.executable, "-m", "hydratune.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
         capture_output=True, text=True, cwd=REPO, timeout=timeout, env=env,

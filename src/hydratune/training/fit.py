@@ -123,12 +123,22 @@ def fit(spec: RunSpec, env: Environment) -> dict:
             "resumed_from": resume_from,
             "world_size": args.world_size,
             "precision": precision,
-            "data": {"key": prepared.key, "directory": str(prepared.directory)},
+            "data": {"key": prepared.key, "directory": str(prepared.directory),
+                     "most_supervised_per_micro_batch": most_supervised(spec, train_rows, eval_rows if evaluating else None)},
             "peak_memory": peak.measured(),
         }
         write_json_atomic(spec.output_dir / TRAIN_RESULT, result)
     trainer.accelerator.wait_for_everyone()
     return metrics
+
+
+def most_supervised(spec: RunSpec, train_rows, eval_rows) -> int | None:
+    """What sizes the plan's chunked-loss term once the data exists (SFT rows only)."""
+    if spec.method.name != "sft":
+        return None
+    from hydratune.data.supervised_positions import most_supervised_per_micro_batch
+
+    return most_supervised_per_micro_batch(spec.train.micro_batch_size, train_rows, eval_rows)
 
 
 # TRL's held-out preference metrics, under the names run.json gives them.

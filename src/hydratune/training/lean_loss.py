@@ -90,17 +90,19 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             logits = F.linear(rows, weight, bias).float()
             log_norm = torch.logsumexp(logits, dim=-1)
             total += (log_norm - logits.gather(1, target[:, None]).squeeze(1)).sum()
-            if grad_states is None:
-                continue
-            # d(sum of cross-entropies)/d(logits) = softmax - one-hot, written over the logits
-            grad_logits = logits.sub_(log_norm[:, None]).exp_()
-            grad_logits[torch.arange(len(target), device=target.device), target] -= 1
-            grad_logits = grad_logits.to(rows.dtype)
-            grad_states[start:start + chunk] = grad_logits @ weight
-            if grad_weight is not None:
-                grad_weight += (grad_logits.t() @ rows).float()
-            if grad_bias is not None:
-                grad_bias += grad_logits.float().sum(0)
+            if grad_states is not None:
+                # d(sum of cross-entropies)/d(logits) = softmax - one-hot, written over the logits
+                grad_logits = logits.sub_(log_norm[:, None]).exp_()
+                grad_logits[torch.arange(len(target), device=target.device), target] -= 1
+                grad_logits = grad_logits.to(rows.dtype)
+                grad_states[start:start + chunk] = grad_logits @ weight
+                if grad_weight is not None:
+                    grad_weight += (grad_logits.t() @ rows).float()
+                if grad_bias is not None:
+                    grad_bias += grad_logits.float().sum(0)
+                del grad_logits
+            # freed before the next chunk's logits are made: otherwise two chunks are alive at once
+            del logits
         ctx.save_for_backward(grad_states, grad_weight, grad_bias)
         ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
         return total

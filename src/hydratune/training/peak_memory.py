@@ -3,11 +3,13 @@ everything that exists because of the model and its training (weights, gradients
 state, activations), not the interpreter and libraries loaded before.
 
 On GPUs: `torch.cuda.max_memory_allocated` since the model was built. On the CPU: the peak
-resident set size above the resident size just before the model was built (Linux resets
-the kernel's high-water mark through /proc/self/clear_refs, so the peak is this run's).
-The RSS also holds the free heap glibc keeps rather than returns, which the GPU figure (live
-tensors only) leaves out: 1.4x the live peak for LoRA and QLoRA on the embedded
-model (bench/plan_memory.py).
+resident set size above the resident size just before the model was built, with glibc's free
+heap returned first (Linux resets the kernel's high-water mark through /proc/self/clear_refs,
+so the peak is this run's). The RSS also holds the free heap glibc keeps during training,
+which the GPU figure (live tensors only) leaves out: 1.4x the live peak for LoRA and QLoRA on
+the embedded model (bench/plan_memory.py). How much it keeps depends on the process's history
+(glibc raises its mmap threshold after freeing large blocks); MALLOC_MMAP_THRESHOLD_=131072
+makes the RSS follow live memory, at a cost in speed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,21 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
+def _return_free_heap() -> None:
+    """Give glibc's free heap back to the kernel before the baseline is read. Preprocessing in
+    the same process (a cache miss) leaves hundreds of MB free but resident: counted in the
+    baseline and then reused by training, they hid most of the tiny model's peak (0.22x the
+    estimate on a cache miss, 0.97x on a hit)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the baseline keeps whatever is free
+        pass
+
+
 class PeakMemory:
     def __init__(self) -> None:
         self.cuda = torch.cuda.is_available()
@@ -39,6 +56,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.baseline = torch.cuda.memory_allocated()
             return
+        _return_free_heap()
         try:
             Path("/proc/self/clear_refs").write_text("5")  # the high-water mark restarts from the current RSS
         except OSError:

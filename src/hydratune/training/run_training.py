@@ -85,6 +85,9 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     from hydratune.outputs.sample_generation import sample_reply
 
     result = read_train_result(spec)
+    if plan.memory.chunked_loss and result["data"].get("most_supervised_per_micro_batch") is not None:
+        # the loss's term sized by the prepared data, which the printed plan preceded
+        plan = plan_run(spec, quiet=True, most_supervised=result["data"]["most_supervised_per_micro_batch"])
     save_dtype = torch.bfloat16 if result["precision"] == "bf16" else torch.float32
     export_start = time.perf_counter()
     export = export_merged(spec, weights_dir(spec), save_dtype=save_dtype)
@@ -128,7 +131,8 @@ def memory_record(plan, peak: dict | None) -> dict:
     if peak is not None:
         record.update(measured_peak_bytes=peak["bytes"], measured_as=peak["as"],
                       measured_over_estimate=round(peak["bytes"] / plan.memory.total, 3) if plan.memory.total else None)
-        log.info("memory: estimated %.2f GiB, measured peak %.2f GiB (%s)", plan.memory.total / 2**30, peak["bytes"] / 2**30, peak["as"])
+        sized = f", the loss's logits at {plan.memory.loss_positions} positions" if plan.memory.chunked_loss else ""
+        log.info("memory: estimated %.2f GiB%s, measured peak %.2f GiB (%s)", plan.memory.total / 2**30, sized, peak["bytes"] / 2**30, peak["as"])
     return record
 
 
