@@ -14,6 +14,12 @@ from hydratune.config.spec import RunSpec
 
 
 def run_train(spec: RunSpec) -> Any:
+    from hydra.core.hydra_config import HydraConfig
+
+    from hydratune.training.upstream_patches import leave_bitsandbytes_unimported
+
+    if HydraConfig.get().mode.name != "MULTIRUN":  # a sweep's later jobs may quantize
+        leave_bitsandbytes_unimported(spec)
     from hydratune.training.run_training import run_training
 
     return run_training(spec)

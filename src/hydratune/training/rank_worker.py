@@ -16,8 +16,8 @@ from pathlib import Path
 
 from hydratune.config.environment import detect_environment
 from hydratune.outputs.run_record import load_spec
-from hydratune.training.fit import fit
 from hydratune.training.launch import ERRORS_DIR, LAUNCHER_PID
+from hydratune.training.upstream_patches import leave_bitsandbytes_unimported
 
 
 def die_with_launcher() -> None:
@@ -39,7 +39,11 @@ def main(argv: list[str]) -> None:
     run_dir = Path(argv[0])
     rank = os.environ.get("RANK", "0")
     try:
-        fit(load_spec(run_dir), detect_environment())
+        spec = load_spec(run_dir)
+        leave_bitsandbytes_unimported(spec)  # before fit's imports bring in peft
+        from hydratune.training.fit import fit
+
+        fit(spec, detect_environment())
     except Exception as error:
         errors = run_dir / ERRORS_DIR
         errors.mkdir(exist_ok=True)
