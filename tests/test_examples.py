@@ -136,8 +136,25 @@ def assert_one_parent_mlflow_run(store: str, sweep_dir: Path, rows: list[dict]) 
         assert child.data.metrics["train_loss"] == pytest.approx(float(row["train_loss"]))
 
 
+def check_post_training(outputs: Path) -> None:
+    """GRPO from the SFT run: its record names that run as parent, every step logs the rewards,
+    completion lengths, KL and clipping, and merged/ is a model that generates."""
+    from .training.runs import assert_merged_loads_and_generates, record
+
+    sft, grpo = outputs / "examples" / "chain" / "sft", outputs / "examples" / "chain" / "grpo"
+    rec = record(grpo)
+    assert rec["parent"]["run_dir"] == str(sft.resolve()) and rec["parent"]["method"] == "sft", rec["parent"]
+    steps = [e for e in rec["log_history"] if "loss" in e]
+    assert len(steps) == 2
+    for key in ("rewards/gsm8k_correct/mean", "rewards/gsm8k_correct/std", "rewards/gsm8k_format/mean",
+                "completions/mean_length", "kl", "clip_ratio/region_mean"):
+        assert all(key in e for e in steps), key
+    assert (grpo / "curves.png").is_file()
+    assert_merged_loads_and_generates(grpo)
+
+
 # What an example's outputs must show beyond its commands succeeding.
-OUTPUT_CHECKS = {"multi_gpu": check_multi_gpu, "sweep": check_sweep}
+OUTPUT_CHECKS = {"multi_gpu": check_multi_gpu, "sweep": check_sweep, "post_training": check_post_training}
 
 
 @pytest.mark.slow

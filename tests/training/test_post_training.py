@@ -124,24 +124,6 @@ GRPO = ["method=grpo", "method.num_generations=4", "method.max_completion_length
         "dataset.max_rows=32", "optim.learning_rate=1e-2", "optim.warmup_ratio=0"]
 
 
-def test_grpo_from_an_earlier_run_logs_rewards_and_records_the_chain(tmp_path):
-    """DPO -> GRPO: the second run starts from the first one's merged model and names it as parent."""
-    first = tmp_path / "dpo"
-    train(first, *dpo(tmp_path, "train.max_steps=2", "eval=[none]"))
-    second = tmp_path / "grpo"
-    train(second, *GRPO, "train.max_steps=4", f"model.name={first}", "model.random_init=false")
-    rec = record(second)
-    assert rec["parent"]["run_dir"] == str(first.resolve()) and rec["parent"]["method"] == "dpo"
-    steps = [e for e in rec["log_history"] if "loss" in e]
-    assert len(steps) == 4
-    for key in ("rewards/text_length/mean", "rewards/text_length/std", "rewards/gsm8k_correct/mean",
-                "completions/mean_length", "kl", "clip_ratio/region_mean"):
-        assert all(key in e for e in steps), key
-    assert any(e["rewards/text_length/std"] > 0 for e in steps)  # the groups did differ: there was a signal
-    assert (second / "curves.png").is_file()
-    assert_merged_loads_and_generates(second)
-
-
 @pytest.mark.distributed
 @pytest.mark.parametrize("method", ["kto", "grpo"])
 def test_runs_under_ddp(method, tmp_path):
@@ -151,3 +133,5 @@ def test_runs_under_ddp(method, tmp_path):
     train(tmp_path / "run", *overrides, "sharding=ddp", "train.max_steps=2")
     rec = record(tmp_path / "run")
     assert rec["world_size"] == 2 and len(losses(tmp_path / "run")) == 2
+    if method == "grpo":  # the groups did differ: there was a signal to learn from
+        assert any(e["rewards/text_length/std"] > 0 for e in rec["log_history"] if "loss" in e)
