@@ -108,17 +108,20 @@ def test_unreachable_hub_model_is_a_clear_error(tmp_path):
 def test_chunked_loss_term_is_sized_by_the_data():
     """Before preprocessing the loss's term counts a whole chunk; the prepared data's most
     supervised positions per micro-batch size it where they are fewer, never above a chunk."""
+    from hydratune.plan import CHUNKED_LOGIT_COPIES, PLAIN_LOGIT_COPIES
     from hydratune.training.lean_loss import CHUNK_TOKENS
 
     spec, config = _shape_and_spec("train.micro_batch_size=4", "dataset.max_length=256")
     shape = model_shape(spec, config)
     unknown = estimate_memory(spec, shape, "fp32")
     assert unknown.chunked_loss and unknown.loss_positions == CHUNK_TOKENS
+    assert unknown.logits == CHUNKED_LOGIT_COPIES * CHUNK_TOKENS * shape.vocab_size * 4
     few = estimate_memory(spec, shape, "fp32", most_supervised=100)
     assert few.loss_positions == 100 and few.logits == unknown.logits * 100 / CHUNK_TOKENS
     assert estimate_memory(spec, shape, "fp32", most_supervised=10_000).logits == unknown.logits
     plain, _ = _shape_and_spec("train.micro_batch_size=4", "dataset.max_length=256", "train.loss_kernel=plain")
-    assert estimate_memory(plain, shape, "fp32", most_supervised=100).logits == unknown.logits * 4  # every position
+    every_position = estimate_memory(plain, shape, "fp32", most_supervised=100)
+    assert every_position.logits == PLAIN_LOGIT_COPIES * 4 * 256 * shape.vocab_size * 4 and every_position.loss_positions is None
 
 
 def test_most_supervised_positions_per_micro_batch():
