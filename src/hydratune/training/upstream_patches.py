@@ -1,6 +1,7 @@
 """Patches of upstream libraries, each with the reason and the condition for removing it.
 
-Applied by fit() only for the runs that need them, never at import time.
+Applied only for the runs that need them, never at import time: by fit(), and for
+bitsandbytes by `train` and each rank before peft is imported.
 """
 
 from __future__ import annotations
