@@ -200,7 +200,7 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
     from hydratune.training.lean_loss import CHUNK_TOKENS
 
     chunked = uses_chunked_loss(spec, shape)
-    # chunked: one chunk's fp32 logits, their softmax and gradient. plain: the same for every position.
+    # chunked: one chunk of supervised positions (fewer where the data holds fewer). plain: every position.
     positions = min(CHUNK_TOKENS, tokens, tokens if most_supervised is None else most_supervised) if chunked else tokens
     logits = (CHUNKED_LOGIT_COPIES if chunked else PLAIN_LOGIT_COPIES) * positions * shape.vocab_size * 4
     if chunked and method == "full":
@@ -222,7 +222,7 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
     return MemoryEstimate(weights, gradients, optimizer, float(layers), host,
                           reference=_reference_bytes(spec, shape, act_bytes, divisor if shard_weights else 1),
                           generation=_generation_bytes(spec, shape, act_bytes),
-                          logits=float(logits), attention=scores, runtime=0.0 if cuda else CPU_RUNTIME_BYTES, chunked_loss=chunked,
+                          logits=float(logits), attention=scores, runtime=0.0 if cuda else float(CPU_RUNTIME_BYTES), chunked_loss=chunked,
                           loss_positions=positions if chunked else None)
 
 
