@@ -19,6 +19,7 @@ from typing import Optional, TextIO
 from hydratune.cache_dirs import cache_root as default_cache_root
 from hydratune.config.cli import user_errors_exit
 from hydratune.config.problems import ConfigError, Problem
+from hydratune.models.chat_templates import stop_token_ids
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,6 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0, help="for sampling")
     parser.add_argument("--cache-dir", help="hydratune cache (default $HYDRATUNE_CACHE or ~/.cache/hydratune)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run the model's own code from its directory or Hub repository (a run's setting is kept without it)")
     args = parser.parse_args(argv)
     if args.max_new_tokens < 1:
         parser.error(f"--max-new-tokens={args.max_new_tokens}: must be at least 1")
@@ -49,7 +52,10 @@ class Chat:
                                        "or train with model.chat_template set")])
         self.model, self.tokenizer = model.eval(), tokenizer
         self.system = system
-        self.generation = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0,
+        # The reply ends at the template's end-of-turn token, whatever the target's generation config says:
+        # only merged/ carries it there, and a base model's EOS alone lets it write the user's next turn.
+        self.generation = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0, "eos_token_id": stop_token_ids(tokenizer),
+                           "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
                            **({"temperature": temperature, "top_p": top_p} if temperature > 0 else {})}
         self.messages: list[dict[str, str]] = []
 
@@ -64,8 +70,7 @@ class Chat:
         inputs = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_dict=True, return_tensors="pt")
         streamer = streamer_to(out, self.tokenizer)
         with torch.no_grad():
-            ids = self.model.generate(**inputs, **self.generation, streamer=streamer, pad_token_id=self.tokenizer.pad_token_id
-                                      or self.tokenizer.eos_token_id)
+            ids = self.model.generate(**inputs, **self.generation, streamer=streamer)
         answer = self.tokenizer.decode(ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
         self.messages.append({"role": "assistant", "content": answer})
         return answer
@@ -88,7 +93,7 @@ def load_chat(args: argparse.Namespace) -> Chat:
 
     from hydratune.evaluate.targets import resolve_target
 
-    resolved = resolve_target(args.target, default_cache_root(args.cache_dir))
+    resolved = resolve_target(args.target, default_cache_root(args.cache_dir), trust_remote_code=args.trust_remote_code)
     model, tokenizer = resolved.tuned.load()
     system = args.system if args.system is not None else (resolved.spec.dataset.system_prompt if resolved.spec else None)
     torch.manual_seed(args.seed)

@@ -15,6 +15,7 @@ from hydratune.cache_dirs import cache_root
 from hydratune.config.environment import Environment, detect_environment
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import RunSpec
+from hydratune.url_credentials import without_credentials
 
 GIB = 1024**3
 
@@ -128,12 +129,12 @@ def _layer_class(model) -> str:
     return sorted(getattr(model, "_no_split_modules", None) or ["?"])[0]
 
 
-def decoder_layer_class(config) -> str:
+def decoder_layer_class(config, *, trust_remote_code: bool = False) -> str:
     import torch
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        return _layer_class(AutoModelForCausalLM.from_config(config))
+        return _layer_class(AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code))
 
 
 def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention: str = "sdpa", cuda: bool = False,
@@ -370,7 +371,7 @@ def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
     from hydratune.atomic_dir import write_json_atomic
 
     directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / "plan.json", {"spec": dataclasses.asdict(spec), "plan": plan.to_dict()})
+    write_json_atomic(directory / "plan.json", {"spec": without_credentials(dataclasses.asdict(spec)), "plan": plan.to_dict()})
 
 
 def plan_run(spec: RunSpec, *, quiet: bool = False, save: bool = True, most_supervised: int | None = None) -> Plan:

@@ -25,7 +25,7 @@ def run_train(spec: RunSpec) -> Any:
     return run_training(spec)
 
 
-main = hydra_entry(run_train, job_name="train")
+main = hydra_entry(run_train, job_name="train", claims_run_directory=True)
 
 if __name__ == "__main__":
     main()

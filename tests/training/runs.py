@@ -16,15 +16,39 @@ TINY = ["model=tiny_llama", "dataset.max_length=128", "train.micro_batch_size=2"
         "train.sample_prompt=null", "train.report_to=[]"]
 
 
-def train(run_dir: Path, *overrides: str, timeout: int = 600, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def train(run_dir: Path, *overrides: str, timeout: int = 600, check: bool = True, env: dict | None = None,
+          cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     result = subprocess.run(
         [sys.executable, "-m", "hydratune.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, cwd=REPO, timeout=timeout, env=env,
+        capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env,
     )
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+def command(name: str, *args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """A console script as a user types it (hydratune-export, hydratune-eval, hydratune-chat, train)."""
+    import shutil
+
+    return subprocess.run([shutil.which(name), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+
+
+def tiny_model_dir(target: Path) -> Path:
+    """The tiny test model (tiny_llama: random weights and SmolLM2's tokenizer) as a plain model folder."""
+    import shutil
+
+    from hydratune.cache_dirs import cache_root
+    from hydratune.config.cli import compose_spec
+    from hydratune.models.model_loading import model_location
+
+    from ..conftest import cpu_env
+
+    spec = compose_spec(["model=tiny_llama"], env=cpu_env())
+    shutil.copytree(model_location(spec.model, cache_root()), target, ignore=shutil.ignore_patterns("manifest.json"))
+    return target
 
 
 def free_port() -> int:

@@ -87,17 +87,46 @@ def test_an_interrupted_merge_is_recovered(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_directory_holds_one_run(tmp_path):
-    run = tmp_path / "run"
-    train(run, "train.max_steps=2", "train.save_steps=2")
-    again = train(run, "train.max_steps=2", check=False)
-    assert again.returncode == 2 and "already holds a run" in again.stderr and "run.overwrite=true" in again.stderr
-    other = train(run, "train.max_steps=4", "optim.learning_rate=1e-3", "train.resume=auto", check=False)
-    assert other.returncode == 2 and "optim.learning_rate=0.0002 there, 0.001 here" in other.stderr, other.stderr[-2000:]
-    assert "Traceback" not in other.stderr
+def test_a_resume_is_decided_before_anything_is_written(tmp_path):
+    """A finished run, then resumes that must be refused: every file stays as it was (hashed), and the
+    run's MLflow run stays FINISHED. Then the fix the message gives: a larger step budget continues it."""
+    from mlflow import MlflowClient
 
-    (run / "notes-from-the-old-run.txt").write_text("old")
-    train(run, "train.max_steps=2", "optim.learning_rate=1e-3", "run.overwrite=true")  # the suggested fix
-    assert not (run / "notes-from-the-old-run.txt").exists()
-    assert json.loads((run / "spec.json").read_text())["optim"]["learning_rate"] == 1e-3
-    assert not list((run / "checkpoints").glob("checkpoint-*"))  # the old run's checkpoint went with it
+    from ..outputs.test_run_directory import snapshot
+
+    run, store = tmp_path / "run", f"sqlite:///{tmp_path}/mlflow.db"
+    tracked = ["train.report_to=[mlflow]", f"train.mlflow.tracking_uri={store}"]
+    train(run, "train.max_steps=2", "train.save_steps=2", *tracked)
+    finished = snapshot(run)
+    client = MlflowClient(store)
+    (mlflow_run,) = client.search_runs([client.get_experiment_by_name("hydratune").experiment_id])
+
+    refusals = {  # the issue's command first: another learning rate, resumed into the finished run
+        ("optim.learning_rate=1e-3",): "optim.learning_rate=0.0002 there, 0.001 here",
+        (): "already finished at step 2 (raise train.max_steps to continue it, or pick a new hydra.run.dir)",
+        ("train.save_steps=1",): "train.save_steps=2 there, 1 here",
+    }
+    for extra, message in refusals.items():
+        out = train(run, "train.max_steps=2", "train.save_steps=2", *tracked, *extra, "train.resume=auto", check=False)
+        assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+        assert snapshot(run) == finished
+        assert client.get_run(mlflow_run.info.run_id).info.status == "FINISHED"
+
+    train(run, "train.max_steps=4", "train.save_steps=2", *tracked, "train.resume=auto")
+    rec = json.loads((run / "run.json").read_text())
+    assert rec["resumed_from"] == str(run / "checkpoints" / "checkpoint-2") and rec["metrics"]["global_step"] == 4
+    assert [e["step"] for e in rec["log_history"] if "loss" in e] == [1, 2, 3, 4]
+    assert client.get_run(mlflow_run.info.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_finished_run_without_checkpoints_is_not_restarted_by_a_resume(tmp_path):
+    from ..outputs.test_run_directory import snapshot
+
+    run = tmp_path / "run"
+    train(run, "train.max_steps=1")
+    finished = snapshot(run)
+    out = train(run, "train.max_steps=3", "train.resume=auto", check=False)
+    assert out.returncode == 2 and "finished at step 1 and kept no checkpoint to continue from" in out.stderr
+    assert snapshot(run) == finished

@@ -77,3 +77,38 @@ def test_killed_grpo_run_resumes_from_its_checkpoint(tmp_path):
     assert rec["resumed_from"].endswith("checkpoint-4") and rec["metrics"]["global_step"] == 16
     # steps 1-4 come back with the checkpoint's trainer state, 5-16 ran after the resume
     assert [e["step"] for e in rec["log_history"] if "loss" in e] == list(range(1, 17))
+
+
+def reference_log_probs(data_dir) -> list[float]:
+    """The reference log-probs TRL cached beside the data shards (one cache file per data and start model):
+    each pair's chosen, then rejected."""
+    import datasets
+
+    (cached,) = sorted(data_dir.glob("cache-*.arrow"))
+    rows = datasets.Dataset.from_file(str(cached))
+    return [logp for pair in zip(rows["ref_chosen_logps"], rows["ref_rejected_logps"]) for logp in pair]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_computes_its_reference_from_the_start_model(tmp_path):
+    """Full-weight DPO with precomputed reference log-probs, killed after a checkpoint and resumed with
+    those log-probs deleted: recomputed on resume, they must be the start model's (a fresh run's), not
+    the checkpoint's. Each run has its own cache, so neither reads the other's."""
+    from pathlib import Path
+
+    from .runs import record
+    from .test_post_training import dpo
+
+    extra = [*dpo(tmp_path, "method.weights=full", "method.precompute_reference=true", "eval=[none]"), *COMMON,
+             "train.max_steps=8", "optim.learning_rate=1e-3"]
+    train(tmp_path / "fresh", *extra, f"run.cache_dir={tmp_path / 'cache-fresh'}")
+    resumed = [*extra, f"run.cache_dir={tmp_path / 'cache-resumed'}"]
+    _kill_after_first_checkpoint(tmp_path / "resumed", *resumed)
+    (data_dir,) = (tmp_path / "cache-resumed" / "data").iterdir()
+    for cached in data_dir.glob("cache-*.arrow"):
+        cached.unlink()
+    train(tmp_path / "resumed", *resumed)
+    assert record(tmp_path / "resumed")["resumed_from"].endswith("checkpoint-4")
+    fresh = reference_log_probs(Path(record(tmp_path / "fresh")["data"]["directory"]))
+    again = reference_log_probs(data_dir)
+    assert len(fresh) == 2 * 64 and again == pytest.approx(fresh, abs=1e-4)

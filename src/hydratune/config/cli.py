@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hydratune.config.problems import ConfigError, Problem
+from hydratune.held_run_files import hold, release, write_held
+from hydratune.url_credentials import strip_credentials
 from hydratune.config.spec import KEY_ALIASES, RunSpec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # the package's link to configs/
@@ -108,8 +110,12 @@ def user_errors_exit() -> Iterator[None]:
         sys.exit(error.exit_code)
 
 
-def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], Any]:
-    """Build the console-script `main` for a stage: `stage(spec)` gets a checked RunSpec."""
+def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str, *, claims_run_directory: bool = False) -> Callable[[], Any]:
+    """Build the console-script `main` for a stage: `stage(spec)` gets a checked RunSpec.
+
+    What Hydra would write into the run directory (`.hydra/`, the job's log) is held
+    (held_run_files.py): a stage that `claims_run_directory` writes it once the directory is its
+    own; for any other stage it is written before the stage runs."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
@@ -119,17 +125,11 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=PRIMARY_CONFIG, version_base="1.3")
     def task(cfg: DictConfig) -> Any:
         hydra_cfg = HydraConfig.get()
+        hold(hydra_files(cfg, HydraConfig.instance().cfg), f"{hydra_cfg.job.name}.log")
         try:
-            spec = spec_from_config(cfg, output_dir=hydra_cfg.runtime.output_dir, extra_problems=argv_problems,
-                                    argv_keys=override_keys(sys.argv[1:]))
-        except ConfigError as error:
-            if hydra_cfg.mode.name == "MULTIRUN":
-                raise  # one bad job fails alone; the sweep goes on
-            exit_on_config_error(error)
-        if hydra_cfg.mode.name == "MULTIRUN":
-            return stage(spec)  # one failing job fails alone; the sweep goes on
-        with user_errors_exit():
-            return stage(spec)
+            return _run_stage(stage, cfg, hydra_cfg, argv_problems, claims_run_directory)
+        finally:
+            release()
 
     def main() -> Any:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
@@ -143,12 +143,40 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str) -> Callable[[], 
     return main
 
 
+def _run_stage(stage, cfg, hydra_cfg, argv_problems: list[Problem], claims_run_directory: bool) -> Any:
+    multirun = hydra_cfg.mode.name == "MULTIRUN"
+    try:
+        spec = spec_from_config(cfg, output_dir=hydra_cfg.runtime.output_dir, extra_problems=argv_problems,
+                                argv_keys=override_keys(sys.argv[1:]))
+    except ConfigError as error:
+        if multirun:
+            raise  # one bad job fails alone; the sweep goes on
+        exit_on_config_error(error)
+    if not claims_run_directory:
+        write_held(spec.output_dir)
+    if multirun:
+        return stage(spec)  # one failing job fails alone; the sweep goes on
+    with user_errors_exit():
+        return stage(spec)
+
+
+def hydra_files(cfg, hydra_root) -> dict[str, str]:
+    """What Hydra writes into `.hydra/` of a run (its `output_subdir`, turned off in configs/hydra/layout.yaml):
+    the composed config, Hydra's own (`hydra_root`, the config holding only the `hydra` node), the overrides."""
+    from omegaconf import OmegaConf
+
+    files = {".hydra/config.yaml": OmegaConf.to_yaml(cfg), ".hydra/hydra.yaml": OmegaConf.to_yaml(hydra_root),
+             ".hydra/overrides.yaml": OmegaConf.to_yaml(hydra_root.hydra.overrides.task)}
+    return {name: strip_credentials(text) for name, text in files.items()}
+
+
 def spec_from_config(cfg: Any, *, output_dir: str | None = None, env=None, extra_problems: list[Problem] = (),
                      argv_keys: tuple[str, ...] = ()) -> RunSpec:
     """DictConfig -> RunSpec, checked against the support matrix and this machine.
     `extra_problems` (unknown command-line keys) are reported with the spec's own;
     `argv_keys` are the keys set on the command line."""
     from hydratune.config.environment import detect_environment
+    from hydratune.config.local_paths import absolute_paths
     from hydratune.config.spec_builder import build_run_spec
     from hydratune.config.validation import check_run_spec
 
@@ -157,7 +185,7 @@ def spec_from_config(cfg: Any, *, output_dir: str | None = None, env=None, extra
         extra_problems = [*extra_problems, Problem("run.output_dir", "is replaced by Hydra's run directory",
                                                    "set hydra.run.dir=<dir> instead (hydra.sweep.dir for sweeps)")]
     try:
-        spec = build_run_spec(cfg, output_dir=output_dir)
+        spec = absolute_paths(build_run_spec(cfg, output_dir=output_dir))
     except ConfigError as error:
         raise ConfigError([*extra_problems, *error.problems]) from None
     try:

@@ -289,7 +289,8 @@ def _eval_task_options() -> dict[str, type]:
 class EvalSpec:
     tasks: dict[str, Any] = knob({}, "Evaluations to run, by task name (`loss`, `gsm8k`, `lm_eval`).", registry=_eval_task_options)
     objective: str = knob(
-        "loss.eval_loss", "The metric a sweep optimizes, as `task.metric` (e.g. `gsm8k.strict_accuracy`)."
+        "loss.eval_loss", "The metric a sweep optimizes, as `task.metric` (e.g. `gsm8k.strict_accuracy`); for the harness "
+        "`lm_eval.<task>.<metric>[.<filter>]`, or `lm_eval.<task>` for that task's first metric."
     )
     direction: Literal["minimize", "maximize"] = knob("minimize", "Whether the objective is better low or high.")
     compare_base: bool = knob(True, "Also evaluate the untuned base model (cached per model and eval spec).")

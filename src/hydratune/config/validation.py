@@ -264,9 +264,12 @@ def _check_harness(spec: RunSpec, env: Environment) -> list[Problem]:
         return []
     if not env.has("lm_eval"):
         return [Problem("eval=lm_eval", "lm-evaluation-harness is not installed", "pip install 'hydratune[lmeval]', or drop lm_eval from eval")]
-    from hydratune.evaluate.tasks.harness import harness_problems
+    from hydratune.evaluate.tasks.harness import harness_problems, objective_problems
 
-    return harness_problems(options)
+    problems = harness_problems(options)
+    if problems or not spec.eval.objective.startswith("lm_eval."):
+        return problems
+    return objective_problems(options, spec.eval.objective)
 
 
 def _check_eval(spec: RunSpec) -> list[Problem]:
@@ -277,11 +280,7 @@ def _check_eval(spec: RunSpec) -> list[Problem]:
     if spec.eval.tasks and task_name not in spec.eval.tasks:
         out.append(Problem(f"eval.objective={spec.eval.objective}", f"task `{task_name}` is not in eval.tasks", f"use one of: {', '.join(spec.eval.tasks)}"))
     elif task_name == "lm_eval":
-        harness_task = metric.split(".", 1)[0]
-        chosen = spec.eval.tasks["lm_eval"].tasks
-        if chosen and harness_task not in chosen:  # its metrics are named by the harness, known once scored
-            out.append(Problem(f"eval.objective={spec.eval.objective}", f"`{harness_task}` is not in eval.tasks.lm_eval.tasks",
-                               f"use lm_eval.<task>.<metric> with a task among: {', '.join(chosen) or '(none)'}, e.g. lm_eval.{chosen[0] if chosen else 'arc_easy'}.acc"))
+        pass  # the harness names its metrics: checked with its tasks (_check_harness)
     elif spec.eval.tasks and metric not in TASKS[task_name].metrics:
         names = ", ".join(f"{task_name}.{m}" for m in TASKS[task_name].metrics)
         out.append(Problem(f"eval.objective={spec.eval.objective}", f"`{task_name}` has no metric `{metric}`", f"use one of: {names}"))

@@ -38,6 +38,7 @@ def _schema(kind: str):
             ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
             ("answer", pa.string()),
             ("prompt_tokens", pa.int32()),
+            ("source_row", pa.string()),  # file:line, so a check on the stored rows can name the row
         ]),
     }[kind]
 
@@ -82,6 +83,8 @@ def _source_rows(src, raw, tokenizer, ds: DatasetSpec, stats: SourceStats, kind:
             if out is None:
                 stats.drop(event)
                 continue
+            if kind == "prompt":
+                out["source_row"] = row.location
             stats.truncated += event == "truncated"
             stats.rows_kept += 1
             stats.tokens += sum(len(v) for k, v in out.items() if k.endswith("_ids")) or out.get("prompt_tokens", 0)

@@ -124,8 +124,8 @@ def run_preprocess(spec: RunSpec, *, tokenizer=None) -> PreparedData:
     tokenizer = tokenizer or load_tokenizer(spec.model, root)
     ds = spec.dataset
     kind = ROW_KINDS[spec.method.name]
-    if kind == "sequence" and any(src.format not in NO_TEMPLATE_FORMATS for src in _sources(ds)):
-        check_template(spec, tokenizer)  # before any row is read
+    if any(src.format not in NO_TEMPLATE_FORMATS for src in _sources(ds)):
+        check_template(spec, tokenizer)  # before any row is read, for every method: each renders conversations
     opened = {
         (split_name, i): open_split(src.path, split, config_name=src.config_name, revision=src.revision, cache_root=root, streaming=src.streaming)
         for split_name, entries in split_plan(ds).items()

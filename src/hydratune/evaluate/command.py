@@ -6,8 +6,9 @@
     hydratune-eval outputs/runs/<run> --task lm_eval --lm-eval-tasks arc_easy,hellaswag --max-samples 100
 
 Writes metrics.json and predictions.jsonl (and predictions_base.jsonl) into --out
-(default: <run>/eval, else ./eval-<name>), and prints base vs tuned with 95% intervals
-and McNemar's paired test.
+(default: <run>/eval/<time>/ beside the evaluation the run made when it finished, else
+./eval-<name>/<time>/), and prints base vs tuned with 95% intervals and McNemar's paired
+test. An evaluation is never written over another: an --out that holds one is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,8 @@ from hydratune.config.cli import user_errors_exit
 from hydratune.evaluate.run_evaluation import run_evaluation
 from hydratune.evaluate.targets import base_target, resolve_target
 from hydratune.evaluate.tasks import TASKS
-from hydratune.config.problems import raise_if_any
+from hydratune.config.problems import ConfigError, Problem, raise_if_any
+from hydratune.run_layout import RunDirectory
 from hydratune.config.spec import ModelSpec
 
 # command-line flag -> task option it overrides
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", help="compare with this base model (default: the run's or the adapter's base); 'none' to skip")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--cache-dir", help="hydratune cache (default $HYDRATUNE_CACHE or ~/.cache/hydratune)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run the model's own code from its directory or Hub repository (a run's setting is kept without it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
 
@@ -73,9 +78,25 @@ def main(argv: list[str] | None = None) -> None:
         evaluate_target(args)
 
 
+def output_directory(out: Path | None, target: str, kind: str) -> Path:
+    """Where this evaluation goes: --out, else a new folder named by the time, beside earlier ones."""
+    if out is not None:
+        if (out / "metrics.json").exists():
+            raise ConfigError([Problem(f"--out {out}", "already holds an evaluation (metrics.json), which is never written over",
+                                       "give another --out, or leave it out for a new folder named by the time")])
+        return out
+    parent = RunDirectory(Path(target)).eval if kind == "run" else Path(f"eval-{Path(target).name}")
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    folder, n = parent / stamp, 1
+    while folder.exists():  # two evaluations within a second
+        n += 1
+        folder = parent / f"{stamp}-{n}"
+    return folder
+
+
 def evaluate_target(args: argparse.Namespace) -> dict[str, float]:
     root = default_cache_root(args.cache_dir)
-    resolved = resolve_target(args.target, root)
+    resolved = resolve_target(args.target, root, trust_remote_code=args.trust_remote_code)
     tasks = task_options(resolved, args)
     if not tasks:
         print("nothing to evaluate: no generative task (use --task gsm8k)", file=sys.stderr)
@@ -84,9 +105,10 @@ def evaluate_target(args: argparse.Namespace) -> dict[str, float]:
         from hydratune.evaluate.tasks.harness import harness_problems
 
         raise_if_any(harness_problems(tasks["lm_eval"], tasks_key="--lm-eval-tasks", path_key="--include-path"))
-    base_spec = ModelSpec(name=args.base) if args.base and args.base != "none" else resolved.base_model
+    base_spec = (ModelSpec(name=args.base, trust_remote_code=args.trust_remote_code) if args.base and args.base != "none"
+                 else resolved.base_model)
     base = None if args.base == "none" or base_spec is None else base_target(base_spec, root)
-    out_dir = args.out or (Path(args.target) / "eval" if resolved.kind == "run" else Path(f"eval-{Path(args.target).name}"))
+    out_dir = output_directory(args.out, args.target, resolved.kind)
     system_prompt = resolved.spec.dataset.system_prompt if resolved.spec else None
     metrics = run_evaluation(resolved.tuned, base, tasks, cache_root=root, out_dir=out_dir, system_prompt=system_prompt)
     print(f"results: {out_dir / 'metrics.json'}")

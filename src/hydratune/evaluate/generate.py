@@ -59,14 +59,15 @@ def generate_hf(model, tokenizer, conversations: Sequence[Conversation], *, max_
     return Generations(texts, time.perf_counter() - start)
 
 
-def generate_vllm(model_dir: Path, conversations: Sequence[Conversation], *, max_new_tokens: int) -> Generations:
+def generate_vllm(model_dir: Path, conversations: Sequence[Conversation], *, max_new_tokens: int,
+                  trust_remote_code: bool = False) -> Generations:
     """vLLM over a merged model directory (continuous batching, paged attention)."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 
     start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    llm = LLM(model=str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    llm = LLM(model=str(model_dir), trust_remote_code=trust_remote_code)
     params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(tokenizer))
     outputs = llm.chat([list(c) for c in conversations], params, use_tqdm=False)
     return Generations([o.outputs[0].text.strip() for o in outputs], time.perf_counter() - start)

@@ -36,6 +36,7 @@ class EvalTarget:
     load: Callable[[], tuple[Any, Any]]
     directory: Optional[Path] = None
     cache_identity: Optional[dict] = None  # set for base models: their results are cached
+    trust_remote_code: bool = False  # the model's own code from its directory (model.trust_remote_code)
 
 
 def generative_tasks(tasks: dict[str, Any]) -> dict[str, tuple[Task, Any]]:
@@ -56,7 +57,8 @@ def _task_results(task: Task, options, target: EvalTarget, model_tokenizer, cach
         if target.directory is None:
             raise ConfigError([Problem(f"eval.tasks.{task.name}.backend=vllm", f"vLLM cannot load the {target.label} target (an adapter without merged weights)",
                                        "evaluate the run directory or its merged/, or use backend=hf")])
-        generations = generate_vllm(target.directory, conversations, max_new_tokens=options.max_new_tokens)
+        generations = generate_vllm(target.directory, conversations, max_new_tokens=options.max_new_tokens,
+                                    trust_remote_code=target.trust_remote_code)
     else:
         model, tokenizer = model_tokenizer()
         generations = generate_hf(model, tokenizer, conversations, max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,

@@ -9,7 +9,12 @@ from typing import Optional
 
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import ModelSpec, RunSpec
+from filelock import FileLock
+
 from hydratune.evaluate.run_evaluation import EvalTarget
+from hydratune.export.merge_adapter import recover_merged
+from hydratune.outputs.run_record import load_spec
+from hydratune.run_layout import RunDirectory
 
 
 def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> EvalTarget:
@@ -29,32 +34,34 @@ def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> Eval
     identity = dataclasses.asdict(model)
     if location.is_dir():  # a local directory (an earlier run's merged/) can be rewritten in place
         identity["files"] = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in location.iterdir() if f.is_file())
-    return EvalTarget(label, load, directory=location, cache_identity=identity)
+    return EvalTarget(label, load, directory=location, cache_identity=identity, trust_remote_code=model.trust_remote_code)
 
 
-def merged_target(directory: Path, label: str = "tuned") -> EvalTarget:
+def merged_target(directory: Path, label: str = "tuned", *, trust_remote_code: bool = False) -> EvalTarget:
     def load():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        return AutoModelForCausalLM.from_pretrained(str(directory)), AutoTokenizer.from_pretrained(str(directory))
+        return (AutoModelForCausalLM.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
+                AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code))
 
-    return EvalTarget(label, load, directory=directory)
+    return EvalTarget(label, load, directory=directory, trust_remote_code=trust_remote_code)
 
 
 def adapter_base_name(directory: Path) -> str:
     return json.loads((directory / "adapter_config.json").read_text())["base_model_name_or_path"]
 
 
-def adapter_target(directory: Path, label: str = "tuned") -> EvalTarget:
+def adapter_target(directory: Path, label: str = "tuned", *, trust_remote_code: bool = False) -> EvalTarget:
     """Base + adapter, unmerged (its predictions must equal merged/'s)."""
 
     def load():
         from peft import AutoPeftModelForCausalLM
         from transformers import AutoTokenizer
 
-        return AutoPeftModelForCausalLM.from_pretrained(str(directory)), AutoTokenizer.from_pretrained(str(directory))
+        return (AutoPeftModelForCausalLM.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
+                AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code))
 
-    return EvalTarget(label, load, directory=None)
+    return EvalTarget(label, load, directory=None, trust_remote_code=trust_remote_code)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,24 +72,25 @@ class ResolvedTarget:
     kind: str
 
 
-def resolve_target(target: str, cache_root: Path) -> ResolvedTarget:
+def resolve_target(target: str, cache_root: Path, *, trust_remote_code: bool = False) -> ResolvedTarget:
+    """What `target` names. A run's model code is trusted as the run was (`model.trust_remote_code` in
+    its spec, for the run and for its merged/ and adapter/); anything else as `trust_remote_code` says."""
     path = Path(target).expanduser()
     if target.startswith(("/", "./", "../", "~")) and not path.exists():  # a path, not a Hub id
         raise ConfigError([Problem(target, "no such run, model or adapter directory",
                                    "give a run directory, its merged/ or adapter/, or a model name (Hub id, embedded:...)")])
-    if (path / "spec.json").is_file():
-        from hydratune.outputs.run_record import load_spec
-
-        from filelock import FileLock
-
-        from hydratune.export.merge_adapter import recover_merged
-
+    if RunDirectory(path).is_run():
         spec = load_spec(path)
-        with FileLock(str(path / ".merged.lock")):
+        with FileLock(str(RunDirectory(path).merge_lock)):
             recover_merged(path)  # an interrupted export moved the previous merged/ aside
-        return ResolvedTarget(merged_target(path / "merged"), spec.model, spec, "run")
+        return ResolvedTarget(merged_target(RunDirectory(path).merged, trust_remote_code=spec.model.trust_remote_code),
+                              spec.model, spec, "run")
+    if RunDirectory(path.parent).is_run():  # a run's merged/ or adapter/
+        trust_remote_code = trust_remote_code or load_spec(path.parent).model.trust_remote_code
     if (path / "adapter_config.json").is_file():
-        return ResolvedTarget(adapter_target(path), ModelSpec(name=adapter_base_name(path)), None, "adapter")
+        base = ModelSpec(name=adapter_base_name(path), trust_remote_code=trust_remote_code)
+        return ResolvedTarget(adapter_target(path, trust_remote_code=trust_remote_code), base, None, "adapter")
     if (path / "config.json").is_file():
-        return ResolvedTarget(merged_target(path), None, None, "merged")
-    return ResolvedTarget(base_target(ModelSpec(name=target), cache_root, label=target), None, None, "model")
+        return ResolvedTarget(merged_target(path, trust_remote_code=trust_remote_code), None, None, "merged")
+    model = ModelSpec(name=target, trust_remote_code=trust_remote_code)
+    return ResolvedTarget(base_target(model, cache_root, label=target), None, None, "model")

@@ -25,6 +25,7 @@ from hydratune.config.problems import ConfigError, Problem
 from hydratune.outputs.run_record import RUN_FILE, SPEC_FILE, load_spec
 from hydratune.export.model_card import write_model_card
 from hydratune.export.push_to_hub import PushError, push_folder
+from hydratune.run_layout import RunDirectory
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
@@ -93,8 +94,9 @@ def publish_run(path: Path, repo_id: str, *, dtype_name: str | None, private: bo
 def export_run(path: Path, dtype_name: str | None) -> dict:
     import torch
 
+    # torch, transformers, peft: imported once the arguments are checked
+    from hydratune.export.consolidate_checkpoint import consolidated, is_sharded
     from hydratune.export.merge_adapter import export_merged
-    from hydratune.training.fit import weights_dir  # torch, transformers, peft: imported once the arguments are checked
 
     run_dir, checkpoint = locate(path)
     spec = load_spec(run_dir)
@@ -102,7 +104,12 @@ def export_run(path: Path, dtype_name: str | None) -> dict:
     record = json.loads(record_path.read_text()) if record_path.is_file() else None
     trained_bf16 = record is not None and record.get("precision") == "bf16"
     dtype = getattr(torch, dtype_name) if dtype_name else (torch.bfloat16 if trained_bf16 else torch.float32)
-    result = export_merged(spec, checkpoint or weights_dir(spec), save_dtype=dtype)
+    weights = checkpoint or RunDirectory(run_dir).weights(spec.method.weights)
+    if is_sharded(weights):  # an FSDP2 checkpoint: its shards gathered first
+        with consolidated(spec, weights) as whole:
+            result = {**export_merged(spec, whole, save_dtype=dtype), "from": str(weights)}
+    else:
+        result = export_merged(spec, weights, save_dtype=dtype)
     if record is not None:
         record["export"] = result
         write_json_atomic(record_path, record)

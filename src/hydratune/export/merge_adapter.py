@@ -20,48 +20,25 @@ import torch
 from filelock import FileLock
 
 from hydratune.cache_dirs import cache_root
+from hydratune.data.prepare_data import run_preprocess
 from hydratune.models.chat_templates import stop_token_ids
 from hydratune.models.model_loading import load_base_model, load_tokenizer
 from hydratune.config.spec import RunSpec
-from hydratune.training.collate import PackedCollator
+from hydratune.run_layout import RunDirectory
+from hydratune.training.parity_rows import load_parity_rows, parity_batch
 
 log = logging.getLogger(__name__)
 
-PARITY_ROWS = 2
-PARITY_TOKENS = 128
 
-
-def parity_batch(spec: RunSpec, tokenizer) -> dict[str, torch.Tensor]:
-    """A few held-out rows (train rows when there is no eval split), cut short."""
-    from hydratune.data.prepare_data import run_preprocess
-
-    prepared = run_preprocess(spec, tokenizer=tokenizer)  # a cache hit: the rows training read
-    rows = prepared.load("eval") or prepared.load("train")
-    picked = []
-    for row in rows.select(range(min(PARITY_ROWS, len(rows)))):
-        ids, seq_lens = _token_ids(row, tokenizer)
-        n = min(PARITY_TOKENS, len(ids))
-        lens, used = [], 0
-        for length in seq_lens:
-            take = min(length, n - used)
-            if take <= 0:
-                break
-            lens.append(take)
-            used += take
-        picked.append({"input_ids": ids[:n], "labels": ids[:n], "seq_lens": lens})
-    batch = PackedCollator(tokenizer.pad_token_id)(picked)
-    return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
-
-
-def _token_ids(row: dict, tokenizer) -> tuple[list[int], list[int]]:
-    """A stored row's tokens and sequence lengths: packed SFT rows, preference rows, or a GRPO prompt."""
-    if "input_ids" in row:
-        return row["input_ids"], row["seq_lens"]
-    if "prompt_ids" in row:
-        ids = row["prompt_ids"] + (row.get("chosen_ids") or row.get("completion_ids") or [])
-    else:
-        ids = list(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-    return ids, [len(ids)]
+def run_parity_batch(spec: RunSpec, tokenizer) -> dict[str, torch.Tensor]:
+    """The parity rows the run kept when it trained; a run made before they were kept reads them
+    from its data (a cache hit where the cache and the data are still there)."""
+    layout = RunDirectory(spec.output_dir)
+    if layout.parity_rows.is_file():
+        return load_parity_rows(layout.parity_rows)
+    log.info("merged/: %s has no %s (an older run): reading its rows from the data", layout.root, layout.parity_rows.name)
+    prepared = run_preprocess(spec, tokenizer=tokenizer)
+    return parity_batch(prepared.load("eval") or prepared.load("train"), tokenizer)
 
 
 @torch.no_grad()
@@ -83,7 +60,7 @@ def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = tor
         log.info("merged/: loading the base model %s and the adapter", spec.model.name)
         base = load_base_model(spec.model, root, dtype=torch.float32, attn_implementation="sdpa")
         model = PeftModel.from_pretrained(base, str(weights))
-        batch = parity_batch(spec, tokenizer)
+        batch = run_parity_batch(spec, tokenizer)
         before = _logits(model, batch)
         log.info("merged/: merging the adapter into the weights (%.0f s so far)", time.perf_counter() - started)
         model = model.merge_and_unload()
@@ -95,7 +72,7 @@ def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = tor
         from transformers import AutoModelForCausalLM
 
         log.info("merged/: loading the trained weights from %s", weights)
-        model = AutoModelForCausalLM.from_pretrained(str(weights), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(weights), dtype=torch.float32, trust_remote_code=spec.model.trust_remote_code)
     model.config.use_cache = True  # for serving
     model = model.to(save_dtype)
     _set_generation_stop(model, tokenizer)

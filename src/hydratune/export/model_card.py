@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydratune.evaluate.run_evaluation import render_table
+from hydratune.run_layout import RunDirectory
 
 # The offline default is the GGUF build of this Hub model; the card links the original.
 EMBEDDED_HUB_NAMES = {"embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -28,14 +29,28 @@ def hub_base_model(model: dict[str, Any]) -> Optional[str]:
     return name if "/" in name and not name.startswith(("/", ".", "~")) and not Path(name).exists() else None
 
 
-def _data_report(record: dict[str, Any]) -> Optional[dict]:
-    path = Path(record.get("data", {}).get("directory", "")) / "report.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def _data_report(run_dir: Path, record: dict[str, Any]) -> Optional[dict]:
+    """The run's copy of the data report; a run made before it kept one reads the data cache's."""
+    for path in (RunDirectory(run_dir).data_report, Path(record.get("data", {}).get("directory", "")) / "report.json"):
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def root_model(record: dict[str, Any]) -> dict[str, Any]:
+    """The model the chain of runs started from: a run trained from another run (`parent`) names its
+    merged/, a path that means nothing on the Hub; the first run of the chain names the base."""
+    parent = record.get("parent")
+    if not parent:
+        return record["spec"]["model"]
+    while parent.get("parent"):
+        parent = parent["parent"]
+    return {"name": parent["model"], "random_init": parent.get("random_init", False), "revision": parent.get("revision")}
 
 
 def _front_matter(record: dict[str, Any], adapter: bool) -> str:
     spec = record["spec"]
-    base = hub_base_model(spec["model"])
+    base = hub_base_model(root_model(record))
     sources = [spec["dataset"]["path"], *(m.get("path") for m in spec["dataset"].get("mix") or [])]
     hub_datasets = [s for s in sources if s and "/" in s and not s.startswith(("/", ".", "generated:")) and not Path(s).exists()]
     lines = ["---", f"library_name: {'peft' if adapter else 'transformers'}"]
@@ -69,26 +84,40 @@ def _hyperparameters(record: dict[str, Any]) -> list[str]:
     return ["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
 
 
-def _data_lines(record: dict[str, Any]) -> list[str]:
-    spec, report = record["spec"], _data_report(record)
-    dataset = spec["dataset"]
+# What a post-training method's rows are (they are never packed, and the method, not a mask, says what is trained).
+POST_TRAINING_ROWS = {
+    "dpo": "preference pairs (a prompt, a chosen and a rejected reply) of at most {max_length} tokens each",
+    "kto": "prompts with a desirable or undesirable reply, at most {max_length} tokens each",
+    "grpo": "prompts of at most {max_length} tokens, with {max_completion_length}-token completions sampled while training",
+}
+
+
+def _data_lines(run_dir: Path, record: dict[str, Any]) -> list[str]:
+    spec, report = record["spec"], _data_report(run_dir, record)
+    dataset, method = spec["dataset"], spec["method"]
+    sft = method["name"] == "sft"
     lines = []
     if report:
-        lines += ["| source | rows | tokens | supervised tokens |", "|---|---|---|---|"]
+        lines += ["| source | rows | tokens | supervised tokens |" if sft else "| source | rows | tokens |",
+                  "|---|---|---|---|" if sft else "|---|---|---|"]
         for source in report["sources"]["train"]:
-            lines.append(f"| {source['name']} | {source['rows_kept']:,} | {source['tokens']:,} | {source['supervised']:,} |")
+            supervised = f" {source['supervised']:,} |" if sft else ""
+            lines.append(f"| {source['name']} | {source['rows_kept']:,} | {source['tokens']:,} |{supervised}")
         lines.append("")
     else:
         lines.append(f"Source: `{dataset['path']}` (split {dataset['split']}).\n")
-    lines.append(f"Format `{dataset['format']}`, sequences of at most {dataset['max_length']} tokens"
-                 f"{', packed' if dataset['packing'] else ''}; loss on {', '.join(dataset['train_roles'])} turns"
-                 f"{' and the prompts' if dataset['train_on_inputs'] else ' only'}. "
-                 f"Tokenized data cache key: `{record.get('data', {}).get('key', 'unknown')}`.")
+    if sft:
+        rows = (f"sequences of at most {dataset['max_length']} tokens{', packed' if dataset['packing'] else ''}; loss on "
+                f"{', '.join(dataset['train_roles'])} turns{' and the prompts' if dataset['train_on_inputs'] else ' only'}")
+    else:
+        rows = POST_TRAINING_ROWS[method["name"]].format(max_length=dataset["max_length"],
+                                                         max_completion_length=method["max_completion_length"])
+    lines.append(f"Format `{dataset['format']}`, {rows}. Tokenized data cache key: `{record.get('data', {}).get('key', 'unknown')}`.")
     return lines
 
 
 def _eval_lines(run_dir: Path, record: dict[str, Any]) -> list[str]:
-    path = run_dir / "eval" / "metrics.json"
+    path = RunDirectory(run_dir).eval_metrics
     if path.is_file():
         metrics = json.loads(path.read_text())
         tuned = {n: {**r, "predictions": []} for n, r in metrics["tuned"].items()}
@@ -115,16 +144,18 @@ def _usage(repo_id: str, adapter: bool) -> list[str]:
 
 def model_card(run_dir: Path, record: dict[str, Any], *, repo_id: str, adapter: bool) -> str:
     spec = record["spec"]
-    model = spec["model"]
+    model = root_model(record)
     base = hub_base_model(model)
     base_text = f"[{base}](https://huggingface.co/{base})" if base else f"`{model['name']}`"
     if model.get("revision"):
         base_text += f" at revision `{model['revision']}`"
+    if record.get("parent"):
+        base_text += f", through the run `{Path(record['parent']['run_dir']).name}` ({record['parent']['method']})"
     what = "A LoRA adapter for" if adapter else "Fine-tuned from"
     version = record.get("versions", {}).get("hydratune", "unknown")
     lines = [_front_matter(record, adapter), f"# {repo_id}", "",
              f"{what} {base_text} with hydratune {version}: {spec['method']['name']} on {spec['method']['weights']} weights.", "",
-             "## Training data", "", *_data_lines(record), "",
+             "## Training data", "", *_data_lines(run_dir, record), "",
              "## Method and hyperparameters", "", *_hyperparameters(record), "",
              "## Evaluation", "", *_eval_lines(run_dir, record), "",
              "## Use", "", *_usage(repo_id, adapter), "",
@@ -137,7 +168,7 @@ def model_card(run_dir: Path, record: dict[str, Any], *, repo_id: str, adapter: 
 
 
 def write_model_card(run_dir: Path, folder: Path, *, repo_id: str, adapter: bool) -> Path:
-    record = json.loads((run_dir / "run.json").read_text())
+    record = json.loads(RunDirectory(run_dir).record.read_text())
     path = folder / "README.md"
     path.write_text(model_card(run_dir, record, repo_id=repo_id, adapter=adapter))
     return path

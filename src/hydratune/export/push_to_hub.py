@@ -14,17 +14,40 @@ class PushError(Exception):
     exit_code = 1
 
 
+class PushRefused(PushError):
+    """The push would publish something other than what was asked (a public repository for --private)."""
+
+    exit_code = 2
+
+
 def push_folder(folder: Path, repo_id: str, *, private: bool, message: str) -> str:
-    """Create the repository if needed and upload `folder`; returns the commit's URL."""
+    """Create the repository if needed and make it hold exactly `folder`; returns the commit's URL.
+
+    An existing repository keeps its visibility (`create_repo(exist_ok=True)` does not change it),
+    so `private` meeting a public one is refused before anything is uploaded. Files of an earlier
+    push that `folder` no longer has (a model now sharded leaves its old model.safetensors, which
+    from_pretrained would load) are deleted in the same commit.
+    """
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 
     endpoint = constants.ENDPOINT
     where = f"{endpoint}/{repo_id}"
     api = HfApi()
     try:
+        try:
+            public = not api.repo_info(repo_id, repo_type="model").private
+        except RepositoryNotFoundError:  # a new repository: created with the visibility asked for
+            public = None
+        if private and public:
+            raise PushRefused(f"{where} exists and is public, and --private does not change an existing repository's "
+                              f"visibility: make it private first (its settings page, {where}/settings), or push without "
+                              "--private to publish publicly")
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=message, repo_type="model")
+        commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=message, repo_type="model",
+                                   delete_patterns=["*"])  # .gitattributes is always kept
+    except PushRefused:
+        raise
     except OfflineModeIsEnabled:
         raise PushError(f"cannot push to {where}: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE')} is set. "
                         f"The model card is written; push from a machine that reaches {endpoint}, with HF_HUB_OFFLINE unset") from None

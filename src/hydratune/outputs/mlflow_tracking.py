@@ -21,11 +21,13 @@ import re
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
+from urllib.parse import unquote
 
 from filelock import FileLock
 
 from hydratune.atomic_dir import write_json_atomic
 from hydratune.config.spec import RunSpec
+from hydratune.url_credentials import split_credentials, without_credentials
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,14 @@ def enabled(spec: RunSpec) -> bool:
 
 
 def tracking_uri(spec: RunSpec) -> str:
+    """The store, without credentials: a `user:token@` in the URI is handed to MLflow's own
+    environment variables (read by its REST client in this process and the ranks it starts)."""
     uri = spec.train.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri, user, password = split_credentials(uri) if uri else (None, None, None)
+    if user:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(user)
+    if password:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(password)
     return uri or f"sqlite:///{(Path.cwd() / DEFAULT_STORE).resolve()}"
 
 
@@ -86,7 +95,7 @@ def flat_params(spec: RunSpec) -> dict[str, str]:
             text = json.dumps(value, default=str) if isinstance(value, (list, tuple, dict)) else str(value)
             out[prefix] = text[:MAX_PARAM_CHARS]
 
-    walk("", dataclasses.asdict(spec))
+    walk("", without_credentials(dataclasses.asdict(spec)))
     return out
 
 
@@ -120,12 +129,12 @@ def start_run(spec: RunSpec) -> Optional[str]:
         return None
     from mlflow.entities import Param
 
+    uri = tracking_uri(spec)  # the credentials a resumed run's command carries, for the saved store too
     saved = _saved_run(spec.output_dir)
     if saved is not None:
         client, run_id = saved
         client.update_run(run_id, status="RUNNING")
         return run_id
-    uri = tracking_uri(spec)
     client = _client(uri)
     experiment_id = _experiment_id(client, spec.train.mlflow.experiment, uri)
     tags = {"hydratune.run_dir": str(spec.output_dir), "mlflow.source.name": "hydratune train"}

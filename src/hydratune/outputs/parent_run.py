@@ -41,6 +41,8 @@ def parent_record(model_name: str) -> Optional[dict[str, Any]]:
     return {
         "run_dir": str(run_dir),
         "model": spec["model"]["name"],
+        "random_init": spec["model"].get("random_init", False),
+        "revision": spec["model"].get("revision"),
         "method": spec["method"].get("name"),
         "weights": spec["method"].get("weights"),
         "objective": record.get("objective"),

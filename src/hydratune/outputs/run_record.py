@@ -17,6 +17,7 @@ from typing import Any
 
 from hydratune.atomic_dir import write_json_atomic
 from hydratune.config.spec import RunSpec
+from hydratune.url_credentials import restore_from_environment, strip_credentials, without_credentials
 
 SPEC_FILE = "spec.json"
 RUN_FILE = "run.json"
@@ -25,7 +26,7 @@ PACKAGES = ("hydratune", "torch", "transformers", "peft", "accelerate", "dataset
 
 def save_spec(spec: RunSpec, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / SPEC_FILE, dataclasses.asdict(spec))
+    write_json_atomic(directory / SPEC_FILE, without_credentials(dataclasses.asdict(spec)))
     return directory / SPEC_FILE
 
 
@@ -36,7 +37,7 @@ def load_spec(directory: Path) -> RunSpec:
     path = Path(directory) / SPEC_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a hydratune run directory (no {SPEC_FILE})")
-    data = json.loads(path.read_text())
+    data = restore_from_environment(json.loads(path.read_text()))  # a rank's credentials come from its launcher
     return build_run_spec(data, output_dir=str(Path(directory).resolve()))
 
 
@@ -76,8 +77,8 @@ def run_command() -> str:
 
 def write_run_record(spec: RunSpec, **sections: Any) -> Path:
     record = {
-        "spec": dataclasses.asdict(spec),
-        "command": run_command(),
+        "spec": without_credentials(dataclasses.asdict(spec)),
+        "command": strip_credentials(run_command()),
         "versions": package_versions(),
         "git_commit": git_commit(),
         **sections,

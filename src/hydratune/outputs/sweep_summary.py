@@ -22,25 +22,30 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hydratune.atomic_dir import write_json_atomic
+from hydratune.url_credentials import has_credentials, strip_credentials
 
 JOB_STATUS = "job_status.json"
 
 
 class SweepSummary(Callback):
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:  # the launcher has just saved multirun.yaml
+            strip_sweep_config(Path(config.hydra.sweep.dir))
+
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         job_dir = Path(config.hydra.runtime.output_dir)
         status = {
             "job": int(config.hydra.job.num),
-            "overrides": [o for o in config.hydra.overrides.task if not o.startswith("hydra.")],
+            "overrides": [strip_credentials(o) for o in config.hydra.overrides.task if not o.startswith("hydra.")],
             "status": "completed" if job_return.status == JobStatus.COMPLETED else "failed",
             "objective": job_return._return_value if job_return.status == JobStatus.COMPLETED else None,
             "error": None,
         }
         if job_return.status == JobStatus.FAILED:
             error = job_return._return_value
-            status["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()
+            status["error"] = strip_credentials("".join(traceback.format_exception_only(type(error), error)).strip())
         write_json_atomic(job_dir / JOB_STATUS, status)
         write_summary(Path(config.hydra.sweep.dir))
 
@@ -49,6 +54,15 @@ class SweepSummary(Callback):
 
         write_summary(Path(config.hydra.sweep.dir))
         finish_sweep(Path(config.hydra.sweep.dir))  # the MLflow parent run, when the jobs logged to MLflow
+
+
+def strip_sweep_config(sweep_dir: Path) -> None:
+    """Hydra's launcher saves the sweep's config, overrides as typed, in multirun.yaml: without URL credentials."""
+    path = sweep_dir / "multirun.yaml"
+    if path.is_file():
+        text = path.read_text()
+        if has_credentials(text):
+            path.write_text(strip_credentials(text))
 
 
 def _mean_tokens_per_second(log_history: list[dict]) -> float | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Sequence
 
+from hydratune.evaluate.answers import reference_answer
 from hydratune.rewards.gsm8k_correct import gsm8k_correct
 from hydratune.rewards.gsm8k_correct_flexible import gsm8k_correct_flexible
 from hydratune.rewards.gsm8k_format import gsm8k_format
@@ -25,6 +26,20 @@ REWARDS: dict[str, Reward] = {
     "gsm8k_format": gsm8k_format,
     "length_penalty": length_penalty,
 }
+
+
+# The rewards that read the row's reference `answer`, with how they read it: a prompt whose
+# reference they cannot read would score 0 on every completion, with no signal to learn from.
+READS_REFERENCE: dict[str, Callable[[str], Any]] = {
+    "gsm8k_correct": reference_answer,
+    "gsm8k_correct_flexible": reference_answer,
+}
+
+
+def unreadable_references(names: Sequence[str], answers: Sequence[str]) -> list[int]:
+    """Positions of the answers that some chosen reward cannot read as a reference."""
+    readers = {READS_REFERENCE[name] for name in names if name in READS_REFERENCE}
+    return [i for i, answer in enumerate(answers) if any(read(answer or "") is None for read in readers)]
 
 
 def is_custom_reward(name: str) -> bool:

@@ -7,7 +7,9 @@ identity (its spec apart from the step budget, and its data cache key), then pru
 only complete checkpoints count towards `train.save_total_limit`, and only once the
 new one is marked, so a crash at any moment leaves at least one complete checkpoint.
 `train.resume=auto` takes the newest complete checkpoint of this run and refuses, with
-the choices, when there are checkpoints but none is complete or they belong elsewhere.
+the choices, when there are checkpoints but none is complete or they belong elsewhere, and
+when the run finished and the step budget was not raised. The decision comes before the
+run writes anything, so a refused resume leaves the directory as it was.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from hydratune.config.problems import ConfigError, Problem
+from hydratune.config.problems import ConfigError, Problem, raise_if_any
 from hydratune.config.spec import RunSpec
+from hydratune.run_layout import RunDirectory
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +36,11 @@ _STEP = re.compile(r"^checkpoint-(\d+)$")
 _RESUMABLE_CHANGES = ("train.max_steps", "train.epochs", "train.resume", "run.")
 
 
-def run_identity(spec: RunSpec, data_key: str) -> dict[str, Any]:
-    """What a checkpoint must share with the run that resumes it, as flat `key: value` pairs."""
-    flat = _flatten(dataclasses.asdict(spec))
-    spec_part = {k: v for k, v in flat.items() if not k.startswith(_RESUMABLE_CHANGES)}
-    return {**spec_part, "data.cache_key": data_key}
+def run_identity(spec: RunSpec, data_key: str | None) -> dict[str, Any]:
+    """What a checkpoint must share with the run that resumes it, as flat `key: value` pairs
+    (without the data's key when it is not known yet)."""
+    spec_part = _flatten_spec(dataclasses.asdict(spec))
+    return spec_part if data_key is None else {**spec_part, "data.cache_key": data_key}
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -111,34 +114,84 @@ def barrier() -> None:
         dist.barrier()
 
 
-def resolve_resume(spec: RunSpec, data_key: str) -> str | None:
-    """The checkpoint to resume from (None: start at step 0), or ConfigError with the choices."""
+def resolve_resume(spec: RunSpec, data_key: str | None) -> str | None:
+    """The checkpoint `train.resume` continues from (None: start at step 0), or ConfigError naming
+    everything that stands in the way and the way out. Decided before the run writes anything.
+    `data_key` None (a dry run, before the data is prepared) checks everything but the data."""
     resume = spec.train.resume
     if not resume:
         return None
-    directory = checkpoints_dir(spec)
+    current = run_identity(spec, data_key)
     if resume != "auto":
-        path = Path(resume)
-        if not (path / COMPLETE_MARKER).is_file():
-            raise ConfigError([Problem(f"train.resume={resume}", f"not a complete hydratune checkpoint (no {COMPLETE_MARKER})",
-                                       "pick a checkpoint-N folder that has one, or train.resume=auto")])
-        differences = _differences(read_marker(path).get("identity", {}), run_identity(spec, data_key))
+        folder = Path(resume)
+        raise_if_any(_checkpoint_problems(folder, spec, current, f"train.resume={resume}"))
+        return str(folder)
+    layout = RunDirectory(spec.output_dir)
+    complete = complete_checkpoints(checkpoints_dir(spec))
+    problems = _checkpoint_problems(complete[-1], spec, current, "train.resume=auto") if complete else []
+    if not complete and checkpoint_folders(checkpoints_dir(spec)):
+        problems.append(Problem("train.resume=auto", f"{checkpoints_dir(spec)} holds checkpoints but none is complete (a crash "
+                                "during its save)", f"{START_OVER}; or pick one with train.resume=<path> after checking it"))
+    elif not complete and layout.spec.is_file():  # stopped before its first checkpoint: it starts over, if the same run
+        differences = _differences(_flatten_spec(json.loads(layout.spec.read_text())),
+                                   {k: v for k, v in current.items() if k != "data.cache_key"})
         if differences:
-            log.warning("resuming from %s, which was made with other settings: %s", path, "; ".join(differences))
-        return str(path)
-    complete = complete_checkpoints(directory)
-    start_over = "start over in a new directory, or clear this one with run.overwrite=true"
-    if not complete:
-        if checkpoint_folders(directory):
-            raise ConfigError([Problem("train.resume=auto", f"{directory} holds checkpoints but none is complete (a crash during its save)",
-                                       f"{start_over}; or pick one with train.resume=<path> after checking it")])
-        return None
-    newest = complete[-1]
-    differences = _differences(read_marker(newest).get("identity", {}), run_identity(spec, data_key))
+            problems.append(Problem("train.resume=auto", f"{layout.root} holds another run: " + "; ".join(differences[:8]),
+                                    f"fix the config to match it, or {START_OVER}"))
+    problems += _finished_problems(spec, layout, has_checkpoint=bool(complete))
+    raise_if_any(problems)
+    if not complete and layout.spec.is_file():
+        log.info("%s has no checkpoint yet: the run starts over at step 0", layout.root)
+    return str(complete[-1]) if complete else None
+
+
+START_OVER = "start over in a new hydra.run.dir, or clear this one with run.overwrite=true"
+
+
+def _finished_problems(spec: RunSpec, layout: RunDirectory, *, has_checkpoint: bool) -> list[Problem]:
+    """A finished run is continued only to a larger step budget, and only from a checkpoint."""
+    if not layout.finished():
+        return []
+    record = json.loads(layout.record.read_text())
+    step = record.get("metrics", {}).get("global_step")
+    before = record.get("spec", {}).get("train", {})
+    raised = (spec.train.max_steps or 0) > (before.get("max_steps") or 0) or (
+        spec.train.max_steps is None and before.get("max_steps") is None and spec.train.epochs > before.get("epochs", 0))
+    if not raised:
+        return [Problem("train.resume=auto", f"{layout.root} already finished at step {step}",
+                        "raise train.max_steps to continue it, or pick a new hydra.run.dir")]
+    if not has_checkpoint:
+        return [Problem("train.resume=auto", f"{layout.root} finished at step {step} and kept no checkpoint to continue from "
+                        "(train.save_steps was null)", "pick a new hydra.run.dir; set train.save_steps to keep checkpoints "
+                        "a later run can continue from")]
+    return []
+
+
+def _checkpoint_problems(folder: Path, spec: RunSpec, current: dict[str, Any], key: str) -> list[Problem]:
+    """Why `folder` is not a complete checkpoint of this run with steps left to train (none when it is)."""
+    if not (folder / COMPLETE_MARKER).is_file():
+        return [Problem(key, f"{folder} is not a complete hydratune checkpoint (no {COMPLETE_MARKER})",
+                        "pick a checkpoint-N folder that has one, or train.resume=auto")]
+    marker = read_marker(folder)
+    saved = marker.get("identity", {})
+    if "data.cache_key" not in current:  # checked once the data is prepared
+        saved = {k: v for k, v in saved.items() if k != "data.cache_key"}
+    problems = []
+    differences = _differences(saved, current)
     if differences:
-        raise ConfigError([Problem("train.resume=auto", f"{newest} belongs to another run: " + "; ".join(differences[:8]),
-                                   f"fix the config to match it, {start_over}, or pick a checkpoint with train.resume=<path>")])
-    return str(newest)
+        problems.append(Problem(key, f"{folder} belongs to another run: " + "; ".join(differences[:8]),
+                                f"fix the config to match it, {START_OVER}"))
+    step = marker.get("global_step", step_of(folder))
+    # At the budget exactly, a run whose training ended but whose export or evaluation failed is finished.
+    if spec.train.max_steps is not None and step > spec.train.max_steps:
+        problems.append(Problem(key, f"{folder} is at step {step}, past train.max_steps={spec.train.max_steps}",
+                                f"set train.max_steps above {step} to continue it, or pick a new hydra.run.dir"))
+    return problems
+
+
+def _flatten_spec(saved: dict[str, Any]) -> dict[str, Any]:
+    """A spec.json's content as `run_identity` lists it (the step budget and run section left out)."""
+    return {k: v for k, v in _flatten(saved).items() if not k.startswith(_RESUMABLE_CHANGES)}
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

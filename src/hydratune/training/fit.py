@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -21,12 +22,15 @@ from hydratune.atomic_dir import write_json_atomic
 from hydratune.cache_dirs import cache_root
 from hydratune.data.prepare_data import run_preprocess
 from hydratune.config.environment import Environment
+from hydratune.data.errors import DataError
 from hydratune.plan import decoder_layer_class, resolve_precision
 from hydratune.config.spec import RunSpec
 from hydratune.outputs import mlflow_tracking
 from hydratune.training.build_model import build_model
 from hydratune.training.checkpoints import decide_on_rank_zero, resolve_resume, run_identity
 from hydratune.training.hydratune_trainer import HydratuneMixin
+from hydratune.run_layout import RunDirectory
+from hydratune.training.parity_rows import parity_batch, save_parity_rows
 from hydratune.training.peak_memory import PeakMemory
 from hydratune.training.post_training import build_trainer
 from hydratune.training.token_throughput import CountingCollator
@@ -37,11 +41,6 @@ log = logging.getLogger(__name__)
 TRAIN_RESULT = "train_result.json"
 
 
-def weights_dir(spec: RunSpec) -> Path:
-    """Where fit() leaves the trained weights: the adapter, or the full model."""
-    return spec.output_dir / ("trained" if spec.method.weights == "full" else "adapter")
-
-
 def fit(spec: RunSpec, env: Environment) -> dict:
     from hydratune.models.model_loading import load_model_config, load_tokenizer
 
@@ -50,6 +49,7 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     tokenizer = load_tokenizer(spec.model, root)
     prepared = run_preprocess(spec, tokenizer=tokenizer)  # a cache hit: the launcher or the first rank built it
     train_rows, eval_rows = prepared.load("train"), prepared.load("eval")
+    check_prepared_rows(spec, train_rows)
     if spec.method.name == "grpo":
         eval_rows = None  # GRPO's held-out measure is generation (eval=[gsm8k]), after training
     loss_task = spec.eval.tasks.get("loss")
@@ -57,7 +57,7 @@ def fit(spec: RunSpec, env: Environment) -> dict:
         eval_rows = eval_rows.select(range(min(loss_task.max_rows, len(eval_rows))))
 
     precision = resolve_precision(spec.train.precision, env)
-    layer_class = decoder_layer_class(load_model_config(spec.model, root))
+    layer_class = decoder_layer_class(load_model_config(spec.model, root), trust_remote_code=spec.model.trust_remote_code)
     # TrainingArguments first: under DeepSpeed ZeRO-3 it must exist before the model is built.
     args = training_arguments(spec, env, precision=precision, has_eval=eval_rows is not None, layer_class=layer_class)
     args.device  # initializes the process group: ZeRO-3 partitions weights as they load, across all ranks
@@ -78,8 +78,7 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     peak.start()
     model = build_model(spec, env, root, precision)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(spec.output_dir / "tensorboard")
-    # W&B (offline with WANDB_MODE=offline) writes into the run directory, unless the user chose a place
-    os.environ.setdefault("WANDB_DIR", str(spec.output_dir))
+    use_wandb_directory(spec.output_dir)
     os.environ.setdefault("WANDB_PROJECT", "hydratune")
     evaluating = loss_task is not None and eval_rows is not None
     trainer = build_trainer(
@@ -95,6 +94,8 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     )
     if mlflow_tracking.enabled(spec) and trainer.is_world_process_zero():
         trainer.add_callback(mlflow_tracking.step_logger(spec.output_dir))
+    if trainer.is_world_process_zero():  # what export and the model card read later: the run keeps them
+        keep_data_records(spec, prepared, tokenizer)
     resume_from = decide_on_rank_zero(lambda: resolve_resume(spec, prepared.key))
     if resume_from:
         log.info("resuming from %s", resume_from)
@@ -111,7 +112,9 @@ def fit(spec: RunSpec, env: Environment) -> dict:
         if spec.method.name == "sft":
             metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
 
-    target = weights_dir(spec)
+    if "wandb" in spec.train.report_to and trainer.is_world_process_zero():
+        finish_wandb_run()  # the next job of a sweep in this process starts its own
+    target = RunDirectory(spec.output_dir).weights(spec.method.weights)
     save_weights(trainer, target)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(target))
@@ -130,6 +133,51 @@ def fit(spec: RunSpec, env: Environment) -> dict:
         write_json_atomic(spec.output_dir / TRAIN_RESULT, result)
     trainer.accelerator.wait_for_everyone()
     return metrics
+
+
+def keep_data_records(spec: RunSpec, prepared, tokenizer) -> None:
+    """The data report (for the model card), and the rows merged/ is checked on (adapters only), in the
+    run directory: an export or a publish later needs neither the data nor its cache."""
+    layout = RunDirectory(spec.output_dir)
+    shutil.copyfile(prepared.directory / "report.json", layout.data_report)
+    if spec.method.weights != "full":
+        save_parity_rows(layout.parity_rows, parity_batch(prepared.load("eval") or prepared.load("train"), tokenizer))
+
+
+_wandb_dir_we_set: str | None = None
+
+
+def use_wandb_directory(run_dir: Path) -> None:
+    """W&B (offline with WANDB_MODE=offline) writes into this job's run directory, unless the user
+    set WANDB_DIR: each job of a sweep run in one process gets its own, not the first job's."""
+    global _wandb_dir_we_set
+    if os.environ.get("WANDB_DIR") in (None, _wandb_dir_we_set):
+        _wandb_dir_we_set = os.environ["WANDB_DIR"] = str(run_dir)
+
+
+def finish_wandb_run() -> None:
+    """transformers' W&B callback leaves its run open, and logs the next Trainer into it."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def check_prepared_rows(spec: RunSpec, train_rows) -> None:
+    """GRPO: every prompt's reference answer is one its rewards can read (else every completion of that
+    prompt scores 0, silently); DataError naming the first row that is not, before any training."""
+    if spec.method.name != "grpo":
+        return
+    from hydratune.rewards import READS_REFERENCE, unreadable_references
+
+    bad = unreadable_references(spec.method.rewards, train_rows["answer"])
+    if bad:
+        readers = ", ".join(name for name in spec.method.rewards if name in READS_REFERENCE)
+        first = train_rows[bad[0]]
+        raise DataError(f"{first['source_row']}: the reference answer {first['answer'][-60:]!r} holds no number that "
+                        f"{readers} can read ({len(bad)} of {len(train_rows)} prompts)",
+                        "give each prompt a reference that is a number (`72`) or ends in `#### 72`, or choose "
+                        "method.rewards that do not read it")
 
 
 def most_supervised(spec: RunSpec, train_rows, eval_rows) -> int | None:

@@ -15,6 +15,7 @@ process, the environment is used as given.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from hydratune.config.spec import RunSpec
+from hydratune.url_credentials import pass_to_ranks, settings_with_credentials
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ def relaunch(spec: RunSpec) -> None:
         wait_for_nodes(spec)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // sh.nproc_per_node)))
     os.environ[LAUNCHER_PID] = str(os.getpid())
+    pass_to_ranks(settings_with_credentials(dataclasses.asdict(spec)))  # spec.json holds them stripped
     log.info("starting %d rank(s) on this node (node %d of %d)", sh.nproc_per_node, sh.node_rank, sh.nnodes)
     previous = {sig: signal.getsignal(sig) for sig in _HANDLED}
     try:

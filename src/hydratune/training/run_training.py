@@ -17,15 +17,18 @@ from typing import Any
 
 from hydratune.data.prepare_data import run_preprocess
 from hydratune.config.environment import detect_environment
-from hydratune.plan import plan_run
+from hydratune.held_run_files import write_held
+from hydratune.plan import plan_run, write_plan
+from hydratune.run_layout import RunDirectory
 from hydratune.outputs.run_record import save_spec, write_run_record
+from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import RunSpec
 from hydratune.outputs import mlflow_tracking
 from hydratune.outputs.parent_run import parent_record
-from hydratune.outputs.run_directory import claim_run_directory
+from hydratune.outputs.run_directory import claim_run_directory, take_run_directory
 from hydratune.training.checkpoints import resolve_resume
 from hydratune.training.launch import needs_relaunch, relaunch
-from hydratune.training.fit import fit, read_train_result, weights_dir
+from hydratune.training.fit import check_prepared_rows, fit, read_train_result
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +44,19 @@ def run_training(spec: RunSpec) -> Any:
     # Nodes may share one run directory (a shared filesystem): node 0 owns it. Another
     # node writing first would make node 0 refuse its own run as an earlier one.
     owner = is_main_process() and spec.sharding.node_rank == 0
-    plan = None
-    if is_main_process():
-        if owner:
-            claim_run_directory(spec)
-        plan = plan_run(spec, save=owner)
-        if owner:
-            save_spec(spec, spec.output_dir)
+    claim = claim_run_directory(spec) if owner else None  # refused here, before anything is written
+    plan = plan_run(spec, save=False) if is_main_process() else None
     if spec.run.dry_run:
+        if claim is not None:
+            _dry_run(spec, claim, plan)
         return None
     if owner:
+        if claim.kind == "resume":  # decided on the data too: a changed file is another run
+            resolve_resume(spec, run_preprocess(spec).key)
+        take_run_directory(claim)
+        write_held(spec.output_dir)
+        write_plan(spec, plan, spec.output_dir)
+        save_spec(spec, spec.output_dir)
         mlflow_tracking.start_run(spec)
     try:
         return _train_and_finish(spec, env, plan, start)
@@ -60,10 +66,23 @@ def run_training(spec: RunSpec) -> Any:
         raise
 
 
+def _dry_run(spec: RunSpec, claim, plan) -> None:
+    """Print what the run would do with its directory; write only into a directory that held nothing."""
+    if claim.kind == "resume":
+        resolve_resume(spec, None)  # refused as the real run would be (the data is checked when it runs)
+    if claim.kind == "new":
+        write_held(spec.output_dir)
+        write_plan(spec, plan, spec.output_dir)
+        save_spec(spec, spec.output_dir)
+        return
+    print(f"dry run: the run {claim.describe()}; nothing was written there", flush=True)
+
+
 def _train_and_finish(spec: RunSpec, env, plan, start: float) -> Any:
     if needs_relaunch(spec, env.under_launcher):
         prepared = run_preprocess(spec)  # once, here: the ranks only read the cache
-        resolve_resume(spec, prepared.key)  # a refused resume fails here, before any rank starts
+        check_prepared_rows(spec, prepared.load("train"))  # refused here (exit 2), before any rank starts
+        resolve_resume(spec, prepared.key)
         relaunch(spec)  # LaunchError, with one message, when a rank fails
         if spec.sharding.node_rank != 0:
             return None  # node 0 finishes the run
@@ -90,16 +109,18 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
         plan = plan_run(spec, quiet=True, most_supervised=result["data"]["most_supervised_per_micro_batch"])
     save_dtype = torch.bfloat16 if result["precision"] == "bf16" else torch.float32
     export_start = time.perf_counter()
-    export = export_merged(spec, weights_dir(spec), save_dtype=save_dtype)
+    export = export_merged(spec, RunDirectory(spec.output_dir).weights(spec.method.weights), save_dtype=save_dtype)
     export_seconds = time.perf_counter() - export_start
-    sample = sample_reply(spec.output_dir / "merged", spec.train.sample_prompt) if spec.train.sample_prompt else None
+    layout = RunDirectory(spec.output_dir)
+    sample = (sample_reply(layout.merged, spec.train.sample_prompt, trust_remote_code=spec.model.trust_remote_code)
+              if spec.train.sample_prompt else None)
     if sample is not None:
         print(f"\nSample from merged/:\n  prompt: {spec.train.sample_prompt}\n  reply:  {sample}\n", flush=True)
     curves = plot_curves(result["log_history"], spec.output_dir / "curves.png")
     eval_start = time.perf_counter()
     metrics = {**_loss_metrics(result["metrics"]), **evaluate_run(spec)}
     eval_seconds = time.perf_counter() - eval_start
-    objective = objective_value(spec, metrics)
+    objective_name, objective = objective_of(spec, metrics)
     record = write_run_record(
         spec,
         plan=plan.to_dict(),
@@ -108,8 +129,7 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
         precision=result["precision"],
         data=result["data"],
         metrics=metrics,
-        objective={"name": spec.eval.objective if spec.eval.tasks else "train_loss", "value": objective,
-                   "direction": spec.eval.direction if spec.eval.tasks else "minimize"},
+        objective={"name": objective_name, "value": objective, "direction": spec.eval.direction if spec.eval.tasks else "minimize"},
         export=export,
         sample=sample,
         curves=str(curves) if curves else None,
@@ -122,6 +142,8 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     log.info("run recorded in %s", record)
     mlflow_tracking.finish_run(spec.output_dir, metrics, step=int(metrics["global_step"]))
     print(run_summary(json.loads(record.read_text()), spec.output_dir), flush=True)
+    if objective is None:
+        raise unmeasured_objective(spec, metrics)
     return objective
 
 
@@ -153,17 +175,31 @@ def evaluate_run(spec: RunSpec) -> dict[str, float]:
 
     root = cache_root(spec.run.cache_dir)
     base = base_target(spec.model, root) if spec.eval.compare_base else None
-    return run_evaluation(merged_target(spec.output_dir / "merged"), base, spec.eval.tasks, cache_root=root,
-                          out_dir=spec.output_dir / "eval", system_prompt=spec.dataset.system_prompt)
+    layout = RunDirectory(spec.output_dir)
+    tuned = merged_target(layout.merged, trust_remote_code=spec.model.trust_remote_code)
+    return run_evaluation(tuned, base, spec.eval.tasks, cache_root=root, out_dir=layout.eval, system_prompt=spec.dataset.system_prompt)
 
 
-def objective_value(spec: RunSpec, metrics: dict[str, float]) -> float:
-    """What a sweep optimizes: eval.objective, or the final training loss when nothing is evaluated."""
+def objective_of(spec: RunSpec, metrics: dict[str, float]) -> tuple[str, float | None]:
+    """What a sweep optimizes: (name, value) of eval.objective, or of the final training loss when
+    nothing is evaluated. `lm_eval.<task>` names that task's first metric. The value is None when
+    the objective was not measured."""
     if not spec.eval.tasks:
-        return float(metrics["train_loss"])
-    if spec.eval.objective not in metrics:
-        raise KeyError(f"eval.objective={spec.eval.objective} was not measured (measured: {', '.join(sorted(metrics))})")
-    return float(metrics[spec.eval.objective])
+        return "train_loss", float(metrics["train_loss"])
+    name = spec.eval.objective
+    if name not in metrics and name.startswith("lm_eval.") and name.count(".") == 1:
+        from hydratune.evaluate.tasks.harness import first_metric
+
+        measured = [m.removeprefix("lm_eval.") for m in metrics if m.startswith("lm_eval.")]
+        name = "lm_eval." + (first_metric(spec.eval.tasks["lm_eval"], name.removeprefix("lm_eval."), measured) or "")
+    return name, (float(metrics[name]) if name in metrics else None)
+
+
+def unmeasured_objective(spec: RunSpec, metrics: dict[str, float]) -> ConfigError:
+    measured = ", ".join(sorted(m for m in metrics if not m.startswith("base.") and m != "global_step"))
+    return ConfigError([Problem(f"eval.objective={spec.eval.objective}", "names no metric the run measured "
+                                f"(run.json and every output are saved; measured: {measured})",
+                                "set eval.objective= to one of those for the next run or sweep")])
 
 
 def _release_training_memory() -> None:

@@ -16,7 +16,7 @@ import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from hydratune.config.problems import Problem
 from hydratune.config.spec import knob
@@ -59,6 +59,67 @@ def harness_problems(options: HarnessTaskSpec, tasks_key: str = "eval.tasks.lm_e
     return [Problem(f"{tasks_key}={name}", "is not a task or group the harness knows",
                     f"list them with `lm-eval ls tasks`; a custom task's YAML goes in the folder {path_key} names")
             for name in options.tasks if name not in known]
+
+
+def reported_metrics(options: HarnessTaskSpec) -> Optional[list[str]]:
+    """The `<task>.<metric>[.<filter>]` names the chosen tasks report (a group's or tag's tasks each), in
+    the order of their harness configs; None when a task is defined in Python (known once it is scored)."""
+    index = task_manager(options).task_index
+    names: list[str] = []
+    for task in _leaf_tasks(options.tasks, index):
+        entry = index.get(task)
+        if entry is None or entry.cfg is None or not isinstance(entry.cfg.get("metric_list", []), (list, type(None))):
+            return None
+        cfg = entry.cfg
+        metrics = [m["metric"] for m in cfg.get("metric_list") or [] if isinstance(m.get("metric"), str)] or \
+            list(DEFAULT_METRICS.get(cfg.get("output_type"), ()))
+        filters = [f["name"] for f in cfg.get("filter_list") or []] or ["none"]
+        if not metrics:
+            return None
+        names += [f"{task}.{metric}" + ("" if flt == "none" else f".{flt}") for metric in metrics for flt in filters]
+    return names
+
+
+# The harness's metrics for a task that lists none (lm_eval.api.registry.DEFAULT_METRIC_REGISTRY).
+DEFAULT_METRICS = {"loglikelihood": ("perplexity", "acc"), "multiple_choice": ("acc", "acc_norm"), "generate_until": ("exact_match",)}
+
+
+def _leaf_tasks(names, index) -> list[str]:
+    """Groups and tags expanded to the tasks they run."""
+    from lm_eval.tasks._index import Kind
+
+    out: list[str] = []
+    for name in names:
+        entry = index.get(name) if isinstance(name, str) else None
+        if entry is not None and entry.kind == Kind.GROUP:
+            members = entry.cfg.get("task") or []
+            out += _leaf_tasks([m if isinstance(m, str) else m.get("task") or m.get("group") for m in members], index)
+        elif entry is not None and entry.kind == Kind.TAG:
+            out += sorted(n for n, e in index.items() if name in e.tags and e.kind in (Kind.TASK, Kind.PY_TASK))
+        else:
+            out.append(name)
+    return out
+
+
+def objective_problems(options: HarnessTaskSpec, objective: str) -> list[Problem]:
+    """`eval.objective=lm_eval.<task>[.<metric>]`: a metric the chosen tasks report. `lm_eval.<task>`
+    alone stands for that task's first metric."""
+    reported = reported_metrics(options)
+    if reported is None:
+        return []  # known once scored: a missing objective is reported then, after everything is saved
+    name = objective.removeprefix("lm_eval.")
+    if name in reported or name in {r.split(".", 1)[0] for r in reported}:  # a metric, or a task for its first one
+        return []
+    shown = ", ".join(f"lm_eval.{r}" for r in reported[:6]) + (f", ... ({len(reported)} in all)" if len(reported) > 6 else "")
+    return [Problem(f"eval.objective={objective}", "names no metric the chosen harness tasks report",
+                    f"set eval.objective= to one of: {shown}")]
+
+
+def first_metric(options: HarnessTaskSpec, task: str, measured: Sequence[str]) -> Optional[str]:
+    """The first metric of `task` (its harness config's order) among those `measured`."""
+    order = reported_metrics(options) or []
+    candidates = [m for m in order if m.split(".", 1)[0] == task and m in measured]
+    return candidates[0] if candidates else next((m for m in sorted(measured) if m.split(".", 1)[0] == task), None)
 
 
 def _is_binary(values: list[Any]) -> bool:
