@@ -79,3 +79,53 @@ def test_a_missing_target_exits_2_naming_it(tmp_path):
     out = chat(str(tmp_path / "nowhere"), "--prompt", "hi")
     assert out.returncode == 2
     assert str(tmp_path / "nowhere") in out.stderr and "Traceback" not in out.stderr
+
+
+def base_model_without_end_of_turn(folder: Path) -> tuple[Path, str]:
+    """The embedded SmolLM2 as a base model would ship: EOS is <|endoftext|> and there is no chat template,
+    though its weights still end each reply with <|im_end|> and then write the user's next turn. Also
+    returns the template it was trained with (ChatML with a default system prompt)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hydratune.cache_dirs import cache_root
+    from hydratune.config.spec import ModelSpec
+    from hydratune.models.model_loading import model_location
+
+    source = model_location(ModelSpec(name=EMBEDDED), cache_root())
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    template = tokenizer.chat_template
+    tokenizer.eos_token = "<|endoftext|>"
+    tokenizer.chat_template = None
+    model = AutoModelForCausalLM.from_pretrained(source)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder, template
+
+
+def test_replies_stop_at_the_end_of_turn_for_an_adapter_and_a_model_folder(tmp_path):
+    """Only merged/ carries the end-of-turn token in its generation config; every target stops there.
+    The adapter is LoRA's initialization (B = 0), saved with the template training set (model.chat_template)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base, template = base_model_without_end_of_turn(tmp_path / "base")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.chat_template = template
+    adapter = tmp_path / "adapter"
+    get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules="all-linear")).save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    with_template = tmp_path / "with-template"
+    shutil.copytree(base, with_template)
+    tokenizer.save_pretrained(with_template)
+    model = AutoModelForCausalLM.from_pretrained(base).eval()
+    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True,
+                                           return_dict=True, return_tensors="pt")
+    ids = model.generate(**inputs, max_new_tokens=60, do_sample=False)[0, inputs["input_ids"].shape[1]:].tolist()
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert end in ids and len(ids) > ids.index(end) + 1  # the model goes on past its end of turn
+    first_turn = tokenizer.decode(ids[:ids.index(end)], skip_special_tokens=True).strip()
+    for target in (adapter, with_template):
+        out = chat(str(target), "--prompt", "What is 2 + 3?", "--max-new-tokens", "60")
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == first_turn, out.stdout  # and not the user's next turn

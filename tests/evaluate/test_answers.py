@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from hydratune.evaluate.answers import flexible_answer, gold_answer, strict_answer
+from hydratune.evaluate.answers import flexible_answer, gold_answer, reference_answer, strict_answer
 from hydratune.evaluate.statistics import mcnemar_exact, wilson_interval
 from hydratune.evaluate.tasks import Problem
 from hydratune.evaluate.tasks.gsm8k import score
@@ -27,12 +27,25 @@ from hydratune.evaluate.tasks.gsm8k import score
         ("#### twelve", None, None),
         ("answer: 40.", None, "40"),
         ("####72", "72", "72"),
+        ("#### \u22125", "-5", "-5"),  # a Unicode minus
+        ("It is \u22123.5 degrees.\n#### -$3.5", "-3.5", "-3.5"),
+        ("#### $-12", "-12", "-12"),
     ],
 )
 def test_extraction(text, strict, flexible):
     as_str = lambda d: None if d is None else format(d, "f")  # noqa: E731
     assert as_str(strict_answer(text)) == strict
     assert as_str(flexible_answer(text)) == flexible
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Natalia sold 48/2 = <<48/2=24>>24 clips.\n#### 72", "72"),  # GSM8K's worked answer
+    ("72", "72"), (" 72. ", "72"), ("$1,234.50", "1234.5"), ("\u22125", "-5"), ("-$5", "-5"),  # a bare number
+    ("seventy-two", None), ("about 72", None), ("", None),
+])
+def test_reference_answers_are_worked_answers_or_bare_numbers(text, expected):
+    got = reference_answer(text)
+    assert (None if got is None else format(got, "f")) == expected
 
 
 def test_gold_answer_and_numeric_equality():

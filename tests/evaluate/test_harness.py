@@ -30,6 +30,25 @@ doc_to_choice: "{{{{choices}}}}"
 doc_to_target: label
 metric_list:
   - metric: acc
+  - metric: brier_score
+""")
+    (folder / "spelled.yaml").write_text(f"""task: spelled
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {folder / "sums.jsonl"}
+test_split: test
+output_type: generate_until
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_target: "{{{{choices[0]}}}}"
+metric_list:
+  - metric: exact_match
+filter_list:
+  - name: strict-match
+    filter:
+      - function: regex
+        regex_pattern: "([0-9]+)"
+      - function: take_first
 """)
 
 
@@ -69,7 +88,40 @@ def test_harness_task_scores_tuned_and_base_with_intervals(tmp_path):
     assert "p_value" in metrics["summary"]["lm_eval"]["sums.acc"]["mcnemar"]
     predictions = [json.loads(line) for line in (run_dir / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert [p["sums.acc"] for p in sorted(predictions, key=lambda p: p["doc_id"])] == picks
+    # the default objective, lm_eval.<first task>, is that task's first metric
     assert record(run_dir)["objective"] == {"name": "lm_eval.sums.acc", "value": tuned["value"], "direction": "maximize"}
+
+
+def test_an_objective_the_tasks_do_not_report_is_refused_before_training(tmp_path):
+    from hydratune.config.cli import compose_spec
+    from hydratune.config.problems import ConfigError
+
+    from ..conftest import cpu_env
+
+    write_task(tmp_path)
+    chosen = ["model=tiny_llama", "eval=[lm_eval]", f"eval.tasks.lm_eval.include_path={tmp_path}",
+              "eval.tasks.lm_eval.tasks=[spelled,sums]"]
+    assert compose_spec(chosen, env=cpu_env()).eval.objective == "lm_eval.spelled"  # its first metric, resolved when scored
+    with pytest.raises(ConfigError) as error:  # a generation task has no acc
+        compose_spec([*chosen, "eval.objective=lm_eval.spelled.acc"], env=cpu_env())
+    assert ("eval.objective=lm_eval.spelled.acc: names no metric the chosen harness tasks report (set eval.objective= to one "
+            "of: lm_eval.spelled.exact_match.strict-match, lm_eval.sums.acc, lm_eval.sums.brier_score)") in str(error.value)
+    compose_spec([*chosen, "eval.objective=lm_eval.spelled.exact_match.strict-match"], env=cpu_env())  # the fix
+
+
+def test_an_objective_that_was_not_measured_exits_2_after_saving_the_run(tmp_path):
+    """brier_score is a metric the task reports but not a 0/1 one, so it has no paired table and no value
+    hydratune measures: the run is recorded whole, then the command says so and exits 2."""
+    write_task(tmp_path)
+    run_dir = tmp_path / "run"
+    out = train(run_dir, "train.max_steps=2", "eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[sums]",
+                f"eval.tasks.lm_eval.include_path={tmp_path}", "eval.objective=lm_eval.sums.brier_score", check=False)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "eval.objective=lm_eval.sums.brier_score: names no metric the run measured" in out.stderr
+    assert "lm_eval.sums.acc" in out.stderr and "Traceback" not in out.stderr
+    rec = record(run_dir)
+    assert rec["objective"]["value"] is None and "lm_eval.sums.acc" in rec["metrics"]
+    assert (run_dir / "merged" / "config.json").is_file() and (run_dir / "eval" / "metrics.json").is_file()
 
 
 def test_unknown_harness_task_is_refused_with_the_fix(tmp_path):

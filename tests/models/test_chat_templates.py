@@ -71,13 +71,26 @@ def test_a_template_that_cannot_be_masked_is_refused_before_tokenizing(tmp_path)
     assert fixed.returncode == 0, fixed.stderr[-2000:]
 
 
+# Every method renders its rows with the chat template: the offline data each trains on.
+METHOD_DATA = {
+    "sft": [],
+    "dpo": ["method=dpo", "dataset.path=generated:arithmetic_preferences", "dataset.format=preference"],
+    "kto": ["method=kto", "dataset.path=generated:arithmetic_preferences", "dataset.format=preference"],
+    "grpo": ["method=grpo", "eval=[none]", "method.num_generations=2"],
+}
+
+
 @pytest.mark.slow
-def test_a_model_without_a_template_needs_one_chosen(tmp_path):
-    """A base model's tokenizer with no template: one message with the fix, and the fix works."""
+@pytest.mark.parametrize("method", sorted(METHOD_DATA))
+def test_a_model_without_a_template_needs_one_chosen(method, tmp_path):
+    """A base model's tokenizer with no template: the same message with the fix for every method,
+    through `train` (the check comes before any row is read), and the fix works."""
     from hydratune.config.spec import ModelSpec
     from hydratune.models.model_loading import model_location
 
     from pathlib import Path
+
+    from ..training.runs import train
 
     source = Path(model_location(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root()))
     base = tmp_path / "base"
@@ -88,10 +101,12 @@ def test_a_model_without_a_template_needs_one_chosen(tmp_path):
     config = json.loads((base / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
     (base / "tokenizer_config.json").write_text(json.dumps(config))
-    out = preprocess(f"model.name={base}", "model.random_init=true")
+    chosen = [*METHOD_DATA[method], f"model.name={base}", "model.random_init=true", "train.max_steps=1"]
+    out = train(tmp_path / "refused", *chosen, check=False)
     assert out.returncode == 2, out.stderr[-2000:]
-    assert "has no chat template" in out.stderr and "model.chat_template=chatml" in out.stderr
-    fixed = preprocess(f"model.name={base}", "model.random_init=true", "model.chat_template=chatml")
+    assert f"model.chat_template=null: the tokenizer of {base} has no chat template" in out.stderr
+    assert "set model.chat_template=chatml" in out.stderr and "Traceback" not in out.stderr
+    fixed = preprocess(*chosen, "model.chat_template=chatml")
     assert fixed.returncode == 0, fixed.stderr[-2000:]
 
 

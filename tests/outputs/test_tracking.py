@@ -46,25 +46,75 @@ def assert_same_steps_and_losses(got: list[tuple[int, float]], expected: list[tu
     assert [loss for _, loss in got] == pytest.approx([loss for _, loss in expected])
 
 
-def test_mlflow_and_offline_wandb_receive_the_run(tmp_path, monkeypatch):
+@pytest.fixture
+def mlflow_server(tmp_path, tmp_path_factory):
+    """A real MLflow tracking server with basic auth (its admin password is SECRET), its store under
+    tmp_path; its own config, which holds the password, elsewhere."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from ..training.runs import free_port
+
+    config = tmp_path_factory.mktemp("mlflow-auth")
+    (config / "auth.ini").write_text(f"""[mlflow]
+default_permission = READ
+database_uri = sqlite:///{config}/auth.db
+admin_username = admin
+admin_password = {SECRET}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+""")
+    store, port = tmp_path / "store", free_port()
+    store.mkdir()
+    env = dict(os.environ, MLFLOW_AUTH_CONFIG_PATH=str(config / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY="test-only")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--workers", "1",
+                               "--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--artifacts-destination", str(store / "artifacts"),
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=config, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            break
+        except OSError:
+            assert time.time() < deadline and server.poll() is None, "the MLflow server did not start"
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=60)
+
+
+def test_mlflow_and_offline_wandb_receive_the_run_and_no_secret_is_recorded(tmp_path, monkeypatch, mlflow_server):
+    """MLflow behind basic auth, its credentials in the tracking URI as typed, a token in another URL
+    setting and in HF_TOKEN: the run logs everything, and no file written holds a secret."""
     from mlflow import MlflowClient
+
+    from ..training.runs import command
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HF_TOKEN", SECRET)
-    store = f"sqlite:///{tmp_path}/mlflow.db"
+    host = mlflow_server.removeprefix("http://")
     run_dir = tmp_path / "run"
-    train(run_dir, "train.max_steps=3", "train.report_to=[mlflow,wandb]", f"train.mlflow.tracking_uri={store}",
-          "eval=[loss,gsm8k]", "eval.tasks.gsm8k.path=generated:arithmetic", "eval.tasks.gsm8k.config_name=null",
+    train(run_dir, "train.max_steps=3", "train.report_to=[mlflow,wandb]", f"train.mlflow.tracking_uri=http://admin:{SECRET}@{host}",
+          f"method.vllm_server_url=https://me:{SECRET}@vllm.example:8000", "eval=[loss,gsm8k]",
+          "eval.tasks.gsm8k.path=generated:arithmetic", "eval.tasks.gsm8k.config_name=null",
           "eval.tasks.gsm8k.max_samples=4", "eval.tasks.gsm8k.max_new_tokens=4")
     logged = [(e["step"], e["loss"]) for e in record(run_dir)["log_history"] if "loss" in e]
     assert len(logged) == 3
 
-    client = MlflowClient(store)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SECRET)
+    client = MlflowClient(mlflow_server)
     (run,) = client.search_runs([client.get_experiment_by_name("hydratune").experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_name == "run"
     spec = record(run_dir)["spec"]
     assert float(run.data.params["optim.learning_rate"]) == spec["optim"]["learning_rate"]
     assert run.data.params["model.name"] == spec["model"]["name"]
+    assert run.data.params["train.mlflow.tracking_uri"] == mlflow_server  # as recorded: without the credentials
+    assert run.data.params["method.vllm_server_url"] == "https://vllm.example:8000"
+    assert json.loads((run_dir / "mlflow_run.json").read_text())["tracking_uri"] == mlflow_server
     history = client.get_metric_history(run.info.run_id, "loss")
     assert_same_steps_and_losses([(m.step, m.value) for m in history], logged)
     metrics = record(run_dir)["metrics"]
@@ -80,6 +130,30 @@ def test_mlflow_and_offline_wandb_receive_the_run(tmp_path, monkeypatch):
     wandb_logged = [(h["train/global_step"], h["train/loss"]) for h in wandb_history(run_dir) if "train/loss" in h]
     assert_same_steps_and_losses(wandb_logged, logged)
 
-    for path in tmp_path.rglob("*"):  # the store, its artifacts, the W&B files, the run directory
+    card = command("hydratune-export", str(run_dir), "--push-to-hub", "me/tiny", env={"HF_HUB_OFFLINE": "1"})
+    assert card.returncode == 1 and (run_dir / "merged" / "README.md").is_file()
+    assert f"train.mlflow.tracking_uri=http://{host}" in (run_dir / "merged" / "README.md").read_text()
+    for path in tmp_path.rglob("*"):  # the store, its artifacts, the W&B files, the run directory, the card
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_each_job_of_a_sweep_gets_its_own_wandb_run(tmp_path, monkeypatch):
+    """Jobs of a sweep run in one process: each writes its own W&B run into its own directory."""
+    import os
+    import subprocess
+    import sys
+
+    from ..conftest import REPO
+    from ..training.runs import TINY
+
+    sweep = tmp_path / "sweep"
+    out = subprocess.run([sys.executable, "-m", "hydratune.train", "-m", *TINY, "train.max_steps=2", "train.report_to=[wandb]",
+                          "optim.learning_rate=1e-3,2e-3", f"hydra.sweep.dir={sweep}"], capture_output=True, text=True,
+                         cwd=REPO, timeout=900, env=dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    for job in (sweep / "0", sweep / "1"):
+        logged = [(e["step"], e["loss"]) for e in record(job)["log_history"] if "loss" in e]
+        wandb_logged = [(h["train/global_step"], h["train/loss"]) for h in wandb_history(job) if "train/loss" in h]
+        assert len(logged) == 2
+        assert_same_steps_and_losses(wandb_logged, logged)

@@ -26,6 +26,20 @@ def test_rewards_on_fixed_completions(name, expected):
     assert REWARDS[name](COMPLETIONS, answer=[GOLD] * len(COMPLETIONS)) == expected
 
 
+@pytest.mark.parametrize("name", ["gsm8k_correct", "gsm8k_correct_flexible"])
+def test_a_bare_number_is_a_reference(name):
+    completions = ["so 4 * 3 = 12\n#### 12", "#### 13", "#### \u22127", "#### -$7"]
+    assert REWARDS[name](completions, answer=["12", "12", "-7", "\u22127"]) == [1, 0, 1, 1]
+
+
+def test_references_no_reward_can_read_are_found():
+    from hydratune.rewards import unreadable_references
+
+    answers = ["#### 12", "12", "twelve", "", "$3"]
+    assert unreadable_references(["gsm8k_correct", "gsm8k_format"], answers) == [2, 3]
+    assert unreadable_references(["gsm8k_format", "length_penalty"], answers) == []  # they do not read it
+
+
 def test_length_penalty_prefers_shorter():
     short, long = REWARDS["length_penalty"](["#### 12", "x" * 500 + "\n#### 12"])
     assert short > long and long == pytest.approx(-0.508)

@@ -30,15 +30,37 @@ MATRIX = [
 ]
 
 
+# Cells whose last checkpoint is exported too: FSDP2 saves checkpoints sharded, ZeRO-3 gathered.
+CHECKPOINT_EXPORTS = {("lora", "fsdp"), ("full", "fsdp_offload"), ("lora", "deepspeed_zero3_offload")}
+
+
 @pytest.mark.parametrize("method,sharding,lr,extra", MATRIX, ids=[f"{m}-{s}" for m, s, _, _ in MATRIX])
 def test_multi_process_run(method, sharding, lr, extra, tmp_path):
-    train(tmp_path, f"method={method}", f"sharding={sharding}", f"optim.learning_rate={lr}", *STEPS, *extra)
+    saves = ["train.save_steps=10"] if (method, sharding) in CHECKPOINT_EXPORTS else []
+    train(tmp_path, f"method={method}", f"sharding={sharding}", f"optim.learning_rate={lr}", *STEPS, *extra, *saves)
     rec = record(tmp_path)
     assert rec["world_size"] == (4 if sharding == "fsdp_hybrid" else 2)
     assert_loss_falls(tmp_path)
     assert_merged_loads_and_generates(tmp_path)
     # FSDP2 gathers and ZeRO-3 consolidates the shards at save: what they export must be what trained
     assert_merged_is_the_trained_model(tmp_path, quantized=method == "qlora")
+    if saves:
+        assert_the_last_checkpoint_exports_the_trained_weights(tmp_path)
+
+
+def assert_the_last_checkpoint_exports_the_trained_weights(run_dir) -> None:
+    """The checkpoint at the last step holds the weights that trained, whatever the strategy wrote:
+    exported through the console script (from another working directory), merged/ is the run's own."""
+    from safetensors.torch import load_file
+
+    from .runs import command
+
+    trained = load_file(run_dir / "merged" / "model.safetensors")
+    out = command("hydratune-export", str(run_dir / "checkpoints" / "checkpoint-10"), cwd="/")
+    assert out.returncode == 0, out.stderr[-3000:]
+    exported = load_file(run_dir / "merged" / "model.safetensors")
+    assert exported.keys() == trained.keys()
+    assert max(float((exported[k] - trained[k]).abs().max()) for k in trained) < 1e-6
 
 
 def test_matrix_covers_every_supported_cell():

@@ -135,3 +135,20 @@ def test_runs_under_ddp(method, tmp_path):
     assert rec["world_size"] == 2 and len(losses(tmp_path / "run")) == 2
     if method == "grpo":  # the groups did differ: there was a signal to learn from
         assert any(e["rewards/text_length/std"] > 0 for e in rec["log_history"] if "loss" in e)
+
+
+def test_grpo_refuses_prompts_whose_reference_no_reward_can_read(tmp_path):
+    """Bare numbers are references the rewards read; a word is not, and would score every completion 0."""
+    data = tmp_path / "prompts.jsonl"
+    rows = [{"prompt": f"What is {i} plus 3?", "answer": str(i + 3)} for i in range(16)]
+    rows[5]["answer"] = "eight"
+    rows[9]["answer"] = "twelve"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    chosen = [*GRPO, f"dataset.path={data}", "dataset.format=prompt", "dataset.eval_split=null", "train.max_steps=1"]
+    out = train(tmp_path / "refused", *chosen, check=False)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert f"{data}:6: the reference answer 'eight' holds no number that gsm8k_correct can read (2 of 16 prompts)" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "refused" / "adapter").exists()
+    rows[5]["answer"], rows[9]["answer"] = "8", "12"  # the fix the message gives
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train(tmp_path / "fixed", *chosen)

@@ -125,6 +125,9 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str, *, claims_run_di
     @hydra.main(config_path=str(CONFIG_DIR), config_name=PRIMARY_CONFIG, version_base="1.3")
     def task(cfg: DictConfig) -> Any:
         hydra_cfg = HydraConfig.get()
+        # Hydra has read the command line: what records it from here on (W&B keeps the program's
+        # arguments) sees URL settings without their credentials.
+        sys.argv[1:] = [strip_credentials(arg) for arg in sys.argv[1:]]
         hold(hydra_files(cfg, HydraConfig.instance().cfg), f"{hydra_cfg.job.name}.log")
         try:
             return _run_stage(stage, cfg, hydra_cfg, argv_problems, claims_run_directory)

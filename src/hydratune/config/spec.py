@@ -264,7 +264,11 @@ class TrainSpec:
     logging_steps: int = knob(1, "Log loss, learning rate, grad norm and tokens/s every N steps.", ge=1)
     save_steps: Optional[int] = knob(None, "Checkpoint every N steps; null saves only at the end.", ge=1)
     save_total_limit: int = knob(2, "Checkpoints kept (the latest K).", ge=1)
-    resume: Optional[str] = knob(None, "`auto` (the latest complete checkpoint in the run dir) or a checkpoint path.")
+    resume: Optional[str] = knob(
+        None, "`auto` (the latest complete checkpoint in the run dir) or a checkpoint path. Refused, before anything is "
+              "written, for another run's checkpoint (settings other than the step budget, or data) and for a finished "
+              "run whose train.max_steps was not raised."
+    )
     report_to: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = knob(
         ("tensorboard",), "Experiment trackers. tensorboard and wandb (with WANDB_MODE=offline) write into the run "
         "dir; mlflow logs the spec, every logged step, the evaluation and the run's files to train.mlflow's store."
@@ -304,7 +308,10 @@ class RunSection:
         None, "Where converted models and tokenized shards are cached; null: $HYDRATUNE_CACHE or ~/.cache/hydratune."
     )
     output_dir: Optional[str] = knob(None, "Run directory; filled in from Hydra's output directory (set it with hydra.run.dir).")
-    overwrite: bool = knob(False, "Clear a run directory that holds an earlier run (its checkpoints, weights and records) before starting.")
+    overwrite: bool = knob(
+        False, "Clear a run directory that holds an earlier run before starting: only the entries a run writes; refused where "
+               "the directory holds anything else, and for the working directory, its parents and the home directory."
+    )
 
 
 @dataclass(frozen=True)

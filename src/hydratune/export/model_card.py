@@ -62,6 +62,16 @@ def _front_matter(record: dict[str, Any], adapter: bool) -> str:
     return "\n".join(lines + ["---", ""])
 
 
+def _micro_batch(spec: dict[str, Any]) -> str:
+    """What one device takes per forward pass, in the method's own rows."""
+    n, method, dataset = spec["train"]["micro_batch_size"], spec["method"], spec["dataset"]
+    if method["name"] == "sft":
+        return f"{n} {'packed ' if dataset.get('packing') else ''}rows of {dataset['max_length']} tokens"
+    if method["name"] == "grpo":
+        return f"{n} completions (groups of {method.get('num_generations')})"
+    return f"{n} {'preference pairs' if method['name'] == 'dpo' else 'rows'}"
+
+
 def _hyperparameters(record: dict[str, Any]) -> list[str]:
     spec = record["spec"]
     method, optim, train = spec["method"], spec["optim"], spec["train"]
@@ -70,8 +80,8 @@ def _hyperparameters(record: dict[str, Any]) -> list[str]:
             ("optimizer", f"{optim['name']}, lr {optim['learning_rate']}, {optim['scheduler']} schedule, "
                           f"warmup {optim['warmup_ratio']}, weight decay {optim['weight_decay']}"),
             ("steps", record["metrics"].get("global_step")),
-            ("batch", f"{train['micro_batch_size']} packed rows of {spec['dataset']['max_length']} tokens x "
-                      f"{train['gradient_accumulation_steps']} accumulation x {record.get('world_size')} processes"),
+            ("batch", f"{_micro_batch(spec)} x {train['gradient_accumulation_steps']} accumulation x "
+                      f"{record.get('world_size')} processes"),
             ("seed", train["seed"])]
     if method["weights"] in ("lora", "qlora"):
         lora = method["lora"]

@@ -78,8 +78,8 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     peak.start()
     model = build_model(spec, env, root, precision)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(spec.output_dir / "tensorboard")
-    use_wandb_directory(spec.output_dir)
-    os.environ.setdefault("WANDB_PROJECT", "hydratune")
+    if "wandb" in spec.train.report_to and args.process_index == 0:
+        start_wandb_run(spec)
     evaluating = loss_task is not None and eval_rows is not None
     trainer = build_trainer(
         spec,
@@ -144,19 +144,18 @@ def keep_data_records(spec: RunSpec, prepared, tokenizer) -> None:
         save_parity_rows(layout.parity_rows, parity_batch(prepared.load("eval") or prepared.load("train"), tokenizer))
 
 
-_wandb_dir_we_set: str | None = None
+def start_wandb_run(spec: RunSpec) -> None:
+    """This run's own W&B run (offline with WANDB_MODE=offline), in the run directory unless WANDB_DIR is set.
+    transformers' callback logs into a run that exists; left to start its own, the jobs of a sweep in one
+    process shared the first job's directory (W&B reads WANDB_DIR once per process) and its run."""
+    import wandb
 
-
-def use_wandb_directory(run_dir: Path) -> None:
-    """W&B (offline with WANDB_MODE=offline) writes into this job's run directory, unless the user
-    set WANDB_DIR: each job of a sweep run in one process gets its own, not the first job's."""
-    global _wandb_dir_we_set
-    if os.environ.get("WANDB_DIR") in (None, _wandb_dir_we_set):
-        _wandb_dir_we_set = os.environ["WANDB_DIR"] = str(run_dir)
+    wandb.init(project=os.environ.get("WANDB_PROJECT", "hydratune"), name=spec.output_dir.name,
+               dir=os.environ.get("WANDB_DIR") or str(spec.output_dir))
 
 
 def finish_wandb_run() -> None:
-    """transformers' W&B callback leaves its run open, and logs the next Trainer into it."""
+    """transformers' W&B callback leaves its run open, and would log the next Trainer into it."""
     import wandb
 
     if wandb.run is not None:
@@ -173,11 +172,17 @@ def check_prepared_rows(spec: RunSpec, train_rows) -> None:
     bad = unreadable_references(spec.method.rewards, train_rows["answer"])
     if bad:
         readers = ", ".join(name for name in spec.method.rewards if name in READS_REFERENCE)
-        first = train_rows[bad[0]]
+        first = min((train_rows[i] for i in bad), key=lambda row: _in_file_order(row["source_row"]))
         raise DataError(f"{first['source_row']}: the reference answer {first['answer'][-60:]!r} holds no number that "
                         f"{readers} can read ({len(bad)} of {len(train_rows)} prompts)",
                         "give each prompt a reference that is a number (`72`) or ends in `#### 72`, or choose "
                         "method.rewards that do not read it")
+
+
+def _in_file_order(location: str) -> tuple[str, int]:
+    """`file:line` sorts by file, then line (the stored rows are shuffled)."""
+    where, _, line = location.rpartition(":")
+    return (where, int(line)) if line.isdigit() else (location, 0)
 
 
 def most_supervised(spec: RunSpec, train_rows, eval_rows) -> int | None:

@@ -122,6 +122,14 @@ def first_metric(options: HarnessTaskSpec, task: str, measured: Sequence[str]) -
     return candidates[0] if candidates else next((m for m in sorted(measured) if m.split(".", 1)[0] == task), None)
 
 
+def _aggregate(aggregated: dict[str, dict[str, Any]], name: str) -> Optional[float]:
+    """The harness's value of `<task>.<metric>[.<filter>]`, which it keys `<metric>,<filter>` under the task."""
+    task, _, rest = name.partition(".")
+    metric, _, flt = rest.partition(".")
+    value = aggregated.get(task, {}).get(f"{metric},{flt or 'none'}")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def _is_binary(values: list[Any]) -> bool:
     return all(isinstance(v, (bool, int, float)) and float(v) in (0.0, 1.0) for v in values)
 
@@ -140,21 +148,24 @@ def run(options: HarnessTaskSpec, model_tokenizer, cache_root, system_prompt: Op
         system_instruction=system_prompt, bootstrap_iters=0,  # intervals come from the per-document scores
     )
     seconds = time.perf_counter() - start
-    predictions, other = [], {}
+    predictions, other, opaque = [], {}, set()
     for harness_task, samples in sorted(results["samples"].items()):
         for sample in sorted(samples, key=lambda s: (s["filter"], s["doc_id"])):
             suffix = "" if sample["filter"] == "none" else f".{sample['filter']}"
             record = {"harness_task": harness_task, "doc_id": sample["doc_id"], "filter": sample["filter"],
                       "target": str(sample["target"]), "response": str(sample["filtered_resps"])[:1000]}
             for metric in sample["metrics"]:
-                record[f"{harness_task}.{metric}{suffix}"] = sample[metric]
+                name = f"{harness_task}.{metric}{suffix}"
+                if isinstance(sample[metric], (bool, int, float)):  # not a metric's raw items (brier_score's arrays)
+                    record[name] = sample[metric]
+                else:
+                    opaque.add(name)
             predictions.append(record)
-    names = sorted({k for p in predictions for k in p if k.startswith(tuple(f"{t}." for t in results["samples"]))})
-    binary = [n for n in names if _is_binary([p[n] for p in predictions if n in p])]
+    names = sorted({k for p in predictions for k in p if k.startswith(tuple(f"{t}." for t in results["samples"]))} | opaque)
+    binary = [n for n in names if n not in opaque and _is_binary([p[n] for p in predictions if n in p])]
     for name in names:
-        if name not in binary:
-            values = [float(p[name]) for p in predictions if name in p]
-            other[name] = sum(values) / len(values)
+        if name not in binary:  # the harness's own aggregate (per-document values may be tuples: brier_score)
+            other[name] = _aggregate(results["results"], name)
     for p in predictions:
         for name in binary:
             if name in p:
