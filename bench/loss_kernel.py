@@ -18,18 +18,20 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from hydratune.training.lean_loss import CHUNK_TOKENS, IGNORE, supervised_loss_sum
+from hydratune.data.tokenize_examples import IGNORE_INDEX
+from hydratune.training.lean_loss import supervised_loss_sum
+from hydratune.training.support_matrix import CHUNK_TOKENS
 
 HIDDEN, VOCAB = 576, 49152
 
 
 def plain(hidden, labels, head):
-    return F.cross_entropy(head(hidden).float()[0, :-1], labels[0, 1:], reduction="sum", ignore_index=IGNORE)
+    return F.cross_entropy(head(hidden).float()[0, :-1], labels[0, 1:], reduction="sum", ignore_index=IGNORE_INDEX)
 
 
 def recomputed(hidden, labels, head):
     targets = labels[:, 1:]
-    keep = targets != IGNORE
+    keep = targets != IGNORE_INDEX
     states, targets = hidden[:, :-1][keep], targets[keep]
     total = hidden.new_zeros(())
     for start in range(0, targets.numel(), CHUNK_TOKENS):
@@ -58,7 +60,7 @@ def main() -> None:
     head = torch.nn.Linear(HIDDEN, VOCAB, bias=False).requires_grad_(False)
     hidden = torch.randn(1, args.tokens, HIDDEN, requires_grad=True)
     labels = torch.randint(0, VOCAB, (1, args.tokens))
-    labels[:, : int(args.tokens * (1 - args.supervised))] = IGNORE
+    labels[:, : int(args.tokens * (1 - args.supervised))] = IGNORE_INDEX
     sides = {"plain (every position)": plain, "chunked, recomputed in backward": recomputed,
              "hydratune chunked, gradients in forward": lambda h, l, w: supervised_loss_sum(h, l, w)}
     results, reference = {}, None

@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from hydratune.cache_dirs import cache_root
-    from hydratune.config.cli import compose_spec
+    from hydratune.commands.cli import compose_spec
     from hydratune.data.prepare_data import run_preprocess
     from hydratune.models.model_loading import load_tokenizer
 

@@ -61,7 +61,7 @@ class AnonPeak:
 def measure_one(side: str, data: Path, workers: int, scratch: Path) -> dict:
     """In this process: load the tokenizer, then build, measuring time and memory."""
     from hydratune.cache_dirs import cache_root
-    from hydratune.config.cli import compose_spec
+    from hydratune.commands.cli import compose_spec
     from hydratune.models.model_loading import load_tokenizer
 
     spec = compose_spec([f"dataset.path={data}", "dataset.format=messages", "dataset.max_length=2048", "dataset.eval_split=null",

@@ -24,9 +24,9 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from hydratune.cache_dirs import cache_root
-    from hydratune.config.cli import compose_spec
+    from hydratune.commands.cli import compose_spec
     from hydratune.models.model_loading import model_location
-    from hydratune.plan import estimate_memory, model_shape
+    from hydratune.training.plan import estimate_memory, model_shape
     from hydratune.training.lean_loss import lean_causal_lm_loss
 
     spec = compose_spec(["+experiment=quickstart", "method.lora.rank=16", "method.lora.alpha=32", f"dataset.max_length={LENGTH}",

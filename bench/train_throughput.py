@@ -106,7 +106,7 @@ def hydratune(data: Path, steps: int, out: str, *extra: str, max_length: int = 5
                  "dataset.strip_calculator_annotations=false", "method.lora.rank=16", "method.lora.alpha=32",
                  "train.gradient_checkpointing=false", "train.micro_batch_size=4", f"train.max_steps={steps}",
                  "eval=[none]", "train.sample_prompt=null", "train.report_to=[]", f"hydra.run.dir={out}", *extra]
-    text = run([sys.executable, "-c", PEAK + prelude + f"sys.argv = ['train', *{overrides!r}]; runpy.run_module('hydratune.train', run_name='__main__')"])
+    text = run([sys.executable, "-c", PEAK + prelude + f"sys.argv = ['train', *{overrides!r}]; runpy.run_module('hydratune.commands.train', run_name='__main__')"])
     record = json.loads((Path(out) / "run.json").read_text())
     rates = [e["tokens_per_second"] for e in record["log_history"] if "tokens_per_second" in e][WARMUP_STEPS:]
     return {"tokens_per_second": statistics.median(rates), "peak_rss_mb": peak_mb(text), "steps_timed": len(rates),

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from hydratune.config.cli import compose_spec
+from hydratune.commands.cli import compose_spec
 
 from .conftest import REPO, cpu_env
 
-ENTRY_POINTS = {"train": "hydratune.train", "preprocess": "hydratune.preprocess", "hydratune-eval": "hydratune.evaluate.command",
-                "hydratune-export": "hydratune.export", "hydratune-chat": "hydratune.chat"}
+ENTRY_POINTS = {"train": "hydratune.commands.train", "preprocess": "hydratune.commands.preprocess", "hydratune-eval": "hydratune.commands.evaluate",
+                "hydratune-export": "hydratune.commands.export", "hydratune-chat": "hydratune.commands.chat"}
 
 
 def example_commands() -> list[tuple[str, str]]:

@@ -7,8 +7,8 @@ import re
 import subprocess
 import sys
 
-from hydratune.config.cli import compose_spec
-from hydratune.plan import estimate_memory, make_plan, model_shape
+from hydratune.commands.cli import compose_spec
+from hydratune.training.plan import estimate_memory, make_plan, model_shape
 
 from .conftest import REPO, cpu_env
 
@@ -62,7 +62,7 @@ def test_dry_run_prints_plan_for_every_experiment(tmp_path):
     """Every shipped experiment plans through the console script: one multirun over all of them
     (one process, where a process per experiment spent most of its time importing)."""
     result = subprocess.run(
-        [sys.executable, "-m", "hydratune.train", "-m", f"+experiment={','.join(EXPERIMENTS)}", "run.dry_run=true",
+        [sys.executable, "-m", "hydratune.commands.train", "-m", f"+experiment={','.join(EXPERIMENTS)}", "run.dry_run=true",
          f"hydra.sweep.dir={tmp_path}"],
         capture_output=True, text=True, cwd=REPO, timeout=600, env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
@@ -98,7 +98,7 @@ def test_full_weights_count_a_reference_copy_unless_precomputed():
 
 def test_unreachable_hub_model_is_a_clear_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "hydratune.train", "model.name=no-such-org/no-such-model", "run.dry_run=true", f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "hydratune.commands.train", "model.name=no-such-org/no-such-model", "run.dry_run=true", f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -108,8 +108,8 @@ def test_unreachable_hub_model_is_a_clear_error(tmp_path):
 def test_chunked_loss_term_is_sized_by_the_data():
     """Before preprocessing the loss's term counts a whole chunk; the prepared data's most
     supervised positions per micro-batch size it where they are fewer, never above a chunk."""
-    from hydratune.plan import CHUNKED_LOGIT_COPIES, PLAIN_LOGIT_COPIES
-    from hydratune.training.lean_loss import CHUNK_TOKENS
+    from hydratune.training.plan import CHUNKED_LOGIT_COPIES, PLAIN_LOGIT_COPIES
+    from hydratune.training.support_matrix import CHUNK_TOKENS
 
     spec, config = _shape_and_spec("train.micro_batch_size=4", "dataset.max_length=256")
     shape = model_shape(spec, config)

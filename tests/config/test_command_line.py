@@ -53,7 +53,7 @@ def test_other_commands_exit_2_on_a_user_error(tool, tmp_path):
 
 
 def test_deepspeed_zero3_json_must_save_full_weights(tmp_path):
-    from hydratune.config.cli import compose_spec
+    from hydratune.commands.cli import compose_spec
     from hydratune.config.problems import ConfigError
 
     from ..conftest import cpu_env

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hydratune.config.config_reference import DEFAULT_PATH, main, render
+from hydratune.commands.config_reference import DEFAULT_PATH, main, render
 from hydratune.config.spec_builder import schema_keys
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hydratune.config.cli import CONFIG_DIR, compose_spec
+from hydratune.commands.cli import CONFIG_DIR, compose_spec
 from hydratune.config.spec import RunSpec
 
 from ..conftest import REPO, cpu_env

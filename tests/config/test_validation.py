@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from hydratune.config.cli import compose_spec
+from hydratune.commands.cli import compose_spec
 from hydratune.config.problems import ConfigError
-from hydratune.config.validation import SUPPORT_MATRIX, support_matrix_markdown
+from hydratune.training.support_matrix import SUPPORT_MATRIX, support_matrix_markdown
 
 from ..conftest import REPO, cpu_env
 
@@ -154,7 +154,7 @@ def test_problems_are_gathered_in_one_error():
 )
 def test_console_script_exits_2_without_traceback(args, needle, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "hydratune.train", Q, *args, f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "hydratune.commands.train", Q, *args, f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )
     assert result.returncode == 2, result.stderr

@@ -6,8 +6,9 @@ import pytest
 
 from hydratune.cache_dirs import cache_root
 from hydratune.data.errors import RowError
-from hydratune.data.formats import FORMATS, FormatOptions, resolve_format
-from hydratune.data.tokenize_examples import IGNORE, MaskPolicy, tokenize_batch
+from hydratune.data.format_registry import FORMATS, resolve_format
+from hydratune.data.formats import FormatOptions
+from hydratune.data.tokenize_examples import IGNORE_INDEX, MaskPolicy, tokenize_batch
 from hydratune.models.model_loading import load_tokenizer
 from hydratune.config.spec import ModelSpec
 
@@ -28,7 +29,7 @@ def encode(tok, fmt, row, policy=DEFAULT, **options):
 
 
 def trained_text(tok, seq):
-    return tok.decode([t for t, l in zip(seq.input_ids, seq.labels) if l != IGNORE])
+    return tok.decode([t for t, l in zip(seq.input_ids, seq.labels) if l != IGNORE_INDEX])
 
 
 def test_qa_exact_ids_and_mask_tiny():
@@ -36,7 +37,7 @@ def test_qa_exact_ids_and_mask_tiny():
     S, E = V["<|im_start|>"], V["<|im_end|>"]
     # ChatML: <|im_start|>user\nWhat is 2 + 3 ?<|im_end|>\n<|im_start|>assistant\n5<|im_end|>\n
     assert seq.input_ids == [S, V["user"], V["What"], V["is"], V["2"], V["+"], V["3"], V["?"], E, S, V["assistant"], V["5"], E]
-    assert seq.labels == [IGNORE] * 11 + [V["5"], E]
+    assert seq.labels == [IGNORE_INDEX] * 11 + [V["5"], E]
 
 
 def test_qa_exact_ids_and_mask_smollm2(smol):
@@ -44,8 +45,8 @@ def test_qa_exact_ids_and_mask_smollm2(smol):
     # SmolLM2's template injects its default system prompt; it is never trained.
     assert seq.input_ids[:3] == [1, 9690, 198]  # <|im_start|>system\n
     assert seq.input_ids[-9:] == [2, 198, 1, 520, 9531, 198, 37, 2, 198]  # ...<|im_end|>\n<|im_start|>assistant\n5<|im_end|>\n
-    assert seq.labels[-3:] == [37, 2, IGNORE]  # the answer and its end-of-turn token; not the newline
-    assert all(l == IGNORE for l in seq.labels[:-3])
+    assert seq.labels[-3:] == [37, 2, IGNORE_INDEX]  # the answer and its end-of-turn token; not the newline
+    assert all(l == IGNORE_INDEX for l in seq.labels[:-3])
     assert len(seq.input_ids) == 40
 
 
@@ -56,7 +57,7 @@ def test_calculator_annotations_stripped(smol):
 
 def test_field_mapping():
     seq = encode(tiny_tokenizer(), "qa", {"prompt": "Hi", "response": "Hello"}, fields={"question": "prompt", "answer": "response"})
-    assert [t for t, l in zip(seq.input_ids, seq.labels) if l != IGNORE] == [V["Hello"], V["<|im_end|>"]]
+    assert [t for t, l in zip(seq.input_ids, seq.labels) if l != IGNORE_INDEX] == [V["Hello"], V["<|im_end|>"]]
 
 
 def test_alpaca_joins_instruction_and_input(smol):
@@ -92,12 +93,12 @@ def test_completion_trains_all_and_appends_eos():
     tok = tiny_tokenizer()
     seq = encode(tok, "completion", {"text": "What is 2"})
     assert seq.input_ids == [V["What"], V["is"], V["2"], V["<|im_end|>"]]
-    assert seq.labels == [IGNORE, V["is"], V["2"], V["<|im_end|>"]]  # the first token is never predicted
+    assert seq.labels == [IGNORE_INDEX, V["is"], V["2"], V["<|im_end|>"]]  # the first token is never predicted
 
 
 def test_pretokenized_keeps_ids_and_labels():
     seq = encode(tiny_tokenizer(), "pretokenized", {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]})
-    assert seq.input_ids == [5, 6, 7] and seq.labels == [IGNORE, 6, 7]
+    assert seq.input_ids == [5, 6, 7] and seq.labels == [IGNORE_INDEX, 6, 7]
 
 
 @pytest.mark.parametrize(

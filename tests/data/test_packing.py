@@ -10,7 +10,7 @@ import torch
 from hydratune.data.packing import pack_lengths
 from hydratune.training.collate import PackedCollator
 
-IGNORE = -100
+IGNORE_INDEX = -100
 
 
 def test_bins_hold_every_sequence_once_within_capacity():
@@ -40,16 +40,16 @@ def test_packed_loss_equals_token_weighted_unpacked_losses():
         ids = torch.randint(3, 128, (n,)).tolist()
         seqs.append(ids)
         # first token never predicted; a masked prompt of 2 tokens; the rest trained
-        labels.append([IGNORE, IGNORE] + ids[2:])
+        labels.append([IGNORE_INDEX, IGNORE_INDEX] + ids[2:])
     row = {"input_ids": sum(seqs, []), "labels": sum(labels, []), "seq_lens": [len(s) for s in seqs]}
     batch = PackedCollator(pad_token_id=0)([row, {"input_ids": seqs[0], "labels": labels[0], "seq_lens": [len(seqs[0])]}])
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
-        packed_loss = torch.nn.functional.cross_entropy(logits[0, :-1], batch["labels"][0, 1:], ignore_index=IGNORE)
+        packed_loss = torch.nn.functional.cross_entropy(logits[0, :-1], batch["labels"][0, 1:], ignore_index=IGNORE_INDEX)
         total, count = 0.0, 0
         for ids, labs in zip(seqs, labels):
             loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labs])).loss
-            n = sum(1 for t in labs[1:] if t != IGNORE)
+            n = sum(1 for t in labs[1:] if t != IGNORE_INDEX)
             total, count = total + loss.item() * n, count + n
         # the padded second row: its real sequence matches the unpacked one too
         padded = model(input_ids=batch["input_ids"][1:], position_ids=batch["position_ids"][1:]).logits[0, : len(seqs[0])]

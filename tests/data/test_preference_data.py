@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hydratune.config.cli import compose_spec
+from hydratune.commands.cli import compose_spec
 from hydratune.data.errors import DataError, RowError
 from hydratune.data.formats import Example, FormatOptions
 from hydratune.data.preference_formats import PreferencePair, preference, prompt, prompt_from_conversation, unpaired
@@ -125,7 +125,7 @@ def test_kto_splits_pairs_and_the_cache_is_keyed_by_row_kind(tmp_path):
 def test_preprocess_command_reports_a_pair_with_its_masks(tmp_path):
     data = _write(tmp_path / "pairs.jsonl", _pairs(12) + [{"prompt": "Hi", "chosen": "Hello", "rejected": "Hello"}])
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    args = [sys.executable, "-m", "hydratune.preprocess", "model=tiny_llama", "method=dpo", "dataset.format=preference",
+    args = [sys.executable, "-m", "hydratune.commands.preprocess", "model=tiny_llama", "method=dpo", "dataset.format=preference",
             f"dataset.path={data}", "dataset.eval_split=null", "eval=[none]", f"run.cache_dir={tmp_path / 'cache'}",
             f"hydra.run.dir={tmp_path / 'run'}"]
     failed = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hydratune.config.cli import compose_spec
+from hydratune.commands.cli import compose_spec
 from hydratune.data.errors import DataError
 from hydratune.data.packing import pack_lengths, packing_efficiency
 from hydratune.data.prepare_data import run_preprocess
@@ -82,7 +82,7 @@ def test_damaged_cache_is_rebuilt_not_read(tmp_path):
 
 def _build_then_die(data: str, cache: str) -> None:
     """Preprocess and get killed while writing the shards."""
-    import hydratune.data.prepare_data as prepare
+    import hydratune.data.sequence_rows as prepare
 
     original = prepare.write_packed_shards
 
@@ -214,7 +214,7 @@ def test_a_bad_row_is_named_or_dropped_and_counted(fmt, line, needle, reason, tm
 def test_an_empty_assistant_turn_is_masked_never_trained(tmp_path):
     """ShareGPT rows scraped with an empty reply in the middle: the turn is kept as context but not
     trained (no lone end-of-turn taught), counted, and refused with bad_rows=error."""
-    from hydratune.data.tokenize_examples import IGNORE
+    from hydratune.data.tokenize_examples import IGNORE_INDEX
 
     turns = [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": ""}, {"from": "human", "value": "Sum 2 and 5?"},
              {"from": "gpt", "value": "7"}]
@@ -226,7 +226,7 @@ def test_an_empty_assistant_turn_is_masked_never_trained(tmp_path):
     assert prepared.report["sources"]["train"][0]["empty_turns_masked"] == 1
     row = prepared.load("train")[0]
     end_of_turn = tok.convert_tokens_to_ids("<|im_end|>")
-    trained = [label for label in row["labels"] if label != IGNORE]
+    trained = [label for label in row["labels"] if label != IGNORE_INDEX]
     assert trained.count(end_of_turn) == 1 and trained[-1] == end_of_turn, tok.decode(trained)  # only the last reply's
 
 
@@ -253,7 +253,7 @@ def test_overlong_rows_truncated_or_dropped_and_counted(tmp_path):
 
 @pytest.mark.slow
 def test_gsm8k_through_the_real_preprocess_command(gsm8k_dir, tmp_path):
-    cmd = [sys.executable, "-m", "hydratune.preprocess", "+experiment=gsm8k_lora", f"dataset.path={gsm8k_dir}",
+    cmd = [sys.executable, "-m", "hydratune.commands.preprocess", "+experiment=gsm8k_lora", f"dataset.path={gsm8k_dir}",
            "dataset.max_length=512", f"hydra.run.dir={tmp_path / 'run'}"]
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert first.returncode == 0, first.stderr

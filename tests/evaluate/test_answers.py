@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from hydratune.evaluate.answers import flexible_answer, gold_answer, reference_answer, strict_answer
+from hydratune.rewards.answers import flexible_answer, gold_answer, reference_answer, strict_answer
 from hydratune.evaluate.statistics import mcnemar_exact, wilson_interval
-from hydratune.evaluate.tasks import Problem
+from hydratune.evaluate.tasks import Question
 from hydratune.evaluate.tasks.gsm8k import score
 
 
@@ -56,7 +56,7 @@ def test_gold_answer_and_numeric_equality():
 
 
 def test_scorer_on_fixed_predictions():
-    gold = [Problem(f"q{i}", gold_answer(f"#### {g}"), {}) for i, g in enumerate([5, 10, 3, 8, 100])]
+    gold = [Question(f"q{i}", gold_answer(f"#### {g}"), {}) for i, g in enumerate([5, 10, 3, 8, 100])]
     replies = ["#### 5", "the answer is 10", "#### 4\nactually 3", "#### 8.0", "#### 1,00"]
     scored = [score(r, p) for r, p in zip(replies, gold)]
     # strict: 5 yes, 10 no marker, 4 wrong, 8.0 == 8 yes, "1,00" -> 100 yes (commas dropped)

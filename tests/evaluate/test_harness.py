@@ -93,7 +93,7 @@ def test_harness_task_scores_tuned_and_base_with_intervals(tmp_path):
 
 
 def test_an_objective_the_tasks_do_not_report_is_refused_before_training(tmp_path):
-    from hydratune.config.cli import compose_spec
+    from hydratune.commands.cli import compose_spec
     from hydratune.config.problems import ConfigError
 
     from ..conftest import cpu_env
@@ -125,7 +125,7 @@ def test_an_objective_that_was_not_measured_exits_2_after_saving_the_run(tmp_pat
 
 
 def test_unknown_harness_task_is_refused_with_the_fix(tmp_path):
-    from hydratune.config.cli import compose_spec
+    from hydratune.commands.cli import compose_spec
     from hydratune.config.problems import ConfigError
 
     from ..conftest import cpu_env

@@ -106,7 +106,7 @@ def hub(monkeypatch):
 
 
 def test_push_uploads_the_folder_with_its_card_and_drops_what_it_no_longer_has(run_dir, hub):
-    from hydratune.export.command import publish_run
+    from hydratune.export.run_export import publish_run
 
     url = publish_run(run_dir, "me/tiny-lora", dtype_name=None, private=True, adapter_only=True)
     assert url == "https://hub.example/me/tiny-lora/commit/1"
@@ -119,7 +119,7 @@ def test_push_uploads_the_folder_with_its_card_and_drops_what_it_no_longer_has(r
 
 
 def test_private_push_to_a_public_repository_is_refused_before_uploading(run_dir, hub, capsys):
-    from hydratune.export.command import main
+    from hydratune.commands.export import main
 
     hub.existing = {"me/public-model": False}
     with pytest.raises(SystemExit) as exit_info:

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from hydratune.cache_dirs import cache_root
-from hydratune.config.cli import compose_spec
+from hydratune.commands.cli import compose_spec
 from hydratune.config.problems import ConfigError
 from hydratune.models.chat_templates import CHAT_TEMPLATES, masking_break, template_problem, template_source
 

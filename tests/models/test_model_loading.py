@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hydratune.cache_dirs import cache_root
-from hydratune.config.cli import compose_spec
+from hydratune.commands.cli import compose_spec
 from hydratune.models.model_loading import load_base_model, load_tokenizer, model_location
 
 from ..conftest import cpu_env

@@ -148,7 +148,7 @@ def test_each_job_of_a_sweep_gets_its_own_wandb_run(tmp_path, monkeypatch):
     from ..training.runs import TINY
 
     sweep = tmp_path / "sweep"
-    out = subprocess.run([sys.executable, "-m", "hydratune.train", "-m", *TINY, "train.max_steps=2", "train.report_to=[wandb]",
+    out = subprocess.run([sys.executable, "-m", "hydratune.commands.train", "-m", *TINY, "train.max_steps=2", "train.report_to=[wandb]",
                           "optim.learning_rate=1e-3,2e-3", f"hydra.sweep.dir={sweep}"], capture_output=True, text=True,
                          cwd=REPO, timeout=900, env=dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline"))
     assert out.returncode == 0, out.stderr[-3000:]

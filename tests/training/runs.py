@@ -20,7 +20,7 @@ def train(run_dir: Path, *overrides: str, timeout: int = 600, check: bool = True
           cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     result = subprocess.run(
-        [sys.executable, "-m", "hydratune.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "hydratune.commands.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
         capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env,
     )
     if check:
@@ -41,7 +41,7 @@ def tiny_model_dir(target: Path) -> Path:
     import shutil
 
     from hydratune.cache_dirs import cache_root
-    from hydratune.config.cli import compose_spec
+    from hydratune.commands.cli import compose_spec
     from hydratune.models.model_loading import model_location
 
     from ..conftest import cpu_env
@@ -95,7 +95,7 @@ def held_out_loss(model, run_dir: Path) -> float:
     import torch
 
     from hydratune.data.prepare_data import run_preprocess
-    from hydratune.outputs.run_record import load_spec
+    from hydratune.config.spec_file import load_spec
     from hydratune.training.collate import PackedCollator
 
     spec = load_spec(run_dir)
@@ -123,7 +123,7 @@ def assert_merged_is_the_trained_model(run_dir: Path, *, rel: float = 1e-4, quan
 
     from hydratune.cache_dirs import cache_root
     from hydratune.models.model_loading import load_base_model
-    from hydratune.outputs.run_record import load_spec
+    from hydratune.config.spec_file import load_spec
 
     trained = record(run_dir)["metrics"]["loss.eval_loss"]
     merged = held_out_loss(AutoModelForCausalLM.from_pretrained(run_dir / "merged"), run_dir)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hydratune.config.cli import compose_spec
+from hydratune.commands.cli import compose_spec
 from hydratune.config.problems import ConfigError
 from hydratune.export.merge_adapter import recover_merged
 from hydratune.training.checkpoints import COMPLETE_MARKER, prune_checkpoints, resolve_resume, run_identity

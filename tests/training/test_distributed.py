@@ -64,7 +64,7 @@ def assert_the_last_checkpoint_exports_the_trained_weights(run_dir) -> None:
 
 
 def test_matrix_covers_every_supported_cell():
-    from hydratune.config.validation import SUPPORT_MATRIX, supported
+    from hydratune.training.support_matrix import SUPPORT_MATRIX, supported
 
     presets = {"ddp": "ddp", "fsdp": "fsdp", "fsdp_offload": "fsdp", "fsdp_shard_grad_op": "fsdp", "fsdp_hybrid": "fsdp",
                "deepspeed_zero1": "deepspeed", "deepspeed_zero2": "deepspeed", "deepspeed_zero3": "deepspeed",
@@ -101,7 +101,7 @@ def test_two_nodes_on_localhost_through_a_rendezvous_endpoint(tmp_path):
 
     def node(rank: int) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "hydratune.train", *TINY, "sharding=ddp", "sharding.nproc_per_node=1", "sharding.nnodes=2",
+            [sys.executable, "-m", "hydratune.commands.train", *TINY, "sharding=ddp", "sharding.nproc_per_node=1", "sharding.nnodes=2",
              f"sharding.node_rank={rank}", f"sharding.rdzv_endpoint={endpoint}", "sharding.rendezvous_timeout=300", *STEPS,
              f"hydra.run.dir={run}"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hydratune.training.lean_loss import IGNORE, lean_causal_lm_loss, unsupported_reason
+from hydratune.data.tokenize_examples import IGNORE_INDEX
+from hydratune.training.lean_loss import lean_causal_lm_loss, unsupported_reason
 
 
 def _tiny_model(tie: bool):
@@ -21,9 +22,9 @@ def _packed_batch():
     torch.manual_seed(1)
     ids = torch.randint(3, 300, (2, 40))
     labels = ids.clone()
-    labels[:, :12] = IGNORE  # a masked prompt
-    labels[0, 20:25] = IGNORE  # and a second sequence's prompt inside the packed row
-    labels[:, 0] = IGNORE
+    labels[:, :12] = IGNORE_INDEX  # a masked prompt
+    labels[0, 20:25] = IGNORE_INDEX  # and a second sequence's prompt inside the packed row
+    labels[:, 0] = IGNORE_INDEX
     position_ids = torch.cat([torch.arange(20), torch.arange(20)]).repeat(2, 1)
     return {"input_ids": ids, "labels": labels, "position_ids": position_ids}
 

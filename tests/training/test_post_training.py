@@ -36,7 +36,7 @@ def preference_margin(policy, reference, run_dir: Path) -> float:
     import torch
 
     from hydratune.data.prepare_data import run_preprocess
-    from hydratune.outputs.run_record import load_spec
+    from hydratune.config.spec_file import load_spec
 
     spec = load_spec(run_dir)
     rows = run_preprocess(spec).load("eval")
@@ -61,7 +61,7 @@ def test_dpo_raises_held_out_preference_and_exports_the_trained_policy(tmp_path)
 
     from hydratune.cache_dirs import cache_root
     from hydratune.models.model_loading import load_base_model
-    from hydratune.outputs.run_record import load_spec
+    from hydratune.config.spec_file import load_spec
 
     run = tmp_path / "run"
     train(run, *dpo(tmp_path, "train.max_steps=10"))

@@ -22,7 +22,7 @@ COMMON = ["train.max_steps=16", "train.save_steps=2", "train.save_total_limit=3"
 
 def _kill_after_first_checkpoint(run_dir, *overrides) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hydratune.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "hydratune.commands.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     deadline = time.time() + 300

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hydratune.config.cli import compose_spec
+from hydratune.commands.cli import compose_spec
 from hydratune.config.problems import ConfigError
 from hydratune.training.deepspeed_config import deepspeed_config
 

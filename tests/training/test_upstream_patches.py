@@ -33,7 +33,7 @@ def test_deepspeed_is_imported_only_by_runs_that_use_it():
 
 BITSANDBYTES_CHECK = """
 import sys
-from hydratune.config.cli import compose_spec
+from hydratune.commands.cli import compose_spec
 from hydratune.training.upstream_patches import leave_bitsandbytes_unimported
 
 leave_bitsandbytes_unimported(compose_spec(["+experiment=quickstart", *sys.argv[1:]]))

@@ -10,6 +10,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Iterable
 
+from hydratune.errors import HydratuneError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -22,10 +24,8 @@ class Problem:
         return f"{text} ({self.fix})" if self.fix else text
 
 
-class ConfigError(Exception):
+class ConfigError(HydratuneError):
     """Raised with every problem found; the CLI prints it and exits with code 2."""
-
-    exit_code = 2
 
     def __init__(self, problems: Iterable[Problem]):
         self.problems = list(problems)
@@ -36,6 +36,9 @@ class ConfigError(Exception):
         lines = [f"Invalid configuration: {n} problem{'s' if n != 1 else ''}"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
+
+    def describe(self) -> str:
+        return self.render()
 
 
 def raise_if_any(problems: Iterable[Problem]) -> None:

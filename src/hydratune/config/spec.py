@@ -282,16 +282,42 @@ class TrainSpec:
 
 
 # ----------------------------------------------------------------------- eval
-def _eval_task_options() -> dict[str, type]:
-    """Each task's options dataclass, from the task registry (one file per task)."""
-    from hydratune.evaluate.tasks import TASKS
+# The options of each evaluation task (`eval.tasks.<name>.*`); evaluate/tasks/ has one file per task.
+@dataclass(frozen=True)
+class LossTaskSpec:
+    every_n_steps: Optional[int] = knob(None, "Also evaluate during training every N steps; null: only at the end.", ge=1)
+    max_rows: Optional[int] = knob(None, "Evaluate on at most this many packed eval rows.", ge=1)
 
-    return {name: task.options for name, task in TASKS.items()}
+
+@dataclass(frozen=True)
+class Gsm8kTaskSpec:
+    path: str = knob("openai/gsm8k", "GSM8K: the Hub name, or a local file or folder (train/test files).")
+    config_name: Optional[str] = knob("main", "Hub configuration.")
+    split: str = knob("test", "Split scored.")
+    shots_split: str = knob("train", "Split the n-shot examples come from.")
+    max_samples: Optional[int] = knob(None, "Score at most this many problems (the first ones).", ge=1)
+    num_shots: int = knob(0, "Worked examples shown before each problem.", ge=0, le=8)
+    max_new_tokens: int = knob(256, "Generation budget per problem.", ge=1)
+    batch_size: int = knob(16, "Problems generated together.", ge=1)
+    backend: Literal["hf", "vllm"] = knob("hf", "Generation engine; vllm needs vllm installed and a GPU.")
+
+
+@dataclass(frozen=True)
+class HarnessTaskSpec:
+    tasks: tuple[str, ...] = knob((), "Harness task or group names, e.g. [arc_easy, hellaswag].")
+    num_fewshot: Optional[int] = knob(None, "Examples shown before each problem; null: each task's own default.", ge=0)
+    limit: Optional[int] = knob(None, "Score at most this many documents per task (the first ones).", ge=1)
+    batch_size: int = knob(8, "Requests scored together.", ge=1)
+    include_path: Optional[str] = knob(None, "A folder of harness task YAML files (custom or local-data tasks).")
+    apply_chat_template: bool = knob(False, "Wrap prompts in the model's chat template (n-shot examples as turns).")
+
+
+EVAL_TASK_OPTIONS: dict[str, type] = {"loss": LossTaskSpec, "gsm8k": Gsm8kTaskSpec, "lm_eval": HarnessTaskSpec}
 
 
 @dataclass(frozen=True)
 class EvalSpec:
-    tasks: dict[str, Any] = knob({}, "Evaluations to run, by task name (`loss`, `gsm8k`, `lm_eval`).", registry=_eval_task_options)
+    tasks: dict[str, Any] = knob({}, "Evaluations to run, by task name (`loss`, `gsm8k`, `lm_eval`).", registry=EVAL_TASK_OPTIONS)
     objective: str = knob(
         "loss.eval_loss", "The metric a sweep optimizes, as `task.metric` (e.g. `gsm8k.strict_accuracy`); for the harness "
         "`lm_eval.<task>.<metric>[.<filter>]`, or `lm_eval.<task>` for that task's first metric."

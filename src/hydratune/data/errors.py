@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from hydratune.errors import HydratuneError
 
-class DataError(Exception):
-    """Bad input data. `where` names the file:line or row; `fix` says what to do."""
 
-    exit_code = 2
+class DataError(HydratuneError):
+    """Bad input data. `what` names the file:line or row; `fix` says what to do."""
 
     def __init__(self, what: str, fix: str = ""):
         self.what, self.fix = what, fix
         super().__init__(f"{what} ({fix})" if fix else what)
+
+    def describe(self) -> str:
+        return f"Data error: {self}"
 
 
 class RowError(DataError):

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from hydratune.config.spec import DatasetSpec
 from hydratune.data.errors import DataError, RowError
-from hydratune.data.formats import Example, FormatOptions, resolve_format
+from hydratune.data.format_registry import resolve_format
+from hydratune.data.formats import Example, FormatOptions
 from hydratune.data.preference_formats import (
     PreferencePair,
     PromptExample,
@@ -22,10 +23,22 @@ from hydratune.data.preference_formats import (
     prompt_from_conversation,
     unpaired_from_pair,
 )
-from hydratune.data.prepare_data import SourceStats, bad_row_error, hold_out, read_rows, split_plan, write_shards
-from hydratune.data.row_tokenizer import BadRow, checked_example
 from hydratune.data.report import post_training_report, write_report
-from hydratune.data.tokenize_preferences import tokenize_pair, tokenize_prompt, tokenize_unpaired
+from hydratune.data.row_reading import (
+    SourceStats,
+    bad_row_error,
+    hold_out,
+    read_rows,
+    split_plan,
+)
+from hydratune.data.row_tokenizer import BadRow, checked_example
+from hydratune.data.shard_files import write_shards
+from hydratune.data.tokenize_preferences import (
+    tokenize_pair,
+    tokenize_prompt,
+    tokenize_unpaired,
+)
+
 
 def _schema(kind: str):
     import pyarrow as pa

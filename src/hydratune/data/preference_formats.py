@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from hydratune.data.errors import RowError
-from hydratune.data.formats import ROLES, Example, FormatOptions, _get, _text, _with_system
+from hydratune.data.formats import (
+    ROLES,
+    Example,
+    FormatOptions,
+    field_value,
+    text_of,
+    with_system,
+)
 
 Messages = tuple[Mapping[str, str], ...]
 
@@ -74,18 +81,18 @@ def _reply(messages: list[dict[str, str]], name: str) -> Messages:
 
 
 def preference(row: Mapping[str, Any], options: FormatOptions) -> PreferencePair:
-    chosen = _as_messages(_get(row, options, "chosen"), options.field("chosen"), "assistant")
-    rejected = _as_messages(_get(row, options, "rejected"), options.field("rejected"), "assistant")
+    chosen = _as_messages(field_value(row, options, "chosen"), options.field("chosen"), "assistant")
+    rejected = _as_messages(field_value(row, options, "rejected"), options.field("rejected"), "assistant")
     shared = _shared_prefix(chosen, rejected)
     if shared and chosen[0]["role"] != "assistant":  # whole conversations: the prompt is what they share
         while shared and chosen[shared - 1]["role"] == "assistant":
             shared -= 1  # a shared earlier reply stays in the prompt only up to the last user turn
         prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
     else:
-        prompt = _as_messages(_get(row, options, "prompt"), options.field("prompt"), "user")
+        prompt = _as_messages(field_value(row, options, "prompt"), options.field("prompt"), "user")
     if chosen == rejected:
         raise RowError("identical replies", "chosen and rejected are the same", "remove the row (it carries no preference), or set dataset.bad_rows=drop")
-    return PreferencePair(_with_system(prompt, options), _reply(chosen, options.field("chosen")), _reply(rejected, options.field("rejected")))
+    return PreferencePair(with_system(prompt, options), _reply(chosen, options.field("chosen")), _reply(rejected, options.field("rejected")))
 
 
 _TRUE = {True, 1, "true", "True", "desirable", "yes"}
@@ -93,18 +100,18 @@ _FALSE = {False, 0, "false", "False", "undesirable", "no"}
 
 
 def unpaired(row: Mapping[str, Any], options: FormatOptions) -> UnpairedExample:
-    prompt = _as_messages(_get(row, options, "prompt"), options.field("prompt"), "user")
-    completion = _as_messages(_get(row, options, "completion"), options.field("completion"), "assistant")
-    label = _get(row, options, "label")
+    prompt = _as_messages(field_value(row, options, "prompt"), options.field("prompt"), "user")
+    completion = _as_messages(field_value(row, options, "completion"), options.field("completion"), "assistant")
+    label = field_value(row, options, "label")
     if label not in _TRUE and label not in _FALSE:
         raise RowError("bad label", f"field '{options.field('label')}' is {label!r}", "use true (desirable) or false (undesirable)")
-    return UnpairedExample(_with_system(prompt, options), _reply(completion, options.field("completion")), label in _TRUE)
+    return UnpairedExample(with_system(prompt, options), _reply(completion, options.field("completion")), label in _TRUE)
 
 
 def prompt(row: Mapping[str, Any], options: FormatOptions) -> PromptExample:
-    messages = _as_messages(_get(row, options, "prompt"), options.field("prompt"), "user")
-    answer = _get(row, options, "answer", optional=True)
-    return PromptExample(_with_system(messages, options), _text(answer, options.field("answer")) if answer is not None else "")
+    messages = _as_messages(field_value(row, options, "prompt"), options.field("prompt"), "user")
+    answer = field_value(row, options, "answer", optional=True)
+    return PromptExample(with_system(messages, options), text_of(answer, options.field("answer")) if answer is not None else "")
 
 
 def prompt_from_conversation(example: Example) -> PromptExample:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hydratune.atomic_dir import write_json_atomic
-from hydratune.data.tokenize_examples import IGNORE
+from hydratune.data.tokenize_examples import IGNORE_INDEX
 
 EXAMPLES_SHOWN = 3
 HISTOGRAM_BINS = 16
@@ -23,7 +23,7 @@ def _segments(tokenizer, input_ids, labels) -> list[list[Any]]:
     current: list[int] = []
     trained = None
     for tok, label in zip(input_ids, labels):
-        is_trained = label != IGNORE
+        is_trained = label != IGNORE_INDEX
         if is_trained != trained and current:
             runs.append([tokenizer.decode(current), bool(trained)])
             current = []

@@ -18,9 +18,16 @@ from typing import Iterator, Sequence, Union
 import numpy as np
 
 from hydratune.data.errors import DataError, RowError
-from hydratune.data.formats import Example, FormatOptions, resolve_format
+from hydratune.data.format_registry import resolve_format
+from hydratune.data.formats import Example, FormatOptions
 from hydratune.data.sources import RawRow
-from hydratune.data.tokenize_examples import MaskPolicy, dropped_by_template, fit_length, token_id_problem, tokenize_batch
+from hydratune.data.tokenize_examples import (
+    MaskPolicy,
+    dropped_by_template,
+    fit_length,
+    token_id_problem,
+    tokenize_batch,
+)
 
 BATCH_ROWS = 512
 IN_FLIGHT_PER_WORKER = 2  # batches queued per worker: enough to keep it busy, bounded memory

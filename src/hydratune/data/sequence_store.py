@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from hydratune.data.tokenize_examples import IGNORE
+from hydratune.data.tokenize_examples import IGNORE_INDEX
 
 _INT32 = np.dtype(np.int32).itemsize
 
@@ -55,7 +55,7 @@ class SequenceWriter:
             ids.append(seq_ids)
             labels.append(seq_labels)
             self.lengths.append(len(seq_ids))
-            self.supervised.append(int(np.count_nonzero(seq_labels != IGNORE)))
+            self.supervised.append(int(np.count_nonzero(seq_labels != IGNORE_INDEX)))
         if ids:
             self._ids.write(np.concatenate(ids).astype(np.int32, copy=False).tobytes())
             self._labels.write(np.concatenate(labels).astype(np.int32, copy=False).tobytes())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from hydratune.data.errors import DataError, RowError
+from hydratune.data.synthetic_arithmetic import generated_split_file
 
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 GENERATED_PREFIX = "generated:"
@@ -40,7 +41,6 @@ def open_split(path: str, split: str, *, config_name: str | None = None, revisio
     """The rows of `split` from a generator, a local file or folder, or a Hub dataset
     (streamed, with `streaming`: rows arrive as they are read, nothing is stored whole)."""
     if path.startswith(GENERATED_PREFIX):
-        from hydratune.data.synthetic_arithmetic import generated_split_file
 
         return _local_file(generated_split_file(path[len(GENERATED_PREFIX):], split, cache_root))
     local = Path(path).expanduser()

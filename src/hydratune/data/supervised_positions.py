@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from hydratune.data.tokenize_examples import IGNORE
+from hydratune.data.tokenize_examples import IGNORE_INDEX
 
 
 def supervised_per_row(rows) -> np.ndarray:
     """For each row of a shard-backed `datasets.Dataset`: the positions whose next token is
-    trained (labels[1:] != IGNORE), counted on the Arrow buffers without Python lists."""
+    trained (labels[1:] != IGNORE_INDEX), counted on the Arrow buffers without Python lists."""
     if rows._indices is not None:  # a non-contiguous select(): its rows in order, as a table
         rows = rows.flatten_indices()
     counts = []
@@ -23,7 +23,7 @@ def supervised_per_row(rows) -> np.ndarray:
         offsets = chunk.offsets.to_numpy(zero_copy_only=False)  # index into the whole values buffer
         starts, ends = offsets[:-1], offsets[1:]
         # one byte per token; a sliced chunk's rows end before its values buffer does
-        trained = chunk.values.to_numpy(zero_copy_only=False)[: offsets[-1]] != IGNORE
+        trained = chunk.values.to_numpy(zero_copy_only=False)[: offsets[-1]] != IGNORE_INDEX
         nonempty = starts < ends
         per_row = np.zeros(len(starts), dtype=np.int64)
         per_row[nonempty] = np.add.reduceat(trained, starts[nonempty], dtype=np.int64)

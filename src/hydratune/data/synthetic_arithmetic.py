@@ -13,6 +13,8 @@ import random
 from pathlib import Path
 from typing import Callable
 
+from hydratune.atomic_dir import build_once
+from hydratune.cache_dirs import cache_root as default_root
 from hydratune.data.errors import DataError
 
 GENERATOR_VERSION = 1
@@ -83,8 +85,6 @@ GENERATORS: dict[str, tuple[Callable[[int, int], list[dict[str, str]]], int]] = 
 
 def generated_split_file(name: str, split: str, cache_root: Path | None) -> Path:
     """Write the split once into the cache (it is small) and return its JSON-lines path."""
-    from hydratune.atomic_dir import build_once
-    from hydratune.cache_dirs import cache_root as default_root
 
     if name not in GENERATORS:
         raise DataError(f"dataset.path=generated:{name}: unknown generator", f"use one of: {', '.join('generated:' + g for g in GENERATORS)}")

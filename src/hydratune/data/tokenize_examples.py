@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 from hydratune.data.errors import DataError
 from hydratune.data.formats import Example
 
-IGNORE = -100
+IGNORE_INDEX = -100  # the label of a position that is not trained (PyTorch's cross-entropy default)
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class TokenSequence:
 
     @property
     def supervised(self) -> int:
-        return sum(1 for t in self.labels if t != IGNORE)
+        return sum(1 for t in self.labels if t != IGNORE_INDEX)
 
 
 def render(tokenizer, messages: Sequence, *, generation_prompt: bool = False, tools: Sequence | None = None) -> str:
@@ -72,13 +72,13 @@ def trained_char_spans(tokenizer, messages: Sequence, policy: MaskPolicy, skip: 
 def _no_first_label(labels: list[int]) -> list[int]:
     """A sequence's first token is never predicted (nothing precedes it). Masking it keeps a
     packed row from training its neighbour's last token to predict it."""
-    return [IGNORE, *labels[1:]] if labels else labels
+    return [IGNORE_INDEX, *labels[1:]] if labels else labels
 
 
 def _labels_in_spans(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
-    """Token ids whose first character lies in a trained span; IGNORE elsewhere (offsets ascend)."""
+    """Token ids whose first character lies in a trained span; IGNORE_INDEX elsewhere (offsets ascend)."""
     starts = [start for start, _ in offsets]
-    labels = [IGNORE] * len(ids)
+    labels = [IGNORE_INDEX] * len(ids)
     for begin, end in spans:
         lo, hi = bisect.bisect_left(starts, begin), bisect.bisect_left(starts, end)
         labels[lo:hi] = ids[lo:hi]
@@ -142,9 +142,9 @@ def token_id_problem(example: Example, vocab_size: int) -> str | None:
     bad = [t for t in example.input_ids if not 0 <= t < vocab_size]
     if bad:
         return f"input_ids has {len(bad)} id(s) outside the vocabulary [0, {vocab_size}), e.g. {bad[0]}"
-    bad = [t for t in example.labels or () if t != IGNORE and not 0 <= t < vocab_size]
+    bad = [t for t in example.labels or () if t != IGNORE_INDEX and not 0 <= t < vocab_size]
     if bad:
-        return f"labels has {len(bad)} id(s) that are neither {IGNORE} nor in the vocabulary [0, {vocab_size}), e.g. {bad[0]}"
+        return f"labels has {len(bad)} id(s) that are neither {IGNORE_INDEX} nor in the vocabulary [0, {vocab_size}), e.g. {bad[0]}"
     return None
 
 

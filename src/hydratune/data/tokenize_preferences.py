@@ -15,7 +15,12 @@ import bisect
 from dataclasses import dataclass
 
 from hydratune.data.errors import DataError
-from hydratune.data.preference_formats import Messages, PreferencePair, PromptExample, UnpairedExample
+from hydratune.data.preference_formats import (
+    Messages,
+    PreferencePair,
+    PromptExample,
+    UnpairedExample,
+)
 from hydratune.data.tokenize_examples import render
 
 

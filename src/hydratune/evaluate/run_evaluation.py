@@ -19,6 +19,8 @@ from typing import Any, Callable, Optional
 
 from hydratune.atomic_dir import build_once, write_json_atomic
 from hydratune.config.problems import ConfigError, Problem
+from hydratune.eval_table import render_table
+from hydratune.evaluate.generate import generate_hf, generate_vllm
 from hydratune.evaluate.statistics import mcnemar_exact, wilson_interval
 from hydratune.evaluate.tasks import TASKS, Task
 
@@ -48,7 +50,6 @@ def _task_results(task: Task, options, target: EvalTarget, model_tokenizer, cach
         scored = task.run(options, model_tokenizer, cache_root, system_prompt)
         metric_names = scored.pop("metric_names")
         return {"metrics": accuracy_metrics(scored["predictions"], metric_names), **scored}
-    from hydratune.evaluate.generate import generate_hf, generate_vllm
 
     problems = task.load_problems(options, cache_root)
     shots = task.load_shots(options, cache_root) if task.load_shots else []
@@ -124,21 +125,6 @@ def compare(tuned: dict[str, dict], base: Optional[dict[str, dict]]) -> dict[str
                                                  [p[metric] for p in base[name]["predictions"] if metric in p])
             summary[name][metric] = entry
     return summary
-
-
-def render_table(summary: dict[str, dict], tuned: dict[str, dict], base: Optional[dict[str, dict]]) -> str:
-    def cell(v: dict) -> str:
-        return f"{100 * v['value']:5.1f}% [{100 * v['ci95'][0]:.1f}, {100 * v['ci95'][1]:.1f}] ({v['correct']}/{v['n']})"
-
-    lines = ["| task | metric | base | tuned | McNemar p |", "|---|---|---|---|---|"]
-    for name, metrics in summary.items():
-        for metric, entry in metrics.items():
-            base_cell = cell(entry["base"]) if "base" in entry else "-"
-            p = f"{entry['mcnemar']['p_value']:.3g}" if "mcnemar" in entry else "-"
-            lines.append(f"| {name} | {metric} | {base_cell} | {cell(entry['tuned'])} | {p} |")
-    speeds = [f"{name}: tuned {r['problems_per_second']:.2f} problems/s" + (f", base {base[name]['problems_per_second']:.2f}" if base and name in base else "")
-              for name, r in tuned.items()]
-    return "\n".join(lines + ["", "; ".join(speeds)])
 
 
 def write_results(out_dir: Path, tuned: dict[str, dict], base: Optional[dict[str, dict]], summary: dict) -> None:

@@ -7,13 +7,19 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from hydratune.config.problems import ConfigError, Problem
-from hydratune.config.spec import ModelSpec, RunSpec
+import torch
 from filelock import FileLock
 
+from hydratune.config.problems import ConfigError, Problem
+from hydratune.config.spec import ModelSpec, RunSpec
+from hydratune.config.spec_file import load_spec
 from hydratune.evaluate.run_evaluation import EvalTarget
 from hydratune.export.merge_adapter import recover_merged
-from hydratune.outputs.run_record import load_spec
+from hydratune.models.model_loading import (
+    load_base_model,
+    load_tokenizer,
+    model_location,
+)
 from hydratune.run_layout import RunDirectory
 
 
@@ -21,13 +27,7 @@ def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> Eval
     """A base model by spec (Hub id, local dir or the embedded one); its results are cached."""
 
     def load():
-        import torch
-
-        from hydratune.models.model_loading import load_base_model, load_tokenizer
-
-        return (load_base_model(model, cache_root, dtype=torch.float32, attn_implementation="sdpa"), load_tokenizer(model, cache_root))
-
-    from hydratune.models.model_loading import model_location
+        return load_base_model(model, cache_root, dtype=torch.float32, attn_implementation="sdpa"), load_tokenizer(model, cache_root)
 
     # vLLM loads what from_pretrained loads: the converted or materialized directory, a local one, or the Hub id
     location = Path(model_location(model, cache_root))

@@ -20,10 +20,10 @@ import torch
 from filelock import FileLock
 
 from hydratune.cache_dirs import cache_root
+from hydratune.config.spec import RunSpec
 from hydratune.data.prepare_data import run_preprocess
 from hydratune.models.chat_templates import stop_token_ids
 from hydratune.models.model_loading import load_base_model, load_tokenizer
-from hydratune.config.spec import RunSpec
 from hydratune.run_layout import RunDirectory
 from hydratune.training.parity_rows import load_parity_rows, parity_batch
 

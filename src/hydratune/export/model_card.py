@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from hydratune.evaluate.run_evaluation import render_table
+from hydratune.eval_table import render_table
 from hydratune.run_layout import RunDirectory
 
 # The offline default is the GGUF build of this Hub model; the card links the original.

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hydratune.errors import HydratuneError
 
-class PushError(Exception):
+
+class PushError(HydratuneError):
+    """The push could not happen (offline, no token, no access, no network): the card is written, push later."""
+
     exit_code = 1
 
 
@@ -29,7 +33,12 @@ def push_folder(folder: Path, repo_id: str, *, private: bool, message: str) -> s
     from_pretrained would load) are deleted in the same commit.
     """
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalTokenNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
 
     endpoint = constants.ENDPOINT
     where = f"{endpoint}/{repo_id}"

@@ -11,9 +11,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hydratune.models.chat_templates import template_source
+from hydratune.atomic_dir import build_once
 from hydratune.config.environment import Environment
 from hydratune.config.spec import EMBEDDED_SMOLLM2, ModelSpec
+from hydratune.models.chat_templates import template_source
+from hydratune.models.earlier_run import earlier_run_dir, earlier_run_model
+from hydratune.models.embedded_model import converted_dir, embedded_config
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +32,11 @@ def model_location(model: ModelSpec, cache_root: Path) -> str:
 
 def _pretrained_location(model: ModelSpec, cache_root: Path) -> str:
     if model.name == EMBEDDED_SMOLLM2:
-        from hydratune.models.embedded_model import converted_dir
 
         return str(converted_dir(cache_root))
-    from hydratune.outputs.parent_run import parent_model_dir, parent_run_dir
-
-    run_dir = parent_run_dir(model.name)
+    run_dir = earlier_run_dir(model.name)
     if run_dir is not None:  # an earlier hydratune run: start from its merged model
-        return str(parent_model_dir(run_dir).resolve())
+        return str(earlier_run_model(run_dir).resolve())
     local = Path(model.name).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
@@ -55,7 +55,6 @@ def load_model_config(model: ModelSpec, cache_root: Path, *, convert: bool = Tru
     from transformers import AutoConfig
 
     if model.name == EMBEDDED_SMOLLM2 and not convert:
-        from hydratune.models.embedded_model import embedded_config
 
         config = embedded_config(cache_root)
     else:
@@ -112,8 +111,6 @@ def _random_weights_dir(model: ModelSpec, cache_root: Path) -> Path:
     """Random weights (seed 0) for the model's config with overrides, saved once with its tokenizer."""
     import hashlib
     import json
-
-    from hydratune.atomic_dir import build_once
 
     config = load_model_config(model, cache_root)
     key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]

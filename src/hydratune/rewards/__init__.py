@@ -9,10 +9,12 @@ as `method.rewards=[gsm8k_correct, my_module:my_reward]`.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Sequence
 
-from hydratune.evaluate.answers import reference_answer
+from hydratune.config.problems import Problem
+from hydratune.config.registry import choice_problem, resolve
+from hydratune.config.spec import RunSpec
+from hydratune.rewards.answers import reference_answer
 from hydratune.rewards.gsm8k_correct import gsm8k_correct
 from hydratune.rewards.gsm8k_correct_flexible import gsm8k_correct_flexible
 from hydratune.rewards.gsm8k_format import gsm8k_format
@@ -42,15 +44,22 @@ def unreadable_references(names: Sequence[str], answers: Sequence[str]) -> list[
     return [i for i, answer in enumerate(answers) if any(read(answer or "") is None for read in readers)]
 
 
-def is_custom_reward(name: str) -> bool:
-    return ":" in name
-
-
 def resolve_reward(name: str) -> Reward:
-    if name in REWARDS:
-        return REWARDS[name]
-    module, _, attr = name.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return resolve("method.rewards", name, REWARDS)
+
+
+def reward_problems(spec: RunSpec) -> list[Problem]:
+    """The rewards stage's check of a spec: GRPO's rewards are known or import, one weight each."""
+    m = spec.method
+    if m.name != "grpo":
+        return []
+    out = [problem for name in m.rewards if (problem := choice_problem("method.rewards", name, REWARDS)) is not None]
+    if not m.rewards:
+        out.append(Problem("method.rewards", "GRPO needs at least one reward", f"e.g. method.rewards=[{', '.join(REWARDS)}]"))
+    if m.reward_weights and len(m.reward_weights) != len(m.rewards):
+        out.append(Problem("method.reward_weights", f"{len(m.reward_weights)} weights for {len(m.rewards)} rewards",
+                           "give one weight per reward, or method.reward_weights=[] for all 1"))
+    return out
 
 
 def completion_text(completion: Any) -> str:

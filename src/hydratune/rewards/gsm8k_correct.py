@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from hydratune.evaluate.answers import reference_answer, strict_answer
+from hydratune.rewards.answers import reference_answer, strict_answer
 
 
 def gsm8k_correct(completions: Sequence[str], answer: Sequence[str], **_: Any) -> list[float]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from hydratune.evaluate.answers import flexible_answer, reference_answer
+from hydratune.rewards.answers import flexible_answer, reference_answer
 
 
 def gsm8k_correct_flexible(completions: Sequence[str], answer: Sequence[str], **_: Any) -> list[float]:

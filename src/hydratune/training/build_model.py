@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from hydratune.config.environment import Environment
-from hydratune.models.model_loading import load_base_model, resolve_attention
 from hydratune.config.spec import MethodSpec, RunSpec
+from hydratune.models.model_loading import load_base_model, resolve_attention
 
 log = logging.getLogger(__name__)
 

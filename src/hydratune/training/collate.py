@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-IGNORE = -100
+from hydratune.data.tokenize_examples import IGNORE_INDEX
 
 
 def positions(seq_lens: Sequence[int]) -> list[int]:
@@ -28,7 +28,7 @@ class PackedCollator:
         for r in rows:
             pad = width - len(r["input_ids"])
             ids.append(list(r["input_ids"]) + [self.pad_token_id] * pad)
-            labels.append(list(r["labels"]) + [IGNORE] * pad)
+            labels.append(list(r["labels"]) + [IGNORE_INDEX] * pad)
             pos.append(positions(r["seq_lens"]) + list(range(pad)))
         return {
             "input_ids": torch.tensor(ids, dtype=torch.long),

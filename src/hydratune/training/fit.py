@@ -20,21 +20,32 @@ from transformers import set_seed
 
 from hydratune.atomic_dir import write_json_atomic
 from hydratune.cache_dirs import cache_root
-from hydratune.data.prepare_data import run_preprocess
 from hydratune.config.environment import Environment
-from hydratune.data.errors import DataError
-from hydratune.plan import decoder_layer_class, resolve_precision
 from hydratune.config.spec import RunSpec
-from hydratune.outputs import mlflow_tracking
-from hydratune.training.build_model import build_model
-from hydratune.training.checkpoints import decide_on_rank_zero, resolve_resume, run_identity
-from hydratune.training.hydratune_trainer import HydratuneMixin
+from hydratune.data.errors import DataError
+from hydratune.data.prepare_data import run_preprocess
+from hydratune.data.supervised_positions import most_supervised_per_micro_batch
+from hydratune.models.model_loading import load_model_config, load_tokenizer
+from hydratune.rewards import READS_REFERENCE, unreadable_references
 from hydratune.run_layout import RunDirectory
+from hydratune.training import mlflow_tracking
+from hydratune.training.build_model import build_model
+from hydratune.training.checkpoints import (
+    decide_on_rank_zero,
+    resolve_resume,
+    run_identity,
+)
+from hydratune.training.hydratune_trainer import HydratuneMixin
 from hydratune.training.parity_rows import parity_batch, save_parity_rows
 from hydratune.training.peak_memory import PeakMemory
+from hydratune.training.plan import decoder_layer_class, resolve_precision
 from hydratune.training.post_training import build_trainer
 from hydratune.training.token_throughput import CountingCollator
 from hydratune.training.trainer_args import training_arguments
+from hydratune.training.upstream_patches import (
+    enable_fsdp_on_cpu,
+    import_deepspeed_only_when_used,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +53,6 @@ TRAIN_RESULT = "train_result.json"
 
 
 def fit(spec: RunSpec, env: Environment) -> dict:
-    from hydratune.models.model_loading import load_model_config, load_tokenizer
 
     start = time.perf_counter()
     root = cache_root(spec.run.cache_dir)
@@ -62,13 +72,12 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     args = training_arguments(spec, env, precision=precision, has_eval=eval_rows is not None, layer_class=layer_class)
     args.device  # initializes the process group: ZeRO-3 partitions weights as they load, across all ranks
     if spec.sharding.strategy == "deepspeed":
-        import deepspeed
-
         from datetime import timedelta
+
+        import deepspeed
 
         # deepspeed.comm wraps the same group
         deepspeed.init_distributed(dist_backend=args.ddp_backend, timeout=timedelta(seconds=args.ddp_timeout))
-    from hydratune.training.upstream_patches import enable_fsdp_on_cpu, import_deepspeed_only_when_used
 
     import_deepspeed_only_when_used()
     if spec.sharding.strategy == "fsdp" and not env.cuda:
@@ -167,7 +176,6 @@ def check_prepared_rows(spec: RunSpec, train_rows) -> None:
     prompt scores 0, silently); DataError naming the first row that is not, before any training."""
     if spec.method.name != "grpo":
         return
-    from hydratune.rewards import READS_REFERENCE, unreadable_references
 
     bad = unreadable_references(spec.method.rewards, train_rows["answer"])
     if bad:
@@ -189,7 +197,6 @@ def most_supervised(spec: RunSpec, train_rows, eval_rows) -> int | None:
     """What sizes the plan's chunked-loss term once the data exists (SFT rows only)."""
     if spec.method.name != "sft":
         return None
-    from hydratune.data.supervised_positions import most_supervised_per_micro_batch
 
     return most_supervised_per_micro_batch(spec.train.micro_batch_size, train_rows, eval_rows)
 
@@ -214,7 +221,10 @@ def save_weights(trainer: HydratuneMixin, target: Path) -> None:
     if not trainer.is_fsdp_enabled:
         trainer.save_model(str(target))
         return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
 
     state = get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if trainer.is_world_process_zero():

@@ -8,8 +8,12 @@ from typing import Any
 
 from transformers import Trainer
 
+from hydratune.training.checkpoints import (
+    MarkCompleteCheckpoints,
+    barrier,
+    clear_marker,
+)
 from hydratune.training.lean_loss import lean_causal_lm_loss
-from hydratune.training.checkpoints import MarkCompleteCheckpoints, barrier, clear_marker
 from hydratune.training.token_throughput import Throughput
 
 

@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from hydratune.config.spec import RunSpec
+from hydratune.errors import HydratuneError
 from hydratune.url_credentials import pass_to_ranks, settings_with_credentials
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ ERRORS_DIR = "errors"  # <run>/errors/rank<N>.txt: the traceback of a rank that 
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-class LaunchError(Exception):
+class LaunchError(HydratuneError):
     """The ranks could not start or one of them failed; the message says which and why."""
 
     exit_code = 1

@@ -23,26 +23,17 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
-CHUNK_TOKENS = 256  # logits of one chunk: 256 x vocab x 4 bytes (50 MB for a 49k vocabulary)
-
-# Models whose head output is rescaled before the softmax: the chunked loss would differ.
-RESCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
-
-
-def rescaled_logits(config) -> str | None:
-    """`key=value` of the setting with which a model rescales its logits, or None."""
-    for name in RESCALED_LOGITS:
-        if getattr(config, name, None) not in (None, 1.0):
-            return f"{name}={getattr(config, name)}"
-    return None
+from hydratune.config.problems import ConfigError, Problem
+from hydratune.data.tokenize_examples import IGNORE_INDEX
+from hydratune.training.support_matrix import (
+    CHUNK_TOKENS,
+    chunked_loss_blocked,
+    rescaled_logits,
+)
 
 
 def use_chunked_loss(spec, model) -> bool:
     """Resolve train.loss_kernel for this spec and the loaded model."""
-    from hydratune.config.problems import ConfigError, Problem
-    from hydratune.config.validation import chunked_loss_blocked
-
     kernel = spec.train.loss_kernel
     if kernel == "plain" or chunked_loss_blocked(spec):
         return False  # an explicit `chunked` that is blocked was refused by validation
@@ -119,9 +110,9 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
 
 def supervised_loss_sum(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Linear, chunk: int | None = None) -> torch.Tensor:
     """Sum of next-token cross-entropies over supervised positions. `hidden`: (batch, seq, dim)
-    final hidden states; `labels`: (batch, seq), IGNORE where not trained."""
+    final hidden states; `labels`: (batch, seq), IGNORE_INDEX where not trained."""
     targets = labels[:, 1:]
-    keep = targets != IGNORE
+    keep = targets != IGNORE_INDEX
     states, targets = hidden[:, :-1][keep], targets[keep]
     want_grads = torch.is_grad_enabled() and (states.requires_grad or head.weight.requires_grad)
     return _FusedLinearCrossEntropy.apply(states, head.weight, head.bias, targets, chunk or CHUNK_TOKENS, want_grads)
@@ -138,5 +129,5 @@ def lean_causal_lm_loss(model, inputs: dict, num_items_in_batch) -> torch.Tensor
     with _head_bypassed(head):
         hidden = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
     total = supervised_loss_sum(hidden, labels, head)
-    count = num_items_in_batch if num_items_in_batch is not None else (labels[:, 1:] != IGNORE).sum()
+    count = num_items_in_batch if num_items_in_batch is not None else (labels[:, 1:] != IGNORE_INDEX).sum()
     return total / count

@@ -12,8 +12,10 @@ from typing import Any
 
 from hydratune.config.environment import Environment
 from hydratune.config.spec import RunSpec
-from hydratune.config.validation import LOSS_TYPES
-from hydratune.training.hydratune_trainer import HydratuneMixin
+from hydratune.rewards import for_trainer
+from hydratune.training.hydratune_trainer import HydratuneMixin, HydratuneTrainer
+from hydratune.training.lean_loss import use_chunked_loss
+from hydratune.training.support_matrix import LOSS_TYPES
 
 
 def _trl_classes(method: str) -> tuple[type, type]:
@@ -90,13 +92,10 @@ def resolve_generation(choice: str, env: Environment) -> str:
 def build_trainer(spec: RunSpec, **kwargs: Any):
     """The method's trainer, with hydratune's mixin; kwargs are the HF Trainer's."""
     if spec.method.name == "sft":
-        from hydratune.training.hydratune_trainer import HydratuneTrainer
-        from hydratune.training.lean_loss import use_chunked_loss
 
         return HydratuneTrainer(chunked_loss=use_chunked_loss(spec, kwargs["model"]), **kwargs)
     trl_trainer, _ = _trl_classes(spec.method.name)
     if spec.method.name == "grpo":
-        from hydratune.rewards import for_trainer
 
         trainer_class = type("HydratuneGRPOTrainer", (HydratuneMixin, trl_trainer), {})
         kwargs.pop("data_collator", None)  # GRPO samples its own batches

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from hydratune.config.environment import detect_environment
-from hydratune.outputs.run_record import load_spec
+from hydratune.config.spec_file import load_spec
 from hydratune.training.launch import ERRORS_DIR, LAUNCHER_PID
 from hydratune.training.upstream_patches import leave_bitsandbytes_unimported
 

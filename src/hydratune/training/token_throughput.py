@@ -12,7 +12,8 @@ from typing import Any, Sequence
 
 import torch
 
-from hydratune.training.collate import IGNORE, PackedCollator
+from hydratune.data.tokenize_examples import IGNORE_INDEX
+from hydratune.training.collate import PackedCollator
 
 REAL_TOKENS = "real_tokens"
 
@@ -43,7 +44,7 @@ class Throughput:
         attention_mask and a completion_mask (the trained tokens)."""
         if training and REAL_TOKENS in batch:
             self.tokens += int(batch[REAL_TOKENS].sum())
-            self.supervised += int((batch["labels"] != IGNORE).sum())
+            self.supervised += int((batch["labels"] != IGNORE_INDEX).sum())
             self.counted = True
         elif training and "attention_mask" in batch and "completion_mask" in batch:
             self.tokens += int(batch["attention_mask"].sum())

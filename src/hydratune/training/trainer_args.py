@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-
 from hydratune.config.environment import Environment
 from hydratune.config.spec import RunSpec
 from hydratune.training.checkpoints import checkpoints_dir
 from hydratune.training.deepspeed_config import deepspeed_config
+from hydratune.training.post_training import config_class, method_arguments
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit"}
 
@@ -31,7 +31,6 @@ def fsdp_settings(spec: RunSpec, layer_class: str) -> dict:
 
 def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_eval: bool, layer_class: str):
     """The method's TrainingArguments (TRL's config subclass for dpo, kto, grpo)."""
-    from hydratune.training.post_training import config_class, method_arguments
 
     t, o, sh = spec.train, spec.optim, spec.sharding
     loss_task = spec.eval.tasks.get("loss")

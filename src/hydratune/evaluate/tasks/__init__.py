@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 
 
 @dataclass(frozen=True)
-class Problem:
+class Question:
     question: str
     gold: Any  # what `score` compares against
     record: dict[str, Any]  # written to predictions.jsonl
@@ -29,10 +29,10 @@ class Task:
     higher_is_better: bool
     generative: bool = True
     # generative tasks only:
-    load_problems: Optional[Callable[..., list[Problem]]] = None  # (options, cache_root) -> problems
+    load_problems: Optional[Callable[..., list[Question]]] = None  # (options, cache_root) -> problems
     build_prompt: Optional[Callable[..., list[dict[str, str]]]] = None  # (problem, shots, system_prompt) -> conversation
-    load_shots: Optional[Callable[..., Sequence[Problem]]] = None  # (options, cache_root) -> worked examples
-    score: Optional[Callable[[str, Problem], dict[str, Any]]] = None  # reply -> {metric: bool, extracted...}
+    load_shots: Optional[Callable[..., Sequence[Question]]] = None  # (options, cache_root) -> worked examples
+    score: Optional[Callable[[str, Question], dict[str, Any]]] = None  # reply -> {metric: bool, extracted...}
     # or a task scored by another library on the whole model (lm-evaluation-harness):
     # (options, model_tokenizer, cache_root, system_prompt) -> {"metric_names", "predictions", "seconds", ...}
     run: Optional[Callable[..., dict[str, Any]]] = None

@@ -14,23 +14,12 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from hydratune.config.problems import Problem
-from hydratune.config.spec import knob
+from hydratune.config.spec import HarnessTaskSpec
 from hydratune.evaluate.tasks import Task
-
-
-@dataclass(frozen=True)
-class HarnessTaskSpec:
-    tasks: tuple[str, ...] = knob((), "Harness task or group names, e.g. [arc_easy, hellaswag].")
-    num_fewshot: Optional[int] = knob(None, "Examples shown before each problem; null: each task's own default.", ge=0)
-    limit: Optional[int] = knob(None, "Score at most this many documents per task (the first ones).", ge=1)
-    batch_size: int = knob(8, "Requests scored together.", ge=1)
-    include_path: Optional[str] = knob(None, "A folder of harness task YAML files (custom or local-data tasks).")
-    apply_chat_template: bool = knob(False, "Wrap prompts in the model's chat template (n-shot examples as turns).")
 
 
 @functools.lru_cache(maxsize=4)
@@ -67,15 +56,14 @@ def reported_metrics(options: HarnessTaskSpec) -> Optional[list[str]]:
     index = task_manager(options).task_index
     names: list[str] = []
     for task in _leaf_tasks(options.tasks, index):
-        entry = index.get(task)
-        if entry is None or entry.cfg is None or not isinstance(entry.cfg.get("metric_list", []), (list, type(None))):
+        cfg = getattr(index.get(task), "cfg", None)
+        if not cfg:  # a task defined in Python
             return None
-        cfg = entry.cfg
         metrics = [m["metric"] for m in cfg.get("metric_list") or [] if isinstance(m.get("metric"), str)] or \
             list(DEFAULT_METRICS.get(cfg.get("output_type"), ()))
-        filters = [f["name"] for f in cfg.get("filter_list") or []] or ["none"]
         if not metrics:
             return None
+        filters = [f["name"] for f in cfg.get("filter_list") or []] or ["none"]
         names += [f"{task}.{metric}" + ("" if flt == "none" else f".{flt}") for metric in metrics for flt in filters]
     return names
 

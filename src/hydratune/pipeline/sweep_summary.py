@@ -22,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hydratune.atomic_dir import write_json_atomic
+from hydratune.training.mlflow_tracking import finish_sweep
 from hydratune.url_credentials import has_credentials, strip_credentials
 
 JOB_STATUS = "job_status.json"
@@ -50,7 +51,6 @@ class SweepSummary(Callback):
         write_summary(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from hydratune.outputs.mlflow_tracking import finish_sweep
 
         write_summary(Path(config.hydra.sweep.dir))
         finish_sweep(Path(config.hydra.sweep.dir))  # the MLflow parent run, when the jobs logged to MLflow

@@ -15,20 +15,28 @@ import os
 import time
 from typing import Any
 
-from hydratune.data.prepare_data import run_preprocess
+from hydratune.cache_dirs import cache_root
 from hydratune.config.environment import detect_environment
-from hydratune.held_run_files import write_held
-from hydratune.plan import plan_run, write_plan
-from hydratune.run_layout import RunDirectory
-from hydratune.outputs.run_record import save_spec, write_run_record
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import RunSpec
-from hydratune.outputs import mlflow_tracking
-from hydratune.outputs.parent_run import parent_record
-from hydratune.outputs.run_directory import claim_run_directory, take_run_directory
+from hydratune.config.spec_file import save_spec
+from hydratune.data.prepare_data import run_preprocess
+from hydratune.evaluate.run_evaluation import run_evaluation
+from hydratune.evaluate.targets import base_target, merged_target
+from hydratune.evaluate.tasks.harness import first_metric
+from hydratune.export.merge_adapter import export_merged
+from hydratune.held_run_files import write_held
+from hydratune.pipeline.curves import plot_curves
+from hydratune.pipeline.run_directory import claim_run_directory, take_run_directory
+from hydratune.pipeline.run_record import parent_record, write_run_record
+from hydratune.pipeline.run_summary import run_summary
+from hydratune.pipeline.sample_generation import sample_reply
+from hydratune.run_layout import RunDirectory
+from hydratune.training import mlflow_tracking
 from hydratune.training.checkpoints import resolve_resume
-from hydratune.training.launch import needs_relaunch, relaunch
 from hydratune.training.fit import check_prepared_rows, fit, read_train_result
+from hydratune.training.launch import needs_relaunch, relaunch
+from hydratune.training.plan import plan_run, write_plan
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +106,6 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     """Export merged/, evaluate, plot and record: one process, after training."""
     import torch
 
-    from hydratune.outputs.curves import plot_curves
-    from hydratune.export.merge_adapter import export_merged
-    from hydratune.outputs.run_summary import run_summary
-    from hydratune.outputs.sample_generation import sample_reply
-
     result = read_train_result(spec)
     if plan.memory.chunked_loss and result["data"].get("most_supervised_per_micro_batch") is not None:
         # the loss's term sized by the prepared data, which the printed plan preceded
@@ -169,9 +172,6 @@ def _loss_metrics(trained: dict) -> dict:
 
 def evaluate_run(spec: RunSpec) -> dict[str, float]:
     """The configured generation tasks on merged/, and on the base model for comparison."""
-    from hydratune.cache_dirs import cache_root
-    from hydratune.evaluate.run_evaluation import run_evaluation
-    from hydratune.evaluate.targets import base_target, merged_target
 
     root = cache_root(spec.run.cache_dir)
     base = base_target(spec.model, root) if spec.eval.compare_base else None
@@ -188,7 +188,6 @@ def objective_of(spec: RunSpec, metrics: dict[str, float]) -> tuple[str, float |
         return "train_loss", float(metrics["train_loss"])
     name = spec.eval.objective
     if name not in metrics and name.startswith("lm_eval.") and name.count(".") == 1:
-        from hydratune.evaluate.tasks.harness import first_metric
 
         measured = [m.removeprefix("lm_eval.") for m in metrics if m.startswith("lm_eval.")]
         name = "lm_eval." + (first_metric(spec.eval.tasks["lm_eval"], name.removeprefix("lm_eval."), measured) or "")

@@ -11,10 +11,17 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydratune.atomic_dir import write_json_atomic
 from hydratune.cache_dirs import cache_root
 from hydratune.config.environment import Environment, detect_environment
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import RunSpec
+from hydratune.models.model_loading import load_model_config, resolve_attention
+from hydratune.training.support_matrix import (
+    CHUNK_TOKENS,
+    chunked_loss_blocked,
+    rescaled_logits,
+)
 from hydratune.url_credentials import without_credentials
 
 GIB = 1024**3
@@ -103,8 +110,6 @@ def model_shape(spec: RunSpec, config) -> ModelShape:
             lora += spec.method.lora.rank * (module.in_features + module.out_features)
             if spec.method.lora.use_dora:
                 lora += module.out_features  # DoRA's magnitude vector
-    from hydratune.training.lean_loss import rescaled_logits
-
     text = getattr(config, "text_config", config)
     heads = text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
@@ -198,8 +203,6 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
         layers = shape.num_layers * tokens * h * act_bytes + per_layer
     else:
         layers = shape.num_layers * per_layer
-    from hydratune.training.lean_loss import CHUNK_TOKENS
-
     chunked = uses_chunked_loss(spec, shape)
     # chunked: one chunk of supervised positions (fewer where the data holds fewer). plain: every position.
     positions = min(CHUNK_TOKENS, tokens, tokens if most_supervised is None else most_supervised) if chunked else tokens
@@ -244,8 +247,6 @@ CPU_RUNTIME_BYTES = 16 * 2**20
 
 
 def uses_chunked_loss(spec: RunSpec, shape: ModelShape) -> bool:
-    from hydratune.config.validation import chunked_loss_blocked
-
     return spec.train.loss_kernel != "plain" and chunked_loss_blocked(spec) is None and not shape.rescales_logits
 
 
@@ -289,7 +290,6 @@ def train_flops_per_token(spec: RunSpec, shape: ModelShape) -> float:
 
 
 def make_plan(spec: RunSpec, env: Environment, config, most_supervised: int | None = None) -> Plan:
-    from hydratune.models.model_loading import resolve_attention
 
     shape = model_shape(spec, config)
     precision = resolve_precision(spec.train.precision, env)
@@ -368,7 +368,6 @@ def _reference_line(spec: RunSpec) -> str:
 
 
 def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
-    from hydratune.atomic_dir import write_json_atomic
 
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / "plan.json", {"spec": without_credentials(dataclasses.asdict(spec)), "plan": plan.to_dict()})
@@ -377,7 +376,6 @@ def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
 def plan_run(spec: RunSpec, *, quiet: bool = False, save: bool = True, most_supervised: int | None = None) -> Plan:
     """The plan from the model's config alone (no weights), printed and saved as plan.json;
     sized by the prepared data where `most_supervised` is given (after preprocessing)."""
-    from hydratune.models.model_loading import load_model_config
 
     try:
         config = load_model_config(spec.model, cache_root(spec.run.cache_dir), convert=False)

@@ -1,6 +1,6 @@
-"""What a run directory records about itself: spec.json at the start, run.json at the end.
-
-Later stages (export, evaluate, relaunched ranks) read spec.json instead of asking again.
+"""What a run records about itself when it finishes: run.json (the resolved spec, the command as
+typed, versions, metrics, the objective, the parent run it started from). spec.json, written
+when it starts, is config/spec_file.py's.
 """
 
 from __future__ import annotations
@@ -13,32 +13,15 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydratune.atomic_dir import write_json_atomic
 from hydratune.config.spec import RunSpec
-from hydratune.url_credentials import restore_from_environment, strip_credentials, without_credentials
+from hydratune.models.earlier_run import earlier_run_dir
+from hydratune.run_layout import RunDirectory
+from hydratune.url_credentials import strip_credentials, without_credentials
 
-SPEC_FILE = "spec.json"
-RUN_FILE = "run.json"
 PACKAGES = ("hydratune", "torch", "transformers", "peft", "accelerate", "datasets", "deepspeed", "bitsandbytes", "flash-attn", "hydra-core")
-
-
-def save_spec(spec: RunSpec, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / SPEC_FILE, without_credentials(dataclasses.asdict(spec)))
-    return directory / SPEC_FILE
-
-
-def load_spec(directory: Path) -> RunSpec:
-    """The spec a run directory was made with (its output_dir is where the directory is now)."""
-    from hydratune.config.spec_builder import build_run_spec
-
-    path = Path(directory) / SPEC_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a hydratune run directory (no {SPEC_FILE})")
-    data = restore_from_environment(json.loads(path.read_text()))  # a rank's credentials come from its launcher
-    return build_run_spec(data, output_dir=str(Path(directory).resolve()))
 
 
 def package_versions() -> dict[str, str | None]:
@@ -83,5 +66,26 @@ def write_run_record(spec: RunSpec, **sections: Any) -> Path:
         "git_commit": git_commit(),
         **sections,
     }
-    write_json_atomic(spec.output_dir / RUN_FILE, record)
-    return spec.output_dir / RUN_FILE
+    layout = RunDirectory(spec.output_dir)
+    write_json_atomic(layout.record, record)
+    return layout.record
+
+
+def parent_record(model_name: str) -> Optional[dict[str, Any]]:
+    """What run.json says about the run this one started from (None for a base model)."""
+    run_dir = earlier_run_dir(model_name)
+    if run_dir is None:
+        return None
+    layout = RunDirectory(run_dir)
+    record = json.loads(layout.record.read_text()) if layout.finished() else {}
+    spec = record.get("spec") or json.loads(layout.spec.read_text())
+    return {
+        "run_dir": str(run_dir),
+        "model": spec["model"]["name"],
+        "random_init": spec["model"].get("random_init", False),
+        "revision": spec["model"].get("revision"),
+        "method": spec["method"].get("name"),
+        "weights": spec["method"].get("weights"),
+        "objective": record.get("objective"),
+        "parent": record.get("parent"),
+    }

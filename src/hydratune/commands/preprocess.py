@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import sys
 
-from hydratune.config.cli import hydra_entry
+from hydratune.commands.cli import hydra_entry
+from hydratune.config.spec import RunSpec
 from hydratune.data.prepare_data import PreparedData, run_preprocess
 from hydratune.data.report import render_report
-from hydratune.config.spec import RunSpec
 
 
 def run_preprocess_report(spec: RunSpec) -> PreparedData:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydratune.config.cli import hydra_entry
+from hydratune.commands.cli import hydra_entry
 from hydratune.config.spec import RunSpec
 
 
@@ -20,7 +20,7 @@ def run_train(spec: RunSpec) -> Any:
 
     if HydraConfig.get().mode.name != "MULTIRUN":  # a sweep's later jobs may quantize
         leave_bitsandbytes_unimported(spec)
-    from hydratune.training.run_training import run_training
+    from hydratune.pipeline.run_training import run_training
 
     return run_training(spec)
 

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from hydratune.cache_dirs import cache_root as default_cache_root
-from hydratune.config.cli import user_errors_exit
+from hydratune.commands.cli import user_errors_exit
+from hydratune.config.problems import ConfigError, Problem, raise_if_any
+from hydratune.config.spec import ModelSpec
 from hydratune.evaluate.run_evaluation import run_evaluation
 from hydratune.evaluate.targets import base_target, resolve_target
 from hydratune.evaluate.tasks import TASKS
-from hydratune.config.problems import ConfigError, Problem, raise_if_any
+from hydratune.evaluate.tasks.harness import harness_problems
 from hydratune.run_layout import RunDirectory
-from hydratune.config.spec import ModelSpec
 
 # command-line flag -> task option it overrides
 OPTION_FLAGS = {"max_samples": int, "num_shots": int, "batch_size": int, "max_new_tokens": int, "backend": str,
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
 
     with user_errors_exit():
-        evaluate_target(args)
+        evaluate_from_arguments(args)
 
 
 def output_directory(out: Path | None, target: str, kind: str) -> Path:
@@ -94,7 +95,7 @@ def output_directory(out: Path | None, target: str, kind: str) -> Path:
     return folder
 
 
-def evaluate_target(args: argparse.Namespace) -> dict[str, float]:
+def evaluate_from_arguments(args: argparse.Namespace) -> dict[str, float]:
     root = default_cache_root(args.cache_dir)
     resolved = resolve_target(args.target, root, trust_remote_code=args.trust_remote_code)
     tasks = task_options(resolved, args)
@@ -102,7 +103,6 @@ def evaluate_target(args: argparse.Namespace) -> dict[str, float]:
         print("nothing to evaluate: no generative task (use --task gsm8k)", file=sys.stderr)
         sys.exit(2)
     if "lm_eval" in tasks:
-        from hydratune.evaluate.tasks.harness import harness_problems
 
         raise_if_any(harness_problems(tasks["lm_eval"], tasks_key="--lm-eval-tasks", path_key="--include-path"))
     base_spec = (ModelSpec(name=args.base, trust_remote_code=args.trust_remote_code) if args.base and args.base != "none"

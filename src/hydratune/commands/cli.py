@@ -15,10 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from hydratune.config.environment import detect_environment
+from hydratune.config.local_paths import absolute_paths
 from hydratune.config.problems import ConfigError, Problem
-from hydratune.held_run_files import hold, release, write_held
-from hydratune.url_credentials import strip_credentials
 from hydratune.config.spec import KEY_ALIASES, RunSpec
+from hydratune.config.spec_builder import build_run_spec, check_key
+from hydratune.errors import HydratuneError
+from hydratune.held_run_files import hold, release, write_held
+from hydratune.pipeline.validation import check_run_spec
+from hydratune.url_credentials import strip_credentials
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # the package's link to configs/
 PRIMARY_CONFIG = "config"
@@ -58,7 +63,6 @@ def split_hydra_flags(args: list[str]) -> tuple[list[str], list[str]]:
 def normalize_overrides(args: list[str]) -> tuple[list[str], list[Problem]]:
     """Check and rewrite command-line overrides. Unknown keys are left out of the
     returned overrides and reported as problems, to be raised with the spec's own."""
-    from hydratune.config.spec_builder import check_key
 
     groups = config_groups()
     out, problems = [], []
@@ -95,18 +99,10 @@ def exit_on_config_error(error: ConfigError) -> None:
 def user_errors_exit() -> Iterator[None]:
     """Every console script's contract: a bad config or bad data exits 2 with one message naming
     the key, file or row and the fix; failed ranks exit 1 with one message; never a traceback."""
-    from hydratune.data.errors import DataError
-    from hydratune.training.launch import LaunchError
-
     try:
         yield
-    except ConfigError as error:  # also found by stages before their expensive work (an unreachable model)
-        exit_on_config_error(error)
-    except DataError as error:
-        print(f"Data error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
-    except LaunchError as error:
-        print(f"Error: {error}", file=sys.stderr)
+    except HydratuneError as error:  # also found by stages before their expensive work (an unreachable model)
+        print(error.describe(), file=sys.stderr)
         sys.exit(error.exit_code)
 
 
@@ -178,10 +174,6 @@ def spec_from_config(cfg: Any, *, output_dir: str | None = None, env=None, extra
     """DictConfig -> RunSpec, checked against the support matrix and this machine.
     `extra_problems` (unknown command-line keys) are reported with the spec's own;
     `argv_keys` are the keys set on the command line."""
-    from hydratune.config.environment import detect_environment
-    from hydratune.config.local_paths import absolute_paths
-    from hydratune.config.spec_builder import build_run_spec
-    from hydratune.config.validation import check_run_spec
 
     cfg = _keep_chosen_eval_tasks(cfg, argv_keys)
     if _select(cfg, "run.output_dir") is not None:

@@ -17,7 +17,7 @@ import sys
 from typing import Optional, TextIO
 
 from hydratune.cache_dirs import cache_root as default_cache_root
-from hydratune.config.cli import user_errors_exit
+from hydratune.commands.cli import user_errors_exit
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.models.chat_templates import stop_token_ids
 

@@ -1,0 +1,1 @@
+"""The console scripts: one thin module per command (setup.cfg names them)."""

@@ -1,3 +1,0 @@
-from hydratune.evaluate.command import main
-
-main()

@@ -1,3 +1,0 @@
-from hydratune.export.command import main
-
-main()

@@ -1,1 +1,0 @@
-"""What a run leaves behind: spec.json and run.json, curves, a sample reply, sweep summaries."""

@@ -1,0 +1,71 @@
+"""Which methods run under which sharding strategy, where the chunked loss runs, and the loss
+variants of TRL's trainers.
+
+Rows: the weights trained (any objective) and the post-training objectives (any weights); a
+run is supported when both of its rows say yes. Written once: validation enforces it, the
+README prints it (a test keeps the two equal), the distributed tests run it.
+"""
+
+from __future__ import annotations
+
+from hydratune.config.spec import RunSpec
+
+NOT_YET_RUN = "no: not yet run with this method; use sharding=ddp"
+SUPPORT_MATRIX: dict[str, dict[str, str]] = {
+    "full": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
+    "lora": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
+    "qlora": {
+        "single": "yes",
+        "ddp": "yes",
+        "fsdp": "no: 4-bit weights are not sharded by FSDP2 here; use sharding=ddp",
+        "deepspeed": "no: 4-bit weights are not partitioned by ZeRO here; use sharding=ddp",
+    },
+    "dpo": {"single": "yes", "ddp": "yes", "fsdp": NOT_YET_RUN, "deepspeed": NOT_YET_RUN},
+    "kto": {"single": "yes", "ddp": "yes", "fsdp": NOT_YET_RUN, "deepspeed": NOT_YET_RUN},
+    "grpo": {"single": "yes", "ddp": "yes", "fsdp": NOT_YET_RUN, "deepspeed": NOT_YET_RUN},
+}
+
+# The loss variants TRL's trainers implement, per method (the first is the default).
+LOSS_TYPES = {
+    "dpo": ("sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "aot", "aot_unpaired",
+            "apo_zero", "apo_down", "discopop", "sigmoid_norm"),
+    "kto": ("kto", "apo_zero_unpaired"),
+    "grpo": ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+}
+
+
+# The chunked loss computes this many supervised positions' logits at a time (the plan sizes their memory).
+CHUNK_TOKENS = 256
+# Models whose head output is rescaled before the softmax: the chunked loss would differ.
+RESCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
+
+
+def rescaled_logits(config) -> str | None:
+    """`key=value` of the setting with which a model rescales its logits, or None."""
+    for name in RESCALED_LOGITS:
+        if getattr(config, name, None) not in (None, 1.0):
+            return f"{name}={getattr(config, name)}"
+    return None
+
+
+def chunked_loss_blocked(spec: RunSpec) -> str | None:
+    """Why the chunked SFT loss cannot run with this spec, or None. It calls the output layer
+    outside the model's forward, where FSDP2 and ZeRO-3 hold its weight sharded."""
+    strategy = spec.sharding.strategy
+    if spec.method.name != "sft":
+        return f"method={spec.method.name} computes its own loss"
+    if strategy == "fsdp" or (strategy == "deepspeed" and spec.sharding.deepspeed.stage == 3):
+        return f"the output layer's weight is sharded under sharding={strategy}" + (" (ZeRO-3)" if strategy == "deepspeed" else "")
+    return None
+
+
+def supported(row: str, strategy: str) -> bool:
+    return SUPPORT_MATRIX[row][strategy].startswith("yes")
+
+
+def support_matrix_markdown() -> str:
+    strategies = list(next(iter(SUPPORT_MATRIX.values())))
+    lines = ["| method | " + " | ".join(strategies) + " |", "|---" * (len(strategies) + 1) + "|"]
+    for method, row in SUPPORT_MATRIX.items():
+        lines.append(f"| {method} | " + " | ".join(row[s] for s in strategies) + " |")
+    return "\n".join(lines)
