@@ -13,11 +13,17 @@ import random
 import sys
 from pathlib import Path
 
-WORDS = ("the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were "
-         "her she there been one all we their has would when if so no will more can what about out up them some could into only "
-         "time other than then now its also two first any new like our these may after most over such years where people way "
-         "model data train value number answer question step result because each between while example however system method "
-         "function memory process table shape token layer batch rate loss weight update gradient sample average total").split()
+WORDS = (
+    "the of and to in is that for it as was with be by on not he this are or his from at which but have an they you "
+    "were "
+    "her she there been one all we their has would when if so no will more can what about out up them some could into "
+    "only "
+    "time other than then now its also two first any new like our these may after most over such years where people "
+    "way "
+    "model data train value number answer question step result because each between while example however system "
+    "method "
+    "function memory process table shape token layer batch rate loss weight update gradient sample average total"
+).split()
 
 
 def sentence(rng: random.Random, words: int) -> str:

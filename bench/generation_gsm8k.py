@@ -27,11 +27,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from hydratune.cache_dirs import cache_root
-    from hydratune.models.chat_templates import stop_token_ids
+    from hydratune.config.spec import ModelSpec
     from hydratune.evaluate.generate import generate_hf
     from hydratune.evaluate.tasks.gsm8k import Gsm8kTaskSpec, build_prompt, load_problems, score
+    from hydratune.models.chat_templates import stop_token_ids
     from hydratune.models.model_loading import load_base_model, load_tokenizer
-    from hydratune.config.spec import ModelSpec
 
     model_spec = ModelSpec(name="embedded:smollm2-135m-instruct")
     root = cache_root()
@@ -44,25 +44,46 @@ def main() -> None:
     loop_texts = []
     with torch.no_grad():
         for conversation in conversations:
-            inputs = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_dict=True, return_tensors="pt")
-            out = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False, eos_token_id=stop_token_ids(tokenizer))
-            loop_texts.append(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+            inputs = tokenizer.apply_chat_template(
+                conversation, add_generation_prompt=True, return_dict=True, return_tensors="pt"
+            )
+            out = model.generate(
+                **inputs, max_new_tokens=args.max_new_tokens, do_sample=False, eos_token_id=stop_token_ids(tokenizer)
+            )
+            loop_texts.append(
+                tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+            )
     loop_seconds = time.perf_counter() - start
 
-    batched = generate_hf(model, tokenizer, conversations, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    batched = generate_hf(
+        model, tokenizer, conversations, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+    )
 
     def accuracy(texts):
         return sum(score(t, p)["strict_accuracy"] for t, p in zip(texts, problems)) / len(problems)
 
-    print(json.dumps({
-        "problems": len(problems),
-        "max_new_tokens": args.max_new_tokens,
-        "one_at_a_time": {"seconds": loop_seconds, "problems_per_second": len(problems) / loop_seconds, "strict_accuracy": accuracy(loop_texts)},
-        "hydratune_batched": {"seconds": batched.seconds, "problems_per_second": batched.per_second,
-                              "batch_size": args.batch_size, "strict_accuracy": accuracy(batched.texts)},
-        "speedup": loop_seconds / batched.seconds,
-        "identical_replies": sum(a == b for a, b in zip(loop_texts, batched.texts)),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "problems": len(problems),
+                "max_new_tokens": args.max_new_tokens,
+                "one_at_a_time": {
+                    "seconds": loop_seconds,
+                    "problems_per_second": len(problems) / loop_seconds,
+                    "strict_accuracy": accuracy(loop_texts),
+                },
+                "hydratune_batched": {
+                    "seconds": batched.seconds,
+                    "problems_per_second": batched.per_second,
+                    "batch_size": args.batch_size,
+                    "strict_accuracy": accuracy(batched.texts),
+                },
+                "speedup": loop_seconds / batched.seconds,
+                "identical_replies": sum(a == b for a, b in zip(loop_texts, batched.texts)),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,13 @@ def recomputed(hidden, labels, head):
     total = hidden.new_zeros(())
     for start in range(0, targets.numel(), CHUNK_TOKENS):
         part = slice(start, start + CHUNK_TOKENS)
-        total = total + checkpoint(lambda s, w, t: F.cross_entropy(F.linear(s, w).float(), t, reduction="sum"),
-                                   states[part], head.weight, targets[part], use_reentrant=False)
+        total = total + checkpoint(
+            lambda s, w, t: F.cross_entropy(F.linear(s, w).float(), t, reduction="sum"),
+            states[part],
+            head.weight,
+            targets[part],
+            use_reentrant=False,
+        )
     return total
 
 
@@ -61,8 +66,11 @@ def main() -> None:
     hidden = torch.randn(1, args.tokens, HIDDEN, requires_grad=True)
     labels = torch.randint(0, VOCAB, (1, args.tokens))
     labels[:, : int(args.tokens * (1 - args.supervised))] = IGNORE_INDEX
-    sides = {"plain (every position)": plain, "chunked, recomputed in backward": recomputed,
-             "hydratune chunked, gradients in forward": lambda h, l, w: supervised_loss_sum(h, l, w)}
+    sides = {
+        "plain (every position)": plain,
+        "chunked, recomputed in backward": recomputed,
+        "hydratune chunked, gradients in forward": supervised_loss_sum,
+    }
     results, reference = {}, None
     for name, fn in sides.items():
         seconds, grad = best_seconds(fn, hidden, labels, head)
@@ -71,7 +79,11 @@ def main() -> None:
     base = results["plain (every position)"]["seconds"]
     for r in results.values():
         r["speed_vs_plain"] = base / r["seconds"]
-    print(json.dumps({"tokens": args.tokens, "supervised": args.supervised, "chunk": CHUNK_TOKENS, "sides": results}, indent=2))
+    print(
+        json.dumps(
+            {"tokens": args.tokens, "supervised": args.supervised, "chunk": CHUNK_TOKENS, "sides": results}, indent=2
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,14 +38,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for method in METHODS:
             as_run = hydratune(args.data, args.steps, f"{tmp}/{method}", f"method={method}")
-            entry = {"plan_gib": as_run["plan_memory_gib"], "measured_peak_gib": as_run["measured_peak_gib"],
-                     "measured_over_plan": as_run["measured_peak_gib"] / as_run["plan_memory_gib"],
-                     "tokens_per_second": as_run["tokens_per_second"]}
+            entry = {
+                "plan_gib": as_run["plan_memory_gib"],
+                "measured_peak_gib": as_run["measured_peak_gib"],
+                "measured_over_plan": as_run["measured_peak_gib"] / as_run["plan_memory_gib"],
+                "tokens_per_second": as_run["tokens_per_second"],
+            }
             if cpu:
-                released = hydratune(args.data, args.steps, f"{tmp}/{method}_released", f"method={method}", prelude=RELEASE_HEAP)
-                entry |= {"heap_released_peak_gib": released["measured_peak_gib"],
-                          "heap_released_over_plan": released["measured_peak_gib"] / released["plan_memory_gib"],
-                          "heap_released_tokens_per_second": released["tokens_per_second"]}
+                released = hydratune(
+                    args.data, args.steps, f"{tmp}/{method}_released", f"method={method}", prelude=RELEASE_HEAP
+                )
+                entry |= {
+                    "heap_released_peak_gib": released["measured_peak_gib"],
+                    "heap_released_over_plan": released["measured_peak_gib"] / released["plan_memory_gib"],
+                    "heap_released_tokens_per_second": released["tokens_per_second"],
+                }
             methods[method] = entry
             print(method, json.dumps(entry), file=sys.stderr, flush=True)
     print(json.dumps({"steps": args.steps, "device": "cpu" if cpu else "gpu", "methods": methods}, indent=2))

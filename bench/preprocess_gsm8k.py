@@ -25,7 +25,9 @@ def baseline(train_file: Path, tokenizer, cache_dir: str) -> tuple[float, int]:
 
     def tokenize(batch):
         texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False)
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False
+            )
             for q, a in zip(batch["question"], batch["answer"])
         ]
         return tokenizer(texts, add_special_tokens=False)
@@ -46,9 +48,17 @@ def main() -> None:
     from hydratune.models.model_loading import load_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = compose_spec(["+experiment=gsm8k_lora", f"dataset.path={args.data}", "dataset.max_length=512",
-                             "dataset.strip_calculator_annotations=false", "dataset.eval_split=null", "eval=[none]",
-                             f"run.cache_dir={tmp}/ht"])
+        spec = compose_spec(
+            [
+                "+experiment=gsm8k_lora",
+                f"dataset.path={args.data}",
+                "dataset.max_length=512",
+                "dataset.strip_calculator_annotations=false",
+                "dataset.eval_split=null",
+                "eval=[none]",
+                f"run.cache_dir={tmp}/ht",
+            ]
+        )
         tokenizer = load_tokenizer(spec.model, cache_root())
 
         base_s, base_tokens = baseline(args.data / "train.jsonl", tokenizer, f"{tmp}/hf")
@@ -63,8 +73,12 @@ def main() -> None:
         result = {
             "rows": cold.report["sources"]["train"][0]["rows_read"],
             "datasets_map": {"seconds": base_s, "tokens": base_tokens, "tokens_per_second": base_tokens / base_s},
-            "hydratune_cold": {"seconds": cold_s, "tokens": tokens, "tokens_per_second": tokens / cold_s,
-                               "packing_efficiency": cold.manifest["packing"]["train"]["efficiency"]},
+            "hydratune_cold": {
+                "seconds": cold_s,
+                "tokens": tokens,
+                "tokens_per_second": tokens / cold_s,
+                "packing_efficiency": cold.manifest["packing"]["train"]["efficiency"],
+            },
             "hydratune_cache_hit": {"seconds": hit_s},
             "speed_ratio_cold": (tokens / cold_s) / (base_tokens / base_s),
         }

@@ -64,8 +64,17 @@ def measure_one(side: str, data: Path, workers: int, scratch: Path) -> dict:
     from hydratune.commands.cli import compose_spec
     from hydratune.models.model_loading import load_tokenizer
 
-    spec = compose_spec([f"dataset.path={data}", "dataset.format=messages", "dataset.max_length=2048", "dataset.eval_split=null",
-                         f"dataset.num_proc={workers}", "eval=[none]", f"run.cache_dir={scratch / 'cache'}"])
+    spec = compose_spec(
+        [
+            f"dataset.path={data}",
+            "dataset.format=messages",
+            "dataset.max_length=2048",
+            "dataset.eval_split=null",
+            f"dataset.num_proc={workers}",
+            "eval=[none]",
+            f"run.cache_dir={scratch / 'cache'}",
+        ]
+    )
     tokenizer = load_tokenizer(spec.model, cache_root())
     tokenizer("warm up")
     baseline = _kib("VmRSS")
@@ -88,21 +97,31 @@ def measure_one(side: str, data: Path, workers: int, scratch: Path) -> dict:
             texts = [tokenizer.apply_chat_template(m, tokenize=False) for m in batch["messages"]]
             return tokenizer(texts, add_special_tokens=False)
 
-        out = rows.map(tokenize, batched=True, num_proc=workers if workers > 1 else None, remove_columns=rows.column_names)
+        out = rows.map(
+            tokenize, batched=True, num_proc=workers if workers > 1 else None, remove_columns=rows.column_names
+        )
         tokens = sum(len(ids) for batch in out.iter(batch_size=4096) for ids in batch["input_ids"])
         extra = {}
     seconds = time.perf_counter() - start
     anon_peak = anon.stop()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"seconds": seconds, "tokens": tokens, "tokens_per_second": tokens / seconds,
-            "peak_above_baseline_mb": (_kib("VmHWM") - baseline) / 1024, "baseline_mb": baseline / 1024,
-            "anon_peak_above_baseline_mb": (anon_peak - anon_baseline) / 1024,
-            "largest_worker_peak_mb": children / 1024, **extra}
+    return {
+        "seconds": seconds,
+        "tokens": tokens,
+        "tokens_per_second": tokens / seconds,
+        "peak_above_baseline_mb": (_kib("VmHWM") - baseline) / 1024,
+        "baseline_mb": baseline / 1024,
+        "anon_peak_above_baseline_mb": (anon_peak - anon_baseline) / 1024,
+        "largest_worker_peak_mb": children / 1024,
+        **extra,
+    }
 
 
 def measure(side: str, data: Path, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
-        out = subprocess.run([sys.executable, __file__, "--one", side, str(data), str(workers), scratch], capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", side, str(data), str(workers), scratch], capture_output=True, text=True
+        )
     if out.returncode != 0:
         raise SystemExit(out.stderr[-4000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -127,18 +146,24 @@ def main() -> None:
         data = GENERATED / f"chat_{count}.jsonl"
         if not data.exists():
             write_rows(count, data)
-        row = {"rows": count,
-               f"hydratune_{args.workers}_workers": measure("hydratune", data, args.workers),
-               f"datasets_map_{args.workers}_workers": measure("datasets", data, args.workers)}
+        row = {
+            "rows": count,
+            f"hydratune_{args.workers}_workers": measure("hydratune", data, args.workers),
+            f"datasets_map_{args.workers}_workers": measure("datasets", data, args.workers),
+        }
         if count == args.rows[0]:
             row["hydratune_1_worker"] = measure("hydratune", data, 1)
         results.append(row)
         print(json.dumps(row), flush=True)
     first = results[0]
     summary = {
-        "worker_speedup": first[f"hydratune_{args.workers}_workers"]["tokens_per_second"] / first["hydratune_1_worker"]["tokens_per_second"],
-        "vs_datasets_map_tokens_per_second": [r[f"hydratune_{args.workers}_workers"]["tokens_per_second"]
-                                              / r[f"datasets_map_{args.workers}_workers"]["tokens_per_second"] for r in results],
+        "worker_speedup": first[f"hydratune_{args.workers}_workers"]["tokens_per_second"]
+        / first["hydratune_1_worker"]["tokens_per_second"],
+        "vs_datasets_map_tokens_per_second": [
+            r[f"hydratune_{args.workers}_workers"]["tokens_per_second"]
+            / r[f"datasets_map_{args.workers}_workers"]["tokens_per_second"]
+            for r in results
+        ],
     }
     print(json.dumps({"results": results, "summary": summary}, indent=2))
 

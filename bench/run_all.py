@@ -26,79 +26,137 @@ def run(script: str, *args: str) -> dict:
     if out.returncode != 0:
         raise SystemExit(f"{script} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
     text = "\n" + out.stdout
-    return json.loads(text[text.rindex("\n{\n") + 1:])
+    return json.loads(text[text.rindex("\n{\n") + 1 :])
 
 
 def machine() -> str:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     import os
 
-    return f"{len(os.sched_getaffinity(0))} CPU cores ({cpu}), {gpu}, torch {torch.__version__}, Python {platform.python_version()}"
+    return (
+        f"{len(os.sched_getaffinity(0))} CPU cores ({cpu}), {gpu}, torch {torch.__version__}, Python "
+        f"{platform.python_version()}"
+    )
 
 
 def training_table(r: dict) -> list[str]:
-    lines = [f"Median real tokens/s over steps 3-{r['steps']} (4 rows of <= 512 tokens per step, LoRA r16, fp32), the process's "
-             f"peak RSS, and the share of this machine's measured fp32 matmul rate ({r['matmul_gflops']:.0f} GFLOP/s) "
-             "that the useful training FLOPs reach.", "",
-             "| side | tokens/s | vs hydratune | peak RSS | matmul rate reached |", "|---|---|---|---|---|"]
+    lines = [
+        f"Median real tokens/s over steps 3-{r['steps']} (4 rows of <= 512 tokens per step, LoRA r16, fp32), the "
+        f"process's "
+        f"peak RSS, and the share of this machine's measured fp32 matmul rate ({r['matmul_gflops']:.0f} GFLOP/s) "
+        "that the useful training FLOPs reach.",
+        "",
+        "| side | tokens/s | vs hydratune | peak RSS | matmul rate reached |",
+        "|---|---|---|---|---|",
+    ]
     for name, s in r["sides"].items():
-        lines.append(f"| {name} | {s['tokens_per_second']:.1f} | {s['throughput_vs_hydratune']:.2f}x | {s['peak_rss_mb'] / 1024:.2f} GB | "
-                     f"{100 * s['fraction_of_matmul_rate']:.1f}% |")
+        lines.append(
+            f"| {name} | {s['tokens_per_second']:.1f} | {s['throughput_vs_hydratune']:.2f}x | "
+            f"{s['peak_rss_mb'] / 1024:.2f} GB | "
+            f"{100 * s['fraction_of_matmul_rate']:.1f}% |"
+        )
     ours = r["sides"]["hydratune"]
     ratios = r["ratios"]
     tutorial = r["sides"]["tutorial Trainer+PEFT (padded)"]
     if "padding_share" in tutorial:
-        lines += ["", f"The tutorial's batches were {100 * tutorial['padding_share']:.0f}% padding: removing all of it is worth at most "
-                  f"{1 / (1 - tutorial['padding_share']):.2f}x at the same cost per computed token (packed rows of 512 tokens cost "
-                  "somewhat more per token than its shorter padded ones: attention grows with the row)."]
-    lines += ["", f"hydratune / tutorial: **{ratios['hydratune_vs_tutorial_tokens_per_second']:.2f}x** tokens/s at "
-              f"{ratios['hydratune_vs_tutorial_peak_rss']:.2f}x its peak RSS; hydratune / TRL SFTTrainer at its best: "
-              f"**{ratios['hydratune_vs_trl_best_tokens_per_second']:.2f}x** tokens/s.",
-              f"The plan estimated {ours['plan_memory_gib']:.2f} GiB for hydratune's run; measured peak above the pre-model "
-              f"baseline: {ours['measured_peak_gib']:.2f} GiB (ratio {ours['measured_peak_gib'] / ours['plan_memory_gib']:.2f})."]
+        lines += [
+            "",
+            f"The tutorial's batches were {100 * tutorial['padding_share']:.0f}% padding: removing all of it is worth "
+            f"at most "
+            f"{1 / (1 - tutorial['padding_share']):.2f}x at the same cost per computed token (packed rows of 512 "
+            f"tokens cost "
+            "somewhat more per token than its shorter padded ones: attention grows with the row).",
+        ]
+    lines += [
+        "",
+        f"hydratune / tutorial: **{ratios['hydratune_vs_tutorial_tokens_per_second']:.2f}x** tokens/s at "
+        f"{ratios['hydratune_vs_tutorial_peak_rss']:.2f}x its peak RSS; hydratune / TRL SFTTrainer at its best: "
+        f"**{ratios['hydratune_vs_trl_best_tokens_per_second']:.2f}x** tokens/s.",
+        f"The plan estimated {ours['plan_memory_gib']:.2f} GiB for hydratune's run; measured peak above the pre-model "
+        f"baseline: {ours['measured_peak_gib']:.2f} GiB (ratio "
+        f"{ours['measured_peak_gib'] / ours['plan_memory_gib']:.2f}).",
+    ]
     return lines
 
 
 def loss_table(r: dict) -> list[str]:
-    lines = [f"Forward and backward of the loss over {r['tokens']:,} final hidden states of SmolLM2-135M (576 wide, fp32, a frozen "
-             f"49,152-row head as under LoRA), {100 * r['supervised']:.0f}% of positions supervised, chunks of {r['chunk']}; best of 4.", "",
-             "| loss | seconds | speed vs plain | max gradient difference vs plain |", "|---|---|---|---|"]
+    lines = [
+        f"Forward and backward of the loss over {r['tokens']:,} final hidden states of SmolLM2-135M (576 wide, fp32, a "
+        f"frozen "
+        f"49,152-row head as under LoRA), {100 * r['supervised']:.0f}% of positions supervised, chunks of "
+        f"{r['chunk']}; best of 4.",
+        "",
+        "| loss | seconds | speed vs plain | max gradient difference vs plain |",
+        "|---|---|---|---|",
+    ]
     for name, s in r["sides"].items():
-        lines.append(f"| {name} | {s['seconds']:.2f} | {s['speed_vs_plain']:.2f}x | {s['max_abs_grad_diff_vs_plain']:.1e} |")
+        lines.append(
+            f"| {name} | {s['seconds']:.2f} | {s['speed_vs_plain']:.2f}x | {s['max_abs_grad_diff_vs_plain']:.1e} |"
+        )
     return lines
 
 
 def plan_table(r: dict) -> list[str]:
-    lines = [f"The embedded model, the training bench's batch, {r['steps']} steps per run. \"as run\": run.json's measured peak (RSS "
-             "above the RSS before the model was built). \"heap released\": the same run with glibc's free heap pages returned "
-             "after every decoder layer (`bench/heap_release.py`), so the RSS follows the tensors alive.", "",
-             "| method | plan | as run | as run / plan | heap released | heap released / plan | tokens/s as run, released |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"The embedded model, the training bench's batch, {r['steps']} steps per run. \"as run\": run.json's measured "
+        f"peak (RSS "
+        'above the RSS before the model was built). "heap released": the same run with glibc\'s free heap pages '
+        "returned "
+        "after every decoder layer (`bench/heap_release.py`), so the RSS follows the tensors alive.",
+        "",
+        "| method | plan | as run | as run / plan | heap released | heap released / plan | tokens/s as run, released |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for method, m in r["methods"].items():
-        released = (f"{m['heap_released_peak_gib']:.2f} GiB | {m['heap_released_over_plan']:.2f} | {m['tokens_per_second']:.0f}, "
-                    f"{m['heap_released_tokens_per_second']:.0f}") if "heap_released_peak_gib" in m else f"- | - | {m['tokens_per_second']:.0f}"
-        lines.append(f"| {method} | {m['plan_gib']:.2f} GiB | {m['measured_peak_gib']:.2f} GiB | {m['measured_over_plan']:.2f} | {released} |")
+        released = (
+            (
+                f"{m['heap_released_peak_gib']:.2f} GiB | {m['heap_released_over_plan']:.2f} | "
+                f"{m['tokens_per_second']:.0f}, "
+                f"{m['heap_released_tokens_per_second']:.0f}"
+            )
+            if "heap_released_peak_gib" in m
+            else f"- | - | {m['tokens_per_second']:.0f}"
+        )
+        lines.append(
+            f"| {method} | {m['plan_gib']:.2f} GiB | {m['measured_peak_gib']:.2f} GiB | {m['measured_over_plan']:.2f} "
+            f"| {released} |"
+        )
     return lines
 
 
 def preprocessing_table(r: dict) -> list[str]:
-    lines = ["| rows | side | seconds | tokens/s | peak RSS above baseline | of which anonymous | largest worker RSS | packing |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| rows | side | seconds | tokens/s | peak RSS above baseline | of which anonymous | largest worker RSS | "
+        "packing |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in r["results"]:
         for side, m in row.items():
             if side == "rows":
                 continue
             packing = f"{100 * m['packing_efficiency']:.2f}%" if "packing_efficiency" in m else "not packed"
-            lines.append(f"| {row['rows']:,} | {side} | {m['seconds']:.1f} | {m['tokens_per_second']:,.0f} | "
-                         f"{m['peak_above_baseline_mb']:.0f} MB | {m['anon_peak_above_baseline_mb']:.0f} MB | "
-                         f"{m['largest_worker_peak_mb']:.0f} MB | {packing} |")
+            lines.append(
+                f"| {row['rows']:,} | {side} | {m['seconds']:.1f} | {m['tokens_per_second']:,.0f} | "
+                f"{m['peak_above_baseline_mb']:.0f} MB | {m['anon_peak_above_baseline_mb']:.0f} MB | "
+                f"{m['largest_worker_peak_mb']:.0f} MB | {packing} |"
+            )
     s = r["summary"]
-    lines += ["", f"Workers: {s['worker_speedup']:.2f}x the single-worker rate. hydratune / datasets.map tokens/s: "
-              + ", ".join(f"{x:.2f}x" for x in s["vs_datasets_map_tokens_per_second"]) + "."]
+    lines += [
+        "",
+        f"Workers: {s['worker_speedup']:.2f}x the single-worker rate. hydratune / datasets.map tokens/s: "
+        + ", ".join(f"{x:.2f}x" for x in s["vs_datasets_map_tokens_per_second"])
+        + ".",
+    ]
     return lines
 
 
@@ -107,7 +165,9 @@ def goals(results: dict) -> list[str]:
     t, p, plan = results["training"], results["preprocessing"], results["plan"]["methods"]
     ratios, tutorial = t["ratios"], t["sides"]["tutorial Trainer+PEFT (padded)"]
     rows = [r for r in p["results"]]
-    ours_peaks = [max(m["peak_above_baseline_mb"] for side, m in r.items() if side.startswith("hydratune")) for r in rows]
+    ours_peaks = [
+        max(m["peak_above_baseline_mb"] for side, m in r.items() if side.startswith("hydratune")) for r in rows
+    ]
 
     def mark(ok: bool) -> str:
         return "met" if ok else "**not met**"
@@ -121,21 +181,32 @@ def goals(results: dict) -> list[str]:
 
     def listed(ratios: dict) -> str:
         return ", ".join(f"{k} {x:.2f}" for k, x in ratios.items())
+
     return [
-        "| goal | measured | |", "|---|---|---|",
+        "| goal | measured | |",
+        "|---|---|---|",
         f"| training >= 1.7x the tutorial's tokens/s | {speed:.2f}x | {mark(speed >= 1.7)} |",
-        f"| ... at no more peak memory than the tutorial | {memory:.2f}x its peak RSS ({t['sides']['hydratune']['peak_rss_mb'] / 1024:.2f} "
+        f"| ... at no more peak memory than the tutorial | {memory:.2f}x its peak RSS "
+        f"({t['sides']['hydratune']['peak_rss_mb'] / 1024:.2f} "
         f"vs {tutorial['peak_rss_mb'] / 1024:.2f} GB) | {mark(memory <= 1.0)} |",
         f"| training >= 1.5x TRL SFTTrainer at its best | {ratios['hydratune_vs_trl_best_tokens_per_second']:.2f}x | "
         f"{mark(ratios['hydratune_vs_trl_best_tokens_per_second'] >= 1.5)} |",
-        f"| 2 tokenizing workers >= 1.8x one | {p['summary']['worker_speedup']:.2f}x | {mark(p['summary']['worker_speedup'] >= 1.8)} |",
+        f"| 2 tokenizing workers >= 1.8x one | {p['summary']['worker_speedup']:.2f}x | "
+        f"{mark(p['summary']['worker_speedup'] >= 1.8)} |",
         "| preprocessing peak <= 2 GB above the tokenizer's footprint, at every size | "
         + ", ".join(f"{r['rows']:,} rows: {peak:.0f} MB" for r, peak in zip(rows, ours_peaks))
         + f" | {mark(max(ours_peaks) <= 2048)} |",
-        f"| the plan's memory estimate within 20% of the measured peak RSS (embedded model) | measured / estimate: {listed(as_run)} | "
+        f"| the plan's memory estimate within 20% of the measured peak RSS (embedded model) | measured / estimate: "
+        f"{listed(as_run)} | "
         f"{mark(within(as_run))} |",
-        *([f"| ... of the live memory, glibc's free heap released | measured / estimate: {listed(released)} | {mark(within(released))} |"]
-          if released else []),
+        *(
+            [
+                f"| ... of the live memory, glibc's free heap released | measured / estimate: {listed(released)} | "
+                f"{mark(within(released))} |"
+            ]
+            if released
+            else []
+        ),
     ]
 
 
@@ -167,29 +238,58 @@ def main() -> None:
             saved.write_text(json.dumps(results, indent=2))
     g, e, f = results["gsm8k_preprocessing"], results["evaluation"], results["first_step"]
     lines = [
-        "# Benchmarks", "",
-        f"Regenerated by `python bench/run_all.py{' '.join(['', *sys.argv[1:]])}` on {datetime.date.today()}: {machine()}.",
+        "# Benchmarks",
+        "",
+        f"Regenerated by `python bench/run_all.py{' '.join(['', *sys.argv[1:]])}` on {datetime.date.today()}: "
+        f"{machine()}.",
         "Each benchmark runs hydratune and the peer a user would otherwise pick in one script, on the same model, data "
         "and settings; ratios matter more than absolute times. Raw figures: `bench/results.json`. "
-        "Not yet run on a GPU (`bench/train_throughput.py --help` lists the sizes; the same harness takes a GPU when one is present).",
-        "", "## Goals", "", *goals(results),
-        "", "## Training (`bench/train_throughput.py`)", "", *training_table(results["training"]),
-        "", "## The plan's memory estimate (`bench/plan_memory.py`)", "", *plan_table(results["plan"]),
-        "", "## The SFT loss alone (`bench/loss_kernel.py`)", "", *loss_table(results["loss"]),
-        "", "## Preprocessing at scale (`bench/preprocess_scale.py`)", "",
-        "Generated chat rows (OpenAI messages, 1-3 turns, ~690 tokens per row), 2048-token rows, the embedded SmolLM2 tokenizer.", "",
+        "Not yet run on a GPU (`bench/train_throughput.py --help` lists the sizes; the same harness takes a GPU when "
+        "one is present).",
+        "",
+        "## Goals",
+        "",
+        *goals(results),
+        "",
+        "## Training (`bench/train_throughput.py`)",
+        "",
+        *training_table(results["training"]),
+        "",
+        "## The plan's memory estimate (`bench/plan_memory.py`)",
+        "",
+        *plan_table(results["plan"]),
+        "",
+        "## The SFT loss alone (`bench/loss_kernel.py`)",
+        "",
+        *loss_table(results["loss"]),
+        "",
+        "## Preprocessing at scale (`bench/preprocess_scale.py`)",
+        "",
+        "Generated chat rows (OpenAI messages, 1-3 turns, ~690 tokens per row), 2048-token rows, the embedded SmolLM2 "
+        "tokenizer.",
+        "",
         *preprocessing_table(results["preprocessing"]),
-        "", "## GSM8K preprocessing (`bench/preprocess_gsm8k.py`)", "",
-        f"{g['rows']:,} rows: hydratune cold {g['hydratune_cold']['seconds']:.1f} s ({g['hydratune_cold']['tokens_per_second']:,.0f} tokens/s, "
-        f"packing {100 * g['hydratune_cold']['packing_efficiency']:.2f}%), cache hit {g['hydratune_cache_hit']['seconds']:.2f} s; "
+        "",
+        "## GSM8K preprocessing (`bench/preprocess_gsm8k.py`)",
+        "",
+        f"{g['rows']:,} rows: hydratune cold {g['hydratune_cold']['seconds']:.1f} s "
+        f"({g['hydratune_cold']['tokens_per_second']:,.0f} tokens/s, "
+        f"packing {100 * g['hydratune_cold']['packing_efficiency']:.2f}%), cache hit "
+        f"{g['hydratune_cache_hit']['seconds']:.2f} s; "
         f"datasets.map {g['datasets_map']['seconds']:.1f} s; ratio {g['speed_ratio_cold']:.2f}x.",
-        "", "## Evaluation (`bench/generation_gsm8k.py`)", "",
-        f"{e['problems']} GSM8K test problems, greedy, up to {e['max_new_tokens']} new tokens: one `generate` call per problem "
+        "",
+        "## Evaluation (`bench/generation_gsm8k.py`)",
+        "",
+        f"{e['problems']} GSM8K test problems, greedy, up to {e['max_new_tokens']} new tokens: one `generate` call per "
+        f"problem "
         f"{e['one_at_a_time']['problems_per_second']:.2f} problems/s; hydratune's batched decoding "
         f"{e['hydratune_batched']['problems_per_second']:.2f} problems/s (**{e['speedup']:.1f}x**), "
         f"{e['identical_replies']}/{e['problems']} identical replies.",
-        "", "## Time to the first training step (`bench/time_to_first_step.py`)", "",
-        f"`train +experiment=quickstart`: {f['warm_cache_seconds']:.1f} s on a warm cache ({f['cold_cache_seconds']:.1f} s on a cold one).",
+        "",
+        "## Time to the first training step (`bench/time_to_first_step.py`)",
+        "",
+        f"`train +experiment=quickstart`: {f['warm_cache_seconds']:.1f} s on a warm cache "
+        f"({f['cold_cache_seconds']:.1f} s on a cold one).",
         "",
     ]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))

@@ -26,17 +26,26 @@ def main() -> None:
     from hydratune.cache_dirs import cache_root
     from hydratune.commands.cli import compose_spec
     from hydratune.models.model_loading import model_location
-    from hydratune.training.plan import estimate_memory, model_shape
     from hydratune.training.lean_loss import lean_causal_lm_loss
+    from hydratune.training.plan import estimate_memory, model_shape
 
-    spec = compose_spec(["+experiment=quickstart", "method.lora.rank=16", "method.lora.alpha=32", f"dataset.max_length={LENGTH}",
-                         f"train.micro_batch_size={ROWS}"])
+    spec = compose_spec(
+        [
+            "+experiment=quickstart",
+            "method.lora.rank=16",
+            "method.lora.alpha=32",
+            f"dataset.max_length={LENGTH}",
+            f"train.micro_batch_size={ROWS}",
+        ]
+    )
     path = model_location(spec.model, cache_root())
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa", dtype=torch.float32)
     model.config.use_cache = False
     estimate = estimate_memory(spec, model_shape(spec, model.config), "fp32")
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear")).train()
+    model = get_peft_model(
+        model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear")
+    ).train()
     parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
 
     ids = torch.randint(10, 40000, (ROWS, LENGTH))
@@ -56,13 +65,18 @@ def main() -> None:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         lean_causal_lm_loss(model, {"input_ids": ids, "position_ids": positions, "labels": labels}, None)
     gib = 2**30
-    print(json.dumps({
-        "saved_for_backward_gib": sum(seen.values()) / gib,
-        "plan_activations_gib": estimate.activations / gib,
-        "plan_attention_scores_gib": estimate.attention / gib,
-        "plan_total_gib": estimate.total / gib,
-        "largest_groups_mb": {k: round(v / 2**20, 1) for k, v in by_shape.most_common(8)},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "saved_for_backward_gib": sum(seen.values()) / gib,
+                "plan_activations_gib": estimate.activations / gib,
+                "plan_attention_scores_gib": estimate.attention / gib,
+                "plan_total_gib": estimate.total / gib,
+                "largest_groups_mb": {k: round(v / 2**20, 1) for k, v in by_shape.most_common(8)},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,15 @@ import time
 
 
 def first_step_seconds(run_dir: str, cache: str) -> float:
-    cmd = ["train", "+experiment=quickstart", "train.max_steps=2", "eval=[none]", "train.sample_prompt=null",
-           f"run.cache_dir={cache}", f"hydra.run.dir={run_dir}"]
+    cmd = [
+        "train",
+        "+experiment=quickstart",
+        "train.max_steps=2",
+        "eval=[none]",
+        "train.sample_prompt=null",
+        f"run.cache_dir={cache}",
+        f"hydra.run.dir={run_dir}",
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = None

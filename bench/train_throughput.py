@@ -36,7 +36,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PEAK = "import resource, runpy, sys, atexit; atexit.register(lambda: print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)); "
+PEAK = (
+    "import resource, runpy, sys, atexit; atexit.register(lambda: print('PEAK_RSS_MB', "
+    "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)); "
+)
 WARMUP_STEPS = 2
 
 
@@ -52,8 +55,14 @@ def peak_mb(text: str) -> float:
 
 
 # Llama-3.2-1B's dimensions on SmolLM2's architecture class (LlamaForCausalLM) and vocabulary.
-LLAMA_1B_SHAPE = {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
-                  "num_key_value_heads": 8, "head_dim": 64}
+LLAMA_1B_SHAPE = {
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+}
 
 
 def matmul_flops_per_second(gpu: bool, size: int = 4096, repeats: int = 20) -> float:
@@ -90,29 +99,63 @@ def llama_shaped_model(embedded_dir: str, out: str) -> str:
 
 
 def peer(script: str, model_dir: str, train_file: str, steps: int, out: str, *extra: str) -> dict:
-    text = run([sys.executable, "-c", PEAK + f"sys.argv = ['x', {model_dir!r}, {train_file!r}, '{steps}', {out!r}, *{list(extra)!r}]; "
-                f"runpy.run_path({str(HERE / script)!r}, run_name='__main__')"])
+    text = run(
+        [
+            sys.executable,
+            "-c",
+            PEAK + f"sys.argv = ['x', {model_dir!r}, {train_file!r}, '{steps}', {out!r}, *{list(extra)!r}]; "
+            f"runpy.run_path({str(HERE / script)!r}, run_name='__main__')",
+        ]
+    )
     steps_seen = json.loads(re.findall(r"BENCH_RESULT (.*)", text)[-1])
     rates = [n / s for n, s in zip(steps_seen["step_tokens"], steps_seen["step_seconds"])][WARMUP_STEPS:]
     out = {"tokens_per_second": statistics.median(rates), "peak_rss_mb": peak_mb(text), "steps_timed": len(rates)}
     if "step_computed_tokens" in steps_seen:  # padded batches: the positions computed, pads included
-        real, computed = sum(steps_seen["step_tokens"][WARMUP_STEPS:]), sum(steps_seen["step_computed_tokens"][WARMUP_STEPS:])
+        real, computed = (
+            sum(steps_seen["step_tokens"][WARMUP_STEPS:]),
+            sum(steps_seen["step_computed_tokens"][WARMUP_STEPS:]),
+        )
         out["padding_share"] = 1 - real / computed
     return out
 
 
 def hydratune(data: Path, steps: int, out: str, *extra: str, max_length: int = 512, prelude: str = "") -> dict:
-    overrides = ["+experiment=gsm8k_lora", f"dataset.path={data}", f"dataset.max_length={max_length}",
-                 "dataset.strip_calculator_annotations=false", "method.lora.rank=16", "method.lora.alpha=32",
-                 "train.gradient_checkpointing=false", "train.micro_batch_size=4", f"train.max_steps={steps}",
-                 "eval=[none]", "train.sample_prompt=null", "train.report_to=[]", f"hydra.run.dir={out}", *extra]
-    text = run([sys.executable, "-c", PEAK + prelude + f"sys.argv = ['train', *{overrides!r}]; runpy.run_module('hydratune.commands.train', run_name='__main__')"])
+    overrides = [
+        "+experiment=gsm8k_lora",
+        f"dataset.path={data}",
+        f"dataset.max_length={max_length}",
+        "dataset.strip_calculator_annotations=false",
+        "method.lora.rank=16",
+        "method.lora.alpha=32",
+        "train.gradient_checkpointing=false",
+        "train.micro_batch_size=4",
+        f"train.max_steps={steps}",
+        "eval=[none]",
+        "train.sample_prompt=null",
+        "train.report_to=[]",
+        f"hydra.run.dir={out}",
+        *extra,
+    ]
+    text = run(
+        [
+            sys.executable,
+            "-c",
+            PEAK
+            + prelude
+            + f"sys.argv = ['train', *{overrides!r}]; "
+            + "runpy.run_module('hydratune.commands.train', run_name='__main__')",
+        ]
+    )
     record = json.loads((Path(out) / "run.json").read_text())
     rates = [e["tokens_per_second"] for e in record["log_history"] if "tokens_per_second" in e][WARMUP_STEPS:]
-    return {"tokens_per_second": statistics.median(rates), "peak_rss_mb": peak_mb(text), "steps_timed": len(rates),
-            "flops_per_token": record["plan"]["train_flops_per_token"],
-            "plan_memory_gib": record["memory"]["estimated_bytes"] / 2**30,
-            "measured_peak_gib": (record["memory"]["measured_peak_bytes"] or 0) / 2**30}
+    return {
+        "tokens_per_second": statistics.median(rates),
+        "peak_rss_mb": peak_mb(text),
+        "steps_timed": len(rates),
+        "flops_per_token": record["plan"]["train_flops_per_token"],
+        "plan_memory_gib": record["memory"]["estimated_bytes"] / 2**30,
+        "measured_peak_gib": (record["memory"]["measured_peak_bytes"] or 0) / 2**30,
+    }
 
 
 def main() -> None:
@@ -132,20 +175,49 @@ def main() -> None:
         ours_extra, peer_extra, max_length = [], [], 512
         if args.gpu:
             model_dir = llama_shaped_model(model_dir, f"{tmp}/llama_shaped")
-            ours_extra = [f"model.name={model_dir}", "model.attn_implementation=flash_attention_2", "train.precision=bf16"]
+            ours_extra = [
+                f"model.name={model_dir}",
+                "model.attn_implementation=flash_attention_2",
+                "train.precision=bf16",
+            ]
             peer_extra, max_length = ["gpu"], 2048
         sides = {
             "hydratune": hydratune(args.data, args.steps, f"{tmp}/ours", *ours_extra, max_length=max_length),
-            "hydratune (method.lora.dropout=0.05, as the peers)": hydratune(args.data, args.steps, f"{tmp}/dropout",
-                                                                            "method.lora.dropout=0.05", *ours_extra, max_length=max_length),
-            "hydratune (train.loss_kernel=plain)": hydratune(args.data, args.steps, f"{tmp}/plain", "train.loss_kernel=plain", *ours_extra,
-                                                             max_length=max_length),
-            "tutorial Trainer+PEFT (padded)": peer("tutorial_trainer_peft.py", model_dir, train_file, args.steps, f"{tmp}/tutorial",
-                                                    str(max_length), *peer_extra),
-            "TRL SFTTrainer (packed, checkpointing off)": peer("trl_sft_trainer.py", model_dir, train_file, args.steps, f"{tmp}/trl",
-                                                               str(max_length), "packed", *peer_extra),
-            "TRL SFTTrainer (padded)": peer("trl_sft_trainer.py", model_dir, train_file, args.steps, f"{tmp}/trl_padded",
-                                            str(max_length), "padded", *peer_extra),
+            "hydratune (method.lora.dropout=0.05, as the peers)": hydratune(
+                args.data, args.steps, f"{tmp}/dropout", "method.lora.dropout=0.05", *ours_extra, max_length=max_length
+            ),
+            "hydratune (train.loss_kernel=plain)": hydratune(
+                args.data, args.steps, f"{tmp}/plain", "train.loss_kernel=plain", *ours_extra, max_length=max_length
+            ),
+            "tutorial Trainer+PEFT (padded)": peer(
+                "tutorial_trainer_peft.py",
+                model_dir,
+                train_file,
+                args.steps,
+                f"{tmp}/tutorial",
+                str(max_length),
+                *peer_extra,
+            ),
+            "TRL SFTTrainer (packed, checkpointing off)": peer(
+                "trl_sft_trainer.py",
+                model_dir,
+                train_file,
+                args.steps,
+                f"{tmp}/trl",
+                str(max_length),
+                "packed",
+                *peer_extra,
+            ),
+            "TRL SFTTrainer (padded)": peer(
+                "trl_sft_trainer.py",
+                model_dir,
+                train_file,
+                args.steps,
+                f"{tmp}/trl_padded",
+                str(max_length),
+                "padded",
+                *peer_extra,
+            ),
         }
     matmul = matmul_flops_per_second(args.gpu)
     flops_per_token = sides["hydratune"]["flops_per_token"]
@@ -160,10 +232,15 @@ def main() -> None:
         "matmul_gflops": matmul / 1e9,
         "sides": sides,
         "ratios": {
-            "hydratune_vs_tutorial_tokens_per_second": ours["tokens_per_second"] / sides["tutorial Trainer+PEFT (padded)"]["tokens_per_second"],
-            "hydratune_vs_trl_best_tokens_per_second": ours["tokens_per_second"] / max(
-                sides["TRL SFTTrainer (packed, checkpointing off)"]["tokens_per_second"], sides["TRL SFTTrainer (padded)"]["tokens_per_second"]),
-            "hydratune_vs_tutorial_peak_rss": ours["peak_rss_mb"] / sides["tutorial Trainer+PEFT (padded)"]["peak_rss_mb"],
+            "hydratune_vs_tutorial_tokens_per_second": ours["tokens_per_second"]
+            / sides["tutorial Trainer+PEFT (padded)"]["tokens_per_second"],
+            "hydratune_vs_trl_best_tokens_per_second": ours["tokens_per_second"]
+            / max(
+                sides["TRL SFTTrainer (packed, checkpointing off)"]["tokens_per_second"],
+                sides["TRL SFTTrainer (padded)"]["tokens_per_second"],
+            ),
+            "hydratune_vs_tutorial_peak_rss": ours["peak_rss_mb"]
+            / sides["tutorial Trainer+PEFT (padded)"]["peak_rss_mb"],
         },
     }
     print(json.dumps(result, indent=2))

@@ -21,11 +21,19 @@ from trl import SFTConfig, SFTTrainer
 
 def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: int, variant: str, gpu: bool) -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if gpu else torch.float32,
-                                                 attn_implementation="flash_attention_2" if gpu else "sdpa")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        dtype=torch.bfloat16 if gpu else torch.float32,
+        attn_implementation="flash_attention_2" if gpu else "sdpa",
+    )
     rows = load_dataset("json", data_files=train_file, split="train")
-    rows = rows.map(lambda r: {"prompt": [{"role": "user", "content": r["question"]}],
-                               "completion": [{"role": "assistant", "content": r["answer"]}]}, remove_columns=rows.column_names)
+    rows = rows.map(
+        lambda r: {
+            "prompt": [{"role": "user", "content": r["question"]}],
+            "completion": [{"role": "assistant", "content": r["answer"]}],
+        },
+        remove_columns=rows.column_names,
+    )
 
     real_tokens: list[int] = []
 
@@ -33,7 +41,9 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
         if not module.training:
             return
         mask = kwargs.get("attention_mask")
-        real_tokens.append(int(mask.sum()) if mask is not None else int(kwargs["input_ids"].numel()))  # padding-free: no pads
+        real_tokens.append(
+            int(mask.sum()) if mask is not None else int(kwargs["input_ids"].numel())
+        )  # padding-free: no pads
 
     stamps: list[float] = []
 
@@ -45,13 +55,31 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
             stamps.append(time.perf_counter())
 
     config = SFTConfig(
-        output_dir=out_dir, per_device_train_batch_size=4, max_steps=steps, learning_rate=2e-4, logging_steps=1,
-        report_to=[], use_cpu=not gpu, bf16=gpu, save_strategy="no", seed=42, max_length=max_length,
-        packing=variant == "packed", gradient_checkpointing=False, completion_only_loss=True,
+        output_dir=out_dir,
+        per_device_train_batch_size=4,
+        max_steps=steps,
+        learning_rate=2e-4,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=not gpu,
+        bf16=gpu,
+        save_strategy="no",
+        seed=42,
+        max_length=max_length,
+        packing=variant == "packed",
+        gradient_checkpointing=False,
+        completion_only_loss=True,
     )
-    trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer,
-                         peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"),
-                         callbacks=[Clock()])
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=rows,
+        processing_class=tokenizer,
+        peft_config=LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+        ),
+        callbacks=[Clock()],
+    )
     trainer.model.register_forward_pre_hook(count, with_kwargs=True)
     trainer.train()
     durations = [end - begin for begin, end in zip(stamps[0::2], stamps[1::2])]

@@ -13,21 +13,36 @@ import time
 import torch
 from datasets import load_dataset
 from peft import LoraConfig, get_peft_model
-from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
-                          TrainerCallback, TrainingArguments)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DataCollatorForLanguageModeling,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 
 def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: int, gpu: bool) -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if gpu else torch.float32,
-                                                 attn_implementation="flash_attention_2" if gpu else "sdpa")
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        dtype=torch.bfloat16 if gpu else torch.float32,
+        attn_implementation="flash_attention_2" if gpu else "sdpa",
+    )
+    model = get_peft_model(
+        model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
 
     ds = load_dataset("json", data_files=train_file, split="train")
 
     def tokenize(batch):
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False)
-                 for q, a in zip(batch["question"], batch["answer"])]
+        texts = [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False
+            )
+            for q, a in zip(batch["question"], batch["answer"])
+        ]
         return tokenizer(texts, truncation=True, max_length=max_length)
 
     ds = ds.map(tokenize, batched=True, remove_columns=ds.column_names)
@@ -49,14 +64,37 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
         def on_step_end(self, args, state, control, **kwargs):
             stamps.append(time.perf_counter())
 
-    args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=4, max_steps=steps, learning_rate=2e-4,
-                             logging_steps=1, report_to=[], use_cpu=not gpu, bf16=gpu, save_strategy="no", seed=42)
-    trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-                      callbacks=[Clock()])
+    args = TrainingArguments(
+        output_dir=out_dir,
+        per_device_train_batch_size=4,
+        max_steps=steps,
+        learning_rate=2e-4,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=not gpu,
+        bf16=gpu,
+        save_strategy="no",
+        seed=42,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=[Clock()],
+    )
     trainer.train()
     durations = [end - begin for begin, end in zip(stamps[0::2], stamps[1::2])]
-    print("BENCH_RESULT " + json.dumps({"step_tokens": real_tokens[:steps], "step_seconds": durations,
-                                        "step_computed_tokens": computed_tokens[:steps]}))
+    print(
+        "BENCH_RESULT "
+        + json.dumps(
+            {
+                "step_tokens": real_tokens[:steps],
+                "step_seconds": durations,
+                "step_computed_tokens": computed_tokens[:steps],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ UNMEASURED_SECONDS = {"slow": 60.0, "quick": 1.0}
 
 
 def pytest_addoption(parser):
-    parser.addoption("--record-durations", action="store_true",
-                     help=f"write each test's measured seconds to {DURATIONS.name}, which orders later runs")
+    parser.addoption(
+        "--record-durations",
+        action="store_true",
+        help=f"write each test's measured seconds to {DURATIONS.name}, which orders later runs",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

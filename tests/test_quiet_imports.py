@@ -12,10 +12,14 @@ def test_bitsandbytes_missing_kernels_warning_is_silenced():
     # the logger bitsandbytes warns on (on AVX512-BF16 CPUs without the `kernels` package)...
     assert cpu_ops.logger.name == "bitsandbytes.backends.cpu.ops"
     # ...prints nothing once hydratune is imported, as every console script does first
-    code = ("import logging, hydratune; logging.getLogger('bitsandbytes.backends.cpu.ops').warning("
-            "'Failed to load CPU gemm_4bit_forward from kernels-community: No module named kernels')")
+    code = (
+        "import logging, hydratune; logging.getLogger('bitsandbytes.backends.cpu.ops').warning("
+        "'Failed to load CPU gemm_4bit_forward from kernels-community: No module named kernels')"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "kernels" not in result.stderr, result.stderr
     # the control: without hydratune the same record is printed
-    bare = subprocess.run([sys.executable, "-c", code.replace(", hydratune", "")], capture_output=True, text=True, timeout=120)
+    bare = subprocess.run(
+        [sys.executable, "-c", code.replace(", hydratune", "")], capture_output=True, text=True, timeout=120
+    )
     assert "kernels-community" in bare.stderr

@@ -30,7 +30,9 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
         return None
 
 
-def build_once(target: Path, build: Callable[[Path], dict[str, Any]], *, is_valid: Callable[[Path, dict], bool] | None = None) -> tuple[Path, bool]:
+def build_once(
+    target: Path, build: Callable[[Path], dict[str, Any]], *, is_valid: Callable[[Path, dict], bool] | None = None
+) -> tuple[Path, bool]:
     """Return (target, built_now). `build(tmp_dir)` fills tmp_dir and returns the manifest.
 
     An existing target with a readable manifest (and passing `is_valid`) is reused;

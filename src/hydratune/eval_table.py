@@ -10,7 +10,9 @@ from typing import Optional
 
 def render_table(summary: dict[str, dict], tuned: dict[str, dict], base: Optional[dict[str, dict]]) -> str:
     def cell(v: dict) -> str:
-        return f"{100 * v['value']:5.1f}% [{100 * v['ci95'][0]:.1f}, {100 * v['ci95'][1]:.1f}] ({v['correct']}/{v['n']})"
+        return (
+            f"{100 * v['value']:5.1f}% [{100 * v['ci95'][0]:.1f}, {100 * v['ci95'][1]:.1f}] ({v['correct']}/{v['n']})"
+        )
 
     lines = ["| task | metric | base | tuned | McNemar p |", "|---|---|---|---|---|"]
     for name, metrics in summary.items():
@@ -18,6 +20,9 @@ def render_table(summary: dict[str, dict], tuned: dict[str, dict], base: Optiona
             base_cell = cell(entry["base"]) if "base" in entry else "-"
             p = f"{entry['mcnemar']['p_value']:.3g}" if "mcnemar" in entry else "-"
             lines.append(f"| {name} | {metric} | {base_cell} | {cell(entry['tuned'])} | {p} |")
-    speeds = [f"{name}: tuned {r['problems_per_second']:.2f} problems/s" + (f", base {base[name]['problems_per_second']:.2f}" if base and name in base else "")
-              for name, r in tuned.items()]
+    speeds = [
+        f"{name}: tuned {r['problems_per_second']:.2f} problems/s"
+        + (f", base {base[name]['problems_per_second']:.2f}" if base and name in base else "")
+        for name, r in tuned.items()
+    ]
     return "\n".join(lines + ["", "; ".join(speeds)])

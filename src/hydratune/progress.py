@@ -9,7 +9,9 @@ from typing import Optional
 
 
 class Progress:
-    def __init__(self, log: logging.Logger, what: str, unit: str, *, total: Optional[int] = None, every_seconds: float = 5.0):
+    def __init__(
+        self, log: logging.Logger, what: str, unit: str, *, total: Optional[int] = None, every_seconds: float = 5.0
+    ):
         self.log, self.what, self.unit, self.total, self.every = log, what, unit, total, every_seconds
         self.start = self.last = time.perf_counter()
         self.done = 0

@@ -12,8 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # What `train` writes, file by file and folder by folder (a sweep job's directory too).
-FILES = ("spec.json", "plan.json", "run.json", "train_result.json", "parity_rows.safetensors", "data_report.json",
-         "curves.png", "mlflow_run.json", "job_status.json")
+FILES = (
+    "spec.json",
+    "plan.json",
+    "run.json",
+    "train_result.json",
+    "parity_rows.safetensors",
+    "data_report.json",
+    "curves.png",
+    "mlflow_run.json",
+    "job_status.json",
+)
 FOLDERS = (".hydra", "checkpoints", "adapter", "trained", "merged", "eval", "tensorboard", "wandb", "errors")
 # The job's log (`train.log`), the merge's lock, and what an interrupted export leaves beside merged/.
 PATTERNS = ("*.log", ".merged.lock", ".merged.tmp-*", ".merged.old-*", ".consolidated.tmp-*")

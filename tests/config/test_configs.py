@@ -23,7 +23,11 @@ def overrides_for(rel: Path) -> list[str]:
     if group == "sweep":
         return [f"+sweep={name}"]
     if group == "eval" and name == "lm_eval":  # the harness tasks are the user's to name
-        return ["eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[sums]", f"eval.tasks.lm_eval.include_path={REPO}/examples/quickstart/harness"]
+        return [
+            "eval=[lm_eval]",
+            "eval.tasks.lm_eval.tasks=[sums]",
+            f"eval.tasks.lm_eval.include_path={REPO}/examples/quickstart/harness",
+        ]
     if group == "eval":
         return [f"eval=[{name}]"]
     if group == "hydra":

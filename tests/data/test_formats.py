@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from hydratune.cache_dirs import cache_root
+from hydratune.config.spec import ModelSpec
 from hydratune.data.errors import RowError
 from hydratune.data.format_registry import FORMATS, resolve_format
 from hydratune.data.formats import FormatOptions
 from hydratune.data.tokenize_examples import IGNORE_INDEX, MaskPolicy, tokenize_batch
 from hydratune.models.model_loading import load_tokenizer
-from hydratune.config.spec import ModelSpec
 
 from .tokenizers_for_tests import VOCAB, tiny_tokenizer
 
@@ -29,14 +29,28 @@ def encode(tok, fmt, row, policy=DEFAULT, **options):
 
 
 def trained_text(tok, seq):
-    return tok.decode([t for t, l in zip(seq.input_ids, seq.labels) if l != IGNORE_INDEX])
+    return tok.decode([t for t, label in zip(seq.input_ids, seq.labels) if label != IGNORE_INDEX])
 
 
 def test_qa_exact_ids_and_mask_tiny():
     seq = encode(tiny_tokenizer(), "qa", {"question": "What is 2 + 3 ?", "answer": "5"})
     S, E = V["<|im_start|>"], V["<|im_end|>"]
     # ChatML: <|im_start|>user\nWhat is 2 + 3 ?<|im_end|>\n<|im_start|>assistant\n5<|im_end|>\n
-    assert seq.input_ids == [S, V["user"], V["What"], V["is"], V["2"], V["+"], V["3"], V["?"], E, S, V["assistant"], V["5"], E]
+    assert seq.input_ids == [
+        S,
+        V["user"],
+        V["What"],
+        V["is"],
+        V["2"],
+        V["+"],
+        V["3"],
+        V["?"],
+        E,
+        S,
+        V["assistant"],
+        V["5"],
+        E,
+    ]
     assert seq.labels == [IGNORE_INDEX] * 11 + [V["5"], E]
 
 
@@ -44,20 +58,37 @@ def test_qa_exact_ids_and_mask_smollm2(smol):
     seq = encode(smol, "qa", {"question": "What is 2+3?", "answer": "5"})
     # SmolLM2's template injects its default system prompt; it is never trained.
     assert seq.input_ids[:3] == [1, 9690, 198]  # <|im_start|>system\n
-    assert seq.input_ids[-9:] == [2, 198, 1, 520, 9531, 198, 37, 2, 198]  # ...<|im_end|>\n<|im_start|>assistant\n5<|im_end|>\n
+    assert seq.input_ids[-9:] == [
+        2,
+        198,
+        1,
+        520,
+        9531,
+        198,
+        37,
+        2,
+        198,
+    ]  # ...<|im_end|>\n<|im_start|>assistant\n5<|im_end|>\n
     assert seq.labels[-3:] == [37, 2, IGNORE_INDEX]  # the answer and its end-of-turn token; not the newline
-    assert all(l == IGNORE_INDEX for l in seq.labels[:-3])
+    assert all(label == IGNORE_INDEX for label in seq.labels[:-3])
     assert len(seq.input_ids) == 40
 
 
 def test_calculator_annotations_stripped(smol):
-    seq = encode(smol, "qa", {"question": "q?", "answer": "48/2 = <<48/2=24>>24\n#### 24"}, strip_calculator_annotations=True)
+    seq = encode(
+        smol, "qa", {"question": "q?", "answer": "48/2 = <<48/2=24>>24\n#### 24"}, strip_calculator_annotations=True
+    )
     assert trained_text(smol, seq) == "48/2 = 24\n#### 24<|im_end|>"
 
 
 def test_field_mapping():
-    seq = encode(tiny_tokenizer(), "qa", {"prompt": "Hi", "response": "Hello"}, fields={"question": "prompt", "answer": "response"})
-    assert [t for t, l in zip(seq.input_ids, seq.labels) if l != IGNORE_INDEX] == [V["Hello"], V["<|im_end|>"]]
+    seq = encode(
+        tiny_tokenizer(),
+        "qa",
+        {"prompt": "Hi", "response": "Hello"},
+        fields={"question": "prompt", "answer": "response"},
+    )
+    assert [t for t, label in zip(seq.input_ids, seq.labels) if label != IGNORE_INDEX] == [V["Hello"], V["<|im_end|>"]]
 
 
 def test_alpaca_joins_instruction_and_input(smol):
@@ -68,13 +99,15 @@ def test_alpaca_joins_instruction_and_input(smol):
 
 
 def test_multi_turn_messages_train_every_assistant_turn(smol):
-    row = {"messages": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "What is 2+3?"},
-        {"role": "assistant", "content": "5"},
-        {"role": "user", "content": "And times 6?"},
-        {"role": "assistant", "content": "30"},
-    ]}
+    row = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "What is 2+3?"},
+            {"role": "assistant", "content": "5"},
+            {"role": "user", "content": "And times 6?"},
+            {"role": "assistant", "content": "30"},
+        ]
+    }
     seq = encode(smol, "messages", row)
     assert trained_text(smol, seq) == "5<|im_end|>30<|im_end|>"
     assert "You are a helpful AI assistant" not in smol.decode(seq.input_ids)  # own system prompt replaces the default
@@ -112,10 +145,18 @@ def test_pretokenized_keeps_ids_and_labels():
         ("pretokenized", {"input_ids": [1, 2], "labels": [1]}, "bad token ids"),
         ("completion", {"text": 5}, "wrong type"),
         ("alpaca", {"instruction": "Add", "input": 5, "output": "7"}, "wrong type"),
-        ("messages", {"messages": [{"role": ["user"], "content": "x"}, {"role": "assistant", "content": "y"}]}, "wrong role"),
+        (
+            "messages",
+            {"messages": [{"role": ["user"], "content": "x"}, {"role": "assistant", "content": "y"}]},
+            "wrong role",
+        ),
         ("pretokenized", {"input_ids": [1, 2], "labels": 5}, "bad token ids"),
         ("pretokenized", {"input_ids": [1, 2], "labels": ["a", "b"]}, "bad token ids"),
-        ("sharegpt", {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": " "}]}, "empty reply"),
+        (
+            "sharegpt",
+            {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": " "}]},
+            "empty reply",
+        ),
     ],
 )
 def test_bad_rows_raise_with_reason(fmt, row, reason):
@@ -126,7 +167,8 @@ def test_bad_rows_raise_with_reason(fmt, row, reason):
 
 def test_custom_format_by_import_path(tmp_path, monkeypatch):
     (tmp_path / "my_formats.py").write_text(
-        "def reverse(row, options):\n    return [{'role': 'user', 'content': row['a']}, {'role': 'assistant', 'content': row['b']}]\n"
+        "def reverse(row, options):\n    return [{'role': 'user', 'content': row['a']}, "
+        "{'role': 'assistant', 'content': row['b']}]\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     example = resolve_format("my_formats:reverse")({"a": "Hi", "b": "Hello"}, FormatOptions())
@@ -137,8 +179,16 @@ def test_custom_format_by_import_path(tmp_path, monkeypatch):
 def test_the_direct_fast_tokenizer_call_gives_the_ids_and_offsets_of_the_plain_call(which):
     from hydratune.data.tokenize_examples import encode_with_offsets
 
-    tok = tiny_tokenizer() if which == "tiny" else load_tokenizer(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root())
-    assert tok.backend_tokenizer.truncation is None and tok.backend_tokenizer.padding is None  # the direct path is taken
+    tok = (
+        tiny_tokenizer()
+        if which == "tiny"
+        else load_tokenizer(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root())
+    )
+    assert (
+        tok.backend_tokenizer.truncation is None and tok.backend_tokenizer.padding is None
+    )  # the direct path is taken
     texts = ["Hello world", "  spaces  and\nnew lines ", "", "émoji 🙂 and ünïcode"]
     plain = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
-    assert encode_with_offsets(tok, texts) == [(list(i), [tuple(o) for o in offs]) for i, offs in zip(plain["input_ids"], plain["offset_mapping"])]
+    assert encode_with_offsets(tok, texts) == [
+        (list(i), [tuple(o) for o in offs]) for i, offs in zip(plain["input_ids"], plain["offset_mapping"])
+    ]

@@ -32,8 +32,15 @@ def test_packed_loss_equals_token_weighted_unpacked_losses():
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, use_cache=False)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        use_cache=False,
+    )
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
     seqs, labels = [], []
     for n in (9, 14, 5, 20):
@@ -42,17 +49,23 @@ def test_packed_loss_equals_token_weighted_unpacked_losses():
         # first token never predicted; a masked prompt of 2 tokens; the rest trained
         labels.append([IGNORE_INDEX, IGNORE_INDEX] + ids[2:])
     row = {"input_ids": sum(seqs, []), "labels": sum(labels, []), "seq_lens": [len(s) for s in seqs]}
-    batch = PackedCollator(pad_token_id=0)([row, {"input_ids": seqs[0], "labels": labels[0], "seq_lens": [len(seqs[0])]}])
+    batch = PackedCollator(pad_token_id=0)(
+        [row, {"input_ids": seqs[0], "labels": labels[0], "seq_lens": [len(seqs[0])]}]
+    )
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
-        packed_loss = torch.nn.functional.cross_entropy(logits[0, :-1], batch["labels"][0, 1:], ignore_index=IGNORE_INDEX)
+        packed_loss = torch.nn.functional.cross_entropy(
+            logits[0, :-1], batch["labels"][0, 1:], ignore_index=IGNORE_INDEX
+        )
         total, count = 0.0, 0
         for ids, labs in zip(seqs, labels):
             loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labs])).loss
             n = sum(1 for t in labs[1:] if t != IGNORE_INDEX)
             total, count = total + loss.item() * n, count + n
         # the padded second row: its real sequence matches the unpacked one too
-        padded = model(input_ids=batch["input_ids"][1:], position_ids=batch["position_ids"][1:]).logits[0, : len(seqs[0])]
+        padded = model(input_ids=batch["input_ids"][1:], position_ids=batch["position_ids"][1:]).logits[
+            0, : len(seqs[0])
+        ]
         alone = model(input_ids=torch.tensor([seqs[0]])).logits[0]
     assert abs(packed_loss.item() - total / count) < 1e-5
     assert torch.allclose(padded, alone, atol=1e-5)

@@ -33,8 +33,18 @@ def rows(n=40, start=0):
 
 
 def spec_for(data: Path, cache: Path, *extra):
-    return compose_spec(["model=tiny_llama", f"dataset.path={data}", "dataset.eval_split=null", "eval=[none]", "dataset.max_length=64",
-                         f"run.cache_dir={cache}", *extra], env=cpu_env())
+    return compose_spec(
+        [
+            "model=tiny_llama",
+            f"dataset.path={data}",
+            "dataset.eval_split=null",
+            "eval=[none]",
+            "dataset.max_length=64",
+            f"run.cache_dir={cache}",
+            *extra,
+        ],
+        env=cpu_env(),
+    )
 
 
 def test_key_changes_with_bytes_tokenizer_template_and_settings_only(tmp_path):
@@ -63,8 +73,13 @@ def test_key_changes_with_bytes_tokenizer_template_and_settings_only(tmp_path):
     other_vocab.add_tokens(["brand-new"])
     keys.add(run_preprocess(spec, tokenizer=other_vocab).key)  # tokenizer
 
-    for setting in ("dataset.max_length=48", "dataset.packing=false", "dataset.train_on_inputs=true",
-                    "dataset.strip_calculator_annotations=true", "dataset.eval_fraction=0.1"):
+    for setting in (
+        "dataset.max_length=48",
+        "dataset.packing=false",
+        "dataset.train_on_inputs=true",
+        "dataset.strip_calculator_annotations=true",
+        "dataset.eval_fraction=0.1",
+    ):
         keys.add(run_preprocess(spec_for(data, tmp_path / "cache", setting), tokenizer=tok).key)
     assert len(keys) == 1 + 1 + 1 + 1 + 5
 
@@ -113,8 +128,10 @@ def test_a_manifest_missing_a_field_is_rebuilt_and_scratch_of_a_killed_build_is_
 def test_key_covers_the_whole_converter_module(tmp_path, monkeypatch):
     """A change in a helper that a custom converter calls (not the converter itself) rebuilds."""
     module = tmp_path / "my_rows.py"
-    module.write_text("def helper(x):\n    return x\n\n\ndef convert(row, options):\n"
-                      "    return [{'role': 'user', 'content': helper(row['q'])}, {'role': 'assistant', 'content': row['a']}]\n")
+    module.write_text(
+        "def helper(x):\n    return x\n\n\ndef convert(row, options):\n"
+        "    return [{'role': 'user', 'content': helper(row['q'])}, {'role': 'assistant', 'content': row['a']}]\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     data = write_jsonl(tmp_path / "train.jsonl", [{"q": "Hi", "a": "Hello"}] * 4)
     spec = spec_for(data, tmp_path / "cache", "dataset.format=my_rows:convert")
@@ -161,8 +178,7 @@ def test_two_concurrent_builders_build_once(tmp_path):
 def test_held_out_fraction_and_mixture_shares(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", rows(200))
     b = write_jsonl(tmp_path / "b.jsonl", rows(200, start=500))
-    spec = spec_for(a, tmp_path / "cache", "dataset.eval_fraction=0.1",
-                    f"+dataset.mix=[{{path: '{b}', weight: 3.0}}]")
+    spec = spec_for(a, tmp_path / "cache", "dataset.eval_fraction=0.1", f"+dataset.mix=[{{path: '{b}', weight: 3.0}}]")
     report = run_preprocess(spec, tokenizer=tiny_tokenizer()).report
     shares = [m["realized_token_share"] for m in report["mixture"]]
     assert shares[0] == pytest.approx(0.25, abs=0.02) and shares[1] == pytest.approx(0.75, abs=0.02)
@@ -185,18 +201,43 @@ def test_bad_data_names_file_and_line(tmp_path, content, needle):
     assert needle in str(info.value)
 
 
-BAD_ROWS = [  # (format, a bad JSON line, what the error names after file:line, the reason it is counted under with drop)
-    ("alpaca", '{"instruction": "Add", "input": 5, "output": "7"}', "field 'input' should be text, got int", "wrong type"),
-    ("messages", '{"messages": [{"role": ["user"], "content": "x"}, {"role": "assistant", "content": "y"}]}', "turn 0 has role ['user']", "wrong role"),
+# (format, a bad JSON line, what the error names after file:line, the reason it is counted under with drop)
+BAD_ROWS = [
+    (
+        "alpaca",
+        '{"instruction": "Add", "input": 5, "output": "7"}',
+        "field 'input' should be text, got int",
+        "wrong type",
+    ),
+    (
+        "messages",
+        '{"messages": [{"role": ["user"], "content": "x"}, {"role": "assistant", "content": "y"}]}',
+        "turn 0 has role ['user']",
+        "wrong role",
+    ),
     ("pretokenized", '{"input_ids": [3, 4], "labels": 5}', "labels should be a list of integers", "bad token ids"),
-    ("pretokenized", '{"input_ids": [3, 4], "labels": ["a", "b"]}', "labels should be a list of integers", "bad token ids"),
+    (
+        "pretokenized",
+        '{"input_ids": [3, 4], "labels": ["a", "b"]}',
+        "labels should be a list of integers",
+        "bad token ids",
+    ),
     ("pretokenized", '{"input_ids": [3, -1]}', "input_ids has 1 id(s) outside the vocabulary", "token id out of range"),
-    ("pretokenized", '{"input_ids": [3, 100000]}', "input_ids has 1 id(s) outside the vocabulary", "token id out of range"),
+    (
+        "pretokenized",
+        '{"input_ids": [3, 100000]}',
+        "input_ids has 1 id(s) outside the vocabulary",
+        "token id out of range",
+    ),
     ("pretokenized", '{"input_ids": [3, 4], "labels": [-100, 100000]}', "labels has 1 id(s)", "token id out of range"),
     ("qa", '{"question": broken', "bad JSON", "bad JSON"),
 ]
-GOOD = {"alpaca": '{"instruction": "Add 2 and 5", "output": "7"}', "messages": '{"messages": [{"role": "user", "content": "Hi"}, '
-        '{"role": "assistant", "content": "Hello"}]}', "pretokenized": '{"input_ids": [3, 4, 5]}', "qa": '{"question": "q", "answer": "a"}'}
+GOOD = {
+    "alpaca": '{"instruction": "Add 2 and 5", "output": "7"}',
+    "messages": '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}',
+    "pretokenized": '{"input_ids": [3, 4, 5]}',
+    "qa": '{"question": "q", "answer": "a"}',
+}
 
 
 @pytest.mark.parametrize("fmt,line,needle,reason", BAD_ROWS, ids=[f"{r[0]}: {r[3]}" for r in BAD_ROWS])
@@ -206,7 +247,9 @@ def test_a_bad_row_is_named_or_dropped_and_counted(fmt, line, needle, reason, tm
     with pytest.raises(DataError) as info:
         run_preprocess(spec_for(data, tmp_path / "cache", f"dataset.format={fmt}"), tokenizer=tiny_tokenizer())
     assert f"train.jsonl:2: {needle}" in str(info.value)
-    dropped = run_preprocess(spec_for(data, tmp_path / "cache", f"dataset.format={fmt}", "dataset.bad_rows=drop"), tokenizer=tiny_tokenizer())
+    dropped = run_preprocess(
+        spec_for(data, tmp_path / "cache", f"dataset.format={fmt}", "dataset.bad_rows=drop"), tokenizer=tiny_tokenizer()
+    )
     source = dropped.report["sources"]["train"][0]
     assert source["dropped"] == {reason: 1} and source["rows_kept"] == 2
 
@@ -216,13 +259,19 @@ def test_an_empty_assistant_turn_is_masked_never_trained(tmp_path):
     trained (no lone end-of-turn taught), counted, and refused with bad_rows=error."""
     from hydratune.data.tokenize_examples import IGNORE_INDEX
 
-    turns = [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": ""}, {"from": "human", "value": "Sum 2 and 5?"},
-             {"from": "gpt", "value": "7"}]
+    turns = [
+        {"from": "human", "value": "Hi"},
+        {"from": "gpt", "value": ""},
+        {"from": "human", "value": "Sum 2 and 5?"},
+        {"from": "gpt", "value": "7"},
+    ]
     data = write_jsonl(tmp_path / "train.jsonl", [{"conversations": turns}])
     with pytest.raises(DataError, match="train.jsonl:1: turn 1 is an empty assistant reply"):
         run_preprocess(spec_for(data, tmp_path / "cache", "dataset.format=sharegpt"), tokenizer=tiny_tokenizer())
     tok = tiny_tokenizer()
-    prepared = run_preprocess(spec_for(data, tmp_path / "cache", "dataset.format=sharegpt", "dataset.bad_rows=drop"), tokenizer=tok)
+    prepared = run_preprocess(
+        spec_for(data, tmp_path / "cache", "dataset.format=sharegpt", "dataset.bad_rows=drop"), tokenizer=tok
+    )
     assert prepared.report["sources"]["train"][0]["empty_turns_masked"] == 1
     row = prepared.load("train")[0]
     end_of_turn = tok.convert_tokens_to_ids("<|im_end|>")
@@ -247,14 +296,23 @@ def test_overlong_rows_truncated_or_dropped_and_counted(tmp_path):
     truncated = run_preprocess(spec_for(data, tmp_path / "cache"), tokenizer=tiny_tokenizer()).report
     # truncation cuts the answer away, so the row has nothing left to train: dropped with that reason
     assert truncated["sources"]["train"][0]["dropped"] == {"no supervised tokens left after truncation": 1}
-    dropped = run_preprocess(spec_for(data, tmp_path / "cache", "dataset.overlong=drop"), tokenizer=tiny_tokenizer()).report
+    dropped = run_preprocess(
+        spec_for(data, tmp_path / "cache", "dataset.overlong=drop"), tokenizer=tiny_tokenizer()
+    ).report
     assert dropped["sources"]["train"][0]["dropped"] == {"longer than max_length": 1}
 
 
 @pytest.mark.slow
 def test_gsm8k_through_the_real_preprocess_command(gsm8k_dir, tmp_path):
-    cmd = [sys.executable, "-m", "hydratune.commands.preprocess", "+experiment=gsm8k_lora", f"dataset.path={gsm8k_dir}",
-           "dataset.max_length=512", f"hydra.run.dir={tmp_path / 'run'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hydratune.commands.preprocess",
+        "+experiment=gsm8k_lora",
+        f"dataset.path={gsm8k_dir}",
+        "dataset.max_length=512",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert first.returncode == 0, first.stderr
     assert "| train | " in first.stdout and "7473 | 7473" in first.stdout and "efficiency" in first.stdout
@@ -283,7 +341,9 @@ def run_preprocess_loaded(directory: Path):
 
 
 def _shard_hashes(prepared) -> dict:
-    return {split: [meta["sha256"] for meta in shards.values()] for split, shards in prepared.manifest["shards"].items()}
+    return {
+        split: [meta["sha256"] for meta in shards.values()] for split, shards in prepared.manifest["shards"].items()
+    }
 
 
 def test_shards_are_byte_identical_for_any_number_of_workers(tmp_path):
@@ -294,14 +354,23 @@ def test_shards_are_byte_identical_for_any_number_of_workers(tmp_path):
         if i % 97 == 5:
             lines.append('{"messages": [{"role": "user", "content": 5}]}')
         else:
-            turns = [{"role": "user", "content": f"Add {i} and {i % 7}."}, {"role": "assistant", "content": f"{i} + {i % 7} = {i + i % 7}."}]
+            turns = [
+                {"role": "user", "content": f"Add {i} and {i % 7}."},
+                {"role": "assistant", "content": f"{i} + {i % 7} = {i + i % 7}."},
+            ]
             lines.append(json.dumps({"messages": turns * (1 + i % 3)}))
     data = tmp_path / "chat.jsonl"
     data.write_text("\n".join(lines) + "\n")
     built = {}
     for workers in (1, 2, 3):
-        spec = spec_for(data, tmp_path / f"cache{workers}", "dataset.format=messages", "dataset.bad_rows=drop",
-                        "dataset.eval_fraction=0.05", f"dataset.num_proc={workers}")
+        spec = spec_for(
+            data,
+            tmp_path / f"cache{workers}",
+            "dataset.format=messages",
+            "dataset.bad_rows=drop",
+            "dataset.eval_fraction=0.05",
+            f"dataset.num_proc={workers}",
+        )
         built[workers] = run_preprocess(spec, tokenizer=tiny_tokenizer())
     assert built[1].key == built[2].key == built[3].key  # the worker count is not part of the key
     assert _shard_hashes(built[1]) == _shard_hashes(built[2]) == _shard_hashes(built[3])

@@ -21,8 +21,10 @@ def test_sequences_read_back_by_index_without_growing_memory(tmp_path):
     writer = SequenceWriter(tmp_path / "spill")
     written = []
     for _ in range(40):  # 40 batches of 200 sequences of ~2k tokens: ~128 MB of ids and labels
-        batch = [(rng.integers(0, 50_000, n, dtype=np.int32), rng.integers(-100, 50_000, n, dtype=np.int32))
-                 for n in rng.integers(1, 4000, 200)]
+        batch = [
+            (rng.integers(0, 50_000, n, dtype=np.int32), rng.integers(-100, 50_000, n, dtype=np.int32))
+            for n in rng.integers(1, 4000, 200)
+        ]
         writer.add(batch)
         written.extend(batch)
     store = writer.close()

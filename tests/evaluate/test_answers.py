@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from hydratune.rewards.answers import flexible_answer, gold_answer, reference_answer, strict_answer
 from hydratune.evaluate.statistics import mcnemar_exact, wilson_interval
 from hydratune.evaluate.tasks import Question
 from hydratune.evaluate.tasks.gsm8k import score
+from hydratune.rewards.answers import flexible_answer, gold_answer, reference_answer, strict_answer
 
 
 @pytest.mark.parametrize(
@@ -38,11 +38,20 @@ def test_extraction(text, strict, flexible):
     assert as_str(flexible_answer(text)) == flexible
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("Natalia sold 48/2 = <<48/2=24>>24 clips.\n#### 72", "72"),  # GSM8K's worked answer
-    ("72", "72"), (" 72. ", "72"), ("$1,234.50", "1234.5"), ("\u22125", "-5"), ("-$5", "-5"),  # a bare number
-    ("seventy-two", None), ("about 72", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Natalia sold 48/2 = <<48/2=24>>24 clips.\n#### 72", "72"),  # GSM8K's worked answer
+        ("72", "72"),
+        (" 72. ", "72"),
+        ("$1,234.50", "1234.5"),
+        ("\u22125", "-5"),
+        ("-$5", "-5"),  # a bare number
+        ("seventy-two", None),
+        ("about 72", None),
+        ("", None),
+    ],
+)
 def test_reference_answers_are_worked_answers_or_bare_numbers(text, expected):
     got = reference_answer(text)
     assert (None if got is None else format(got, "f")) == expected

@@ -26,8 +26,19 @@ def predictions(path):
 
 
 def test_evaluate_embedded_model_on_gsm8k(gsm8k_dir, tmp_path):
-    out = evaluate("embedded:smollm2-135m-instruct", "--task", "gsm8k", "--gsm8k-path", str(gsm8k_dir),
-                   "--max-samples", "3", "--max-new-tokens", "96", "--out", str(tmp_path))
+    out = evaluate(
+        "embedded:smollm2-135m-instruct",
+        "--task",
+        "gsm8k",
+        "--gsm8k-path",
+        str(gsm8k_dir),
+        "--max-samples",
+        "3",
+        "--max-new-tokens",
+        "96",
+        "--out",
+        str(tmp_path),
+    )
     assert "| gsm8k | strict_accuracy |" in out.stdout and "problems/s" in out.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     rows = predictions(tmp_path / "predictions.jsonl")
@@ -40,9 +51,27 @@ def test_evaluate_embedded_model_on_gsm8k(gsm8k_dir, tmp_path):
 
 def test_merged_and_adapter_predict_the_same(gsm8k_dir, tmp_path):
     run = tmp_path / "run"
-    train(run, "model=smollm2_135m", "dataset.max_length=128", "train.micro_batch_size=1", "train.max_steps=2",
-          "optim.learning_rate=5e-3", "eval=[none]")
-    common = ["--task", "gsm8k", "--gsm8k-path", str(gsm8k_dir), "--max-samples", "3", "--max-new-tokens", "48", "--base", "none"]
+    train(
+        run,
+        "model=smollm2_135m",
+        "dataset.max_length=128",
+        "train.micro_batch_size=1",
+        "train.max_steps=2",
+        "optim.learning_rate=5e-3",
+        "eval=[none]",
+    )
+    common = [
+        "--task",
+        "gsm8k",
+        "--gsm8k-path",
+        str(gsm8k_dir),
+        "--max-samples",
+        "3",
+        "--max-new-tokens",
+        "48",
+        "--base",
+        "none",
+    ]
     evaluate(str(run / "merged"), *common, "--out", str(tmp_path / "merged"))
     evaluate(str(run / "adapter"), *common, "--out", str(tmp_path / "adapter"))
     merged = [r["generated"] for r in predictions(tmp_path / "merged" / "predictions.jsonl")]

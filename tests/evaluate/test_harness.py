@@ -15,8 +15,10 @@ QUESTIONS = [(3, 4), (12, 7), (25, 25), (9, 8), (40, 2), (6, 6), (15, 30), (8, 1
 
 def write_task(folder) -> None:
     """A multiple-choice task the harness reads from a local JSON-lines file."""
-    rows = [{"question": f"What is {a} + {b}?", "choices": [str(a + b), str(a + b + 10), str(a * b + 1)], "label": 0}
-            for a, b in QUESTIONS]
+    rows = [
+        {"question": f"What is {a} + {b}?", "choices": [str(a + b), str(a + b + 10), str(a * b + 1)], "label": 0}
+        for a, b in QUESTIONS
+    ]
     (folder / "sums.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "sums.yaml").write_text(f"""task: sums
 dataset_path: json
@@ -76,8 +78,13 @@ def choice_picks(model_dir, rows) -> list[bool]:
 def test_harness_task_scores_tuned_and_base_with_intervals(tmp_path):
     write_task(tmp_path)
     run_dir = tmp_path / "run"
-    train(run_dir, "train.max_steps=2", "eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[sums]",
-          f"eval.tasks.lm_eval.include_path={tmp_path}")
+    train(
+        run_dir,
+        "train.max_steps=2",
+        "eval=[lm_eval]",
+        "eval.tasks.lm_eval.tasks=[sums]",
+        f"eval.tasks.lm_eval.include_path={tmp_path}",
+    )
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     rows = [json.loads(line) for line in (tmp_path / "sums.jsonl").read_text().splitlines()]
     picks = choice_picks(run_dir / "merged", rows)
@@ -89,7 +96,11 @@ def test_harness_task_scores_tuned_and_base_with_intervals(tmp_path):
     predictions = [json.loads(line) for line in (run_dir / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert [p["sums.acc"] for p in sorted(predictions, key=lambda p: p["doc_id"])] == picks
     # the default objective, lm_eval.<first task>, is that task's first metric
-    assert record(run_dir)["objective"] == {"name": "lm_eval.sums.acc", "value": tuned["value"], "direction": "maximize"}
+    assert record(run_dir)["objective"] == {
+        "name": "lm_eval.sums.acc",
+        "value": tuned["value"],
+        "direction": "maximize",
+    }
 
 
 def test_an_objective_the_tasks_do_not_report_is_refused_before_training(tmp_path):
@@ -99,13 +110,22 @@ def test_an_objective_the_tasks_do_not_report_is_refused_before_training(tmp_pat
     from ..conftest import cpu_env
 
     write_task(tmp_path)
-    chosen = ["model=tiny_llama", "eval=[lm_eval]", f"eval.tasks.lm_eval.include_path={tmp_path}",
-              "eval.tasks.lm_eval.tasks=[spelled,sums]"]
-    assert compose_spec(chosen, env=cpu_env()).eval.objective == "lm_eval.spelled"  # its first metric, resolved when scored
+    chosen = [
+        "model=tiny_llama",
+        "eval=[lm_eval]",
+        f"eval.tasks.lm_eval.include_path={tmp_path}",
+        "eval.tasks.lm_eval.tasks=[spelled,sums]",
+    ]
+    assert (
+        compose_spec(chosen, env=cpu_env()).eval.objective == "lm_eval.spelled"
+    )  # its first metric, resolved when scored
     with pytest.raises(ConfigError) as error:  # a generation task has no acc
         compose_spec([*chosen, "eval.objective=lm_eval.spelled.acc"], env=cpu_env())
-    assert ("eval.objective=lm_eval.spelled.acc: names no metric the chosen harness tasks report (set eval.objective= to one "
-            "of: lm_eval.spelled.exact_match.strict-match, lm_eval.sums.acc, lm_eval.sums.brier_score)") in str(error.value)
+    assert (
+        "eval.objective=lm_eval.spelled.acc: names no metric the chosen harness tasks report (set eval.objective= to "
+        "one "
+        "of: lm_eval.spelled.exact_match.strict-match, lm_eval.sums.acc, lm_eval.sums.brier_score)"
+    ) in str(error.value)
     compose_spec([*chosen, "eval.objective=lm_eval.spelled.exact_match.strict-match"], env=cpu_env())  # the fix
 
 
@@ -114,8 +134,15 @@ def test_an_objective_that_was_not_measured_exits_2_after_saving_the_run(tmp_pat
     hydratune measures: the run is recorded whole, then the command says so and exits 2."""
     write_task(tmp_path)
     run_dir = tmp_path / "run"
-    out = train(run_dir, "train.max_steps=2", "eval=[lm_eval]", "eval.tasks.lm_eval.tasks=[sums]",
-                f"eval.tasks.lm_eval.include_path={tmp_path}", "eval.objective=lm_eval.sums.brier_score", check=False)
+    out = train(
+        run_dir,
+        "train.max_steps=2",
+        "eval=[lm_eval]",
+        "eval.tasks.lm_eval.tasks=[sums]",
+        f"eval.tasks.lm_eval.include_path={tmp_path}",
+        "eval.objective=lm_eval.sums.brier_score",
+        check=False,
+    )
     assert out.returncode == 2, out.stderr[-3000:]
     assert "eval.objective=lm_eval.sums.brier_score: names no metric the run measured" in out.stderr
     assert "lm_eval.sums.acc" in out.stderr and "Traceback" not in out.stderr

@@ -14,7 +14,10 @@ def test_vllm_gets_a_loadable_base_and_refuses_an_adapter(tmp_path):
     from hydratune.evaluate.targets import adapter_target, base_target
     from hydratune.evaluate.tasks import TASKS
 
-    assert str(base_target(ModelSpec(name="Qwen/Qwen2.5-0.5B-Instruct"), tmp_path).directory) == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert (
+        str(base_target(ModelSpec(name="Qwen/Qwen2.5-0.5B-Instruct"), tmp_path).directory)
+        == "Qwen/Qwen2.5-0.5B-Instruct"
+    )
     options = TASKS["gsm8k"].options(backend="vllm", path=str(tmp_path / "gsm8k.jsonl"))
     (tmp_path / "gsm8k.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\n')
     with pytest.raises(ConfigError, match="backend=vllm.*merged"):

@@ -15,13 +15,24 @@ from ..training.runs import record, train
 
 pytestmark = pytest.mark.slow
 
-EVAL = ["eval=[loss,gsm8k]", "eval.tasks.gsm8k.path=generated:arithmetic", "eval.tasks.gsm8k.config_name=null",
-        "eval.tasks.gsm8k.max_samples=4", "eval.tasks.gsm8k.max_new_tokens=4"]
+EVAL = [
+    "eval=[loss,gsm8k]",
+    "eval.tasks.gsm8k.path=generated:arithmetic",
+    "eval.tasks.gsm8k.config_name=null",
+    "eval.tasks.gsm8k.max_samples=4",
+    "eval.tasks.gsm8k.max_new_tokens=4",
+]
 
 
 def export(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([shutil.which("hydratune-export"), *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300, env={**os.environ, **env})
+    return subprocess.run(
+        [shutil.which("hydratune-export"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**os.environ, **env},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +46,9 @@ def test_offline_push_writes_the_card_and_names_the_endpoint(run_dir):
     result = export(str(run_dir), "--push-to-hub", "me/tiny-arithmetic", "--private", HF_HUB_OFFLINE="1")
     assert result.returncode == 1, result.stderr
     error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith("Error: cannot push to https://huggingface.co/me/tiny-arithmetic: HF_HUB_OFFLINE=1 is set"), error
+    assert error.startswith(
+        "Error: cannot push to https://huggingface.co/me/tiny-arithmetic: HF_HUB_OFFLINE=1 is set"
+    ), error
     assert "Traceback" not in result.stderr
 
     card = (run_dir / "merged" / "README.md").read_text()
@@ -55,10 +68,19 @@ def test_offline_push_writes_the_card_and_names_the_endpoint(run_dir):
 
 
 def test_unreachable_endpoint_is_one_message(run_dir):
-    result = export(str(run_dir), "--push-to-hub", "me/tiny-lora", "--adapter-only",
-                    HF_HUB_OFFLINE="0", HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN="hf_unused_test_token")
+    result = export(
+        str(run_dir),
+        "--push-to-hub",
+        "me/tiny-lora",
+        "--adapter-only",
+        HF_HUB_OFFLINE="0",
+        HF_ENDPOINT="http://127.0.0.1:9",
+        HF_TOKEN="hf_unused_test_token",
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: cannot reach http://127.0.0.1:9 to push me/tiny-lora"), result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("Error: cannot reach http://127.0.0.1:9 to push me/tiny-lora")
+    ), result.stderr
     card = (run_dir / "adapter" / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: peft\n") and "AutoPeftModelForCausalLM" in card
 
@@ -140,12 +162,16 @@ def test_a_chained_post_training_card_names_the_root_model_and_its_rows(run_dir,
     from ..training.test_post_training import dpo
 
     chained = tmp_path / "dpo"
-    train(chained, *dpo(tmp_path, "train.max_steps=1", "eval=[none]"), f"model.name={run_dir}", "model.random_init=false")
+    train(
+        chained, *dpo(tmp_path, "train.max_steps=1", "eval=[none]"), f"model.name={run_dir}", "model.random_init=false"
+    )
     result = export(str(chained), "--push-to-hub", "me/tiny-dpo", HF_HUB_OFFLINE="1")
     assert result.returncode == 1, result.stderr[-2000:]
     card = (chained / "merged" / "README.md").read_text()
     front_matter = card.split("---")[1]
-    assert str(run_dir) not in front_matter and "base_model" not in front_matter  # the root is a random-weight test model
+    assert (
+        str(run_dir) not in front_matter and "base_model" not in front_matter
+    )  # the root is a random-weight test model
     assert "through the run `run` (sft)" in card
     assert "preference pairs (a prompt, a chosen and a rejected reply)" in card
     assert "packed" not in card and "supervised" not in card
@@ -155,15 +181,32 @@ def test_the_cards_base_model_is_the_root_of_the_chain():
     """A run two steps down a chain from the Hub's model: run.json's parents, as the card reads them."""
     from hydratune.export.model_card import model_card
 
-    sft = {"run_dir": "/runs/sft", "model": "embedded:smollm2-135m-instruct", "random_init": False, "method": "sft", "parent": None}
+    sft = {
+        "run_dir": "/runs/sft",
+        "model": "embedded:smollm2-135m-instruct",
+        "random_init": False,
+        "method": "sft",
+        "parent": None,
+    }
     dpo = {"run_dir": "/runs/dpo", "model": "/runs/sft", "random_init": False, "method": "dpo", "parent": sft}
-    spec = {"model": {"name": "/runs/dpo", "random_init": False, "revision": None},
-            "method": {"name": "grpo", "weights": "lora", "beta": 0.0, "max_completion_length": 64,
-                       "lora": {"rank": 8, "alpha": 16, "dropout": 0, "target_modules": ["all-linear"], "use_dora": False}},
-            "dataset": {"path": "generated:arithmetic", "split": "train", "format": "qa", "max_length": 256, "mix": []},
-            "optim": {"name": "adamw", "learning_rate": 1e-5, "scheduler": "cosine", "warmup_ratio": 0, "weight_decay": 0},
-            "train": {"micro_batch_size": 4, "gradient_accumulation_steps": 1, "seed": 1}}
-    card = model_card(Path("/nonexistent"), {"spec": spec, "parent": dpo, "metrics": {"global_step": 3}},
-                      repo_id="me/m", adapter=False)
+    spec = {
+        "model": {"name": "/runs/dpo", "random_init": False, "revision": None},
+        "method": {
+            "name": "grpo",
+            "weights": "lora",
+            "beta": 0.0,
+            "max_completion_length": 64,
+            "lora": {"rank": 8, "alpha": 16, "dropout": 0, "target_modules": ["all-linear"], "use_dora": False},
+        },
+        "dataset": {"path": "generated:arithmetic", "split": "train", "format": "qa", "max_length": 256, "mix": []},
+        "optim": {"name": "adamw", "learning_rate": 1e-5, "scheduler": "cosine", "warmup_ratio": 0, "weight_decay": 0},
+        "train": {"micro_batch_size": 4, "gradient_accumulation_steps": 1, "seed": 1},
+    }
+    card = model_card(
+        Path("/nonexistent"),
+        {"spec": spec, "parent": dpo, "metrics": {"global_step": 3}},
+        repo_id="me/m",
+        adapter=False,
+    )
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct\n" in card and "/runs/" not in card.split("---")[1]
     assert "through the run `dpo` (dpo)" in card and "prompts of at most 256 tokens" in card

@@ -18,14 +18,19 @@ from ..conftest import REPO, cpu_env
 from ..data.tokenizers_for_tests import tiny_tokenizer
 
 # ChatML with a marker, so a rendering shows which template made it.
-MARKED = (CHAT_TEMPLATES["chatml"].replace("'<|im_start|>' + message['role']", "'<|im_start|>' + message['role'] + ' [marked]'")
-          .replace("'<|im_start|>assistant\n'", "'<|im_start|>assistant [marked]\n'"))
+MARKED = (
+    CHAT_TEMPLATES["chatml"]
+    .replace("'<|im_start|>' + message['role']", "'<|im_start|>' + message['role'] + ' [marked]'")
+    .replace("'<|im_start|>assistant\n'", "'<|im_start|>assistant [marked]\n'")
+)
 # Like reasoning templates that drop earlier assistant turns: a turn renders differently once
 # later ones follow, so its tokens cannot be found by rendering the conversation up to it.
-FORGETFUL = ("{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
-             "{{ '<|im_start|>assistant\n<|im_end|>\n' }}{% else %}"
-             "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endif %}{% endfor %}"
-             "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+FORGETFUL = (
+    "{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
+    "{{ '<|im_start|>assistant\n<|im_end|>\n' }}{% else %}"
+    "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 
 def test_a_choice_is_a_name_a_file_or_jinja_text(tmp_path):
@@ -56,8 +61,13 @@ def test_the_masking_check_names_the_turn_that_breaks():
 
 
 def preprocess(*overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([shutil.which("preprocess"), "model=tiny_llama", "dataset.max_length=128", "eval=[none]", *overrides],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    return subprocess.run(
+        [shutil.which("preprocess"), "model=tiny_llama", "dataset.max_length=128", "eval=[none]", *overrides],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -66,7 +76,11 @@ def test_a_template_that_cannot_be_masked_is_refused_before_tokenizing(tmp_path)
     path.write_text(FORGETFUL)
     out = preprocess(f"model.chat_template={path}")
     assert out.returncode == 2, out.stderr[-2000:]
-    assert "turn 3 (assistant)" in out.stderr and "model.chat_template=chatml" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        "turn 3 (assistant)" in out.stderr
+        and "model.chat_template=chatml" in out.stderr
+        and "Traceback" not in out.stderr
+    )
     fixed = preprocess("model.chat_template=chatml")  # the fix the message gives
     assert fixed.returncode == 0, fixed.stderr[-2000:]
 
@@ -85,10 +99,10 @@ METHOD_DATA = {
 def test_a_model_without_a_template_needs_one_chosen(method, tmp_path):
     """A base model's tokenizer with no template: the same message with the fix for every method,
     through `train` (the check comes before any row is read), and the fix works."""
+    from pathlib import Path
+
     from hydratune.config.spec import ModelSpec
     from hydratune.models.model_loading import model_location
-
-    from pathlib import Path
 
     from ..training.runs import train
 

@@ -39,7 +39,7 @@ def test_embedded_model_converts_once_and_generates():
         [{"role": "user", "content": "What is 2+3?"}], add_generation_prompt=True, return_dict=True, return_tensors="pt"
     )
     out = model.generate(**prompt, max_new_tokens=8, do_sample=False)
-    reply = tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
+    reply = tokenizer.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "5" in reply, reply
 
 
@@ -52,8 +52,17 @@ def test_embedded_config_reads_the_conversion_once_it_exists(tmp_path):
     assert not (tmp_path / "models").exists()
     converted = embedded_config(cache_root())
     assert converted_dir(cache_root()).is_dir()
-    fields = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-              "num_key_value_heads", "tie_word_embeddings", "max_position_embeddings", "rope_theta"]
+    fields = [
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "tie_word_embeddings",
+        "max_position_embeddings",
+        "rope_theta",
+    ]
     assert {f: getattr(header, f, None) for f in fields} == {f: getattr(converted, f, None) for f in fields}
 
 

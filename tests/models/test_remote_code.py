@@ -12,7 +12,7 @@ from ..training.runs import command, record, tiny_model_dir, train
 
 pytestmark = pytest.mark.slow
 
-MODELING = '''
+MODELING = """
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
@@ -22,7 +22,7 @@ class TinyRemoteConfig(LlamaConfig):
 
 class TinyRemoteForCausalLM(LlamaForCausalLM):
     config_class = TinyRemoteConfig
-'''
+"""
 
 
 def remote_code_model(folder: Path) -> Path:
@@ -31,9 +31,14 @@ def remote_code_model(folder: Path) -> Path:
     tiny_model_dir(folder)
     (folder / "modeling_tiny_remote.py").write_text(MODELING)
     config = json.loads((folder / "config.json").read_text())
-    config.update(model_type="tiny_remote", architectures=["TinyRemoteForCausalLM"],
-                  auto_map={"AutoConfig": "modeling_tiny_remote.TinyRemoteConfig",
-                            "AutoModelForCausalLM": "modeling_tiny_remote.TinyRemoteForCausalLM"})
+    config.update(
+        model_type="tiny_remote",
+        architectures=["TinyRemoteForCausalLM"],
+        auto_map={
+            "AutoConfig": "modeling_tiny_remote.TinyRemoteConfig",
+            "AutoModelForCausalLM": "modeling_tiny_remote.TinyRemoteForCausalLM",
+        },
+    )
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -45,16 +50,30 @@ def test_a_model_with_its_own_code_trains_evaluates_exports_and_chats(tmp_path):
     with pytest.raises(ValueError, match="trust_remote_code"):  # the model really needs its code
         AutoModelForCausalLM.from_pretrained(base)
     run = tmp_path / "run"
-    train(run, f"model.name={base}", "model.random_init=false", "model.trust_remote_code=true", "train.max_steps=2",
-          "train.sample_prompt=What is 2 + 3?", "eval=[loss,gsm8k]", "eval.tasks.gsm8k.path=generated:arithmetic",
-          "eval.tasks.gsm8k.config_name=null", "eval.tasks.gsm8k.max_samples=2", "eval.tasks.gsm8k.max_new_tokens=4")
+    train(
+        run,
+        f"model.name={base}",
+        "model.random_init=false",
+        "model.trust_remote_code=true",
+        "train.max_steps=2",
+        "train.sample_prompt=What is 2 + 3?",
+        "eval=[loss,gsm8k]",
+        "eval.tasks.gsm8k.path=generated:arithmetic",
+        "eval.tasks.gsm8k.config_name=null",
+        "eval.tasks.gsm8k.max_samples=2",
+        "eval.tasks.gsm8k.max_new_tokens=4",
+    )
     rec = record(run)
     assert rec["sample"] is not None and "gsm8k.strict_accuracy" in rec["metrics"]
-    assert AutoModelForCausalLM.from_pretrained(run / "merged", trust_remote_code=True).config.model_type == "tiny_remote"
-    for name, args in (("hydratune-export", [str(run)]),
-                       ("hydratune-eval", [str(run), "--max-samples", "2", "--max-new-tokens", "4"]),
-                       ("hydratune-chat", [str(run), "--prompt", "Hi", "--max-new-tokens", "4"]),
-                       ("hydratune-chat", [str(run / "adapter"), "--prompt", "Hi", "--max-new-tokens", "4"]),
-                       ("hydratune-chat", [str(base), "--trust-remote-code", "--prompt", "Hi", "--max-new-tokens", "4"])):
+    assert (
+        AutoModelForCausalLM.from_pretrained(run / "merged", trust_remote_code=True).config.model_type == "tiny_remote"
+    )
+    for name, args in (
+        ("hydratune-export", [str(run)]),
+        ("hydratune-eval", [str(run), "--max-samples", "2", "--max-new-tokens", "4"]),
+        ("hydratune-chat", [str(run), "--prompt", "Hi", "--max-new-tokens", "4"]),
+        ("hydratune-chat", [str(run / "adapter"), "--prompt", "Hi", "--max-new-tokens", "4"]),
+        ("hydratune-chat", [str(base), "--trust-remote-code", "--prompt", "Hi", "--max-new-tokens", "4"]),
+    ):
         out = command(name, *args)
         assert out.returncode == 0, f"{name} {args}: {out.stderr[-3000:]}"

@@ -17,11 +17,14 @@ COMPLETIONS = [
 ]
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("gsm8k_correct", [1, 1, 1, 0, 0, 0]),
-    ("gsm8k_correct_flexible", [1, 1, 1, 1, 0, 0]),
-    ("gsm8k_format", [1, 1, 0.5, 0, 1, 0]),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("gsm8k_correct", [1, 1, 1, 0, 0, 0]),
+        ("gsm8k_correct_flexible", [1, 1, 1, 1, 0, 0]),
+        ("gsm8k_format", [1, 1, 0.5, 0, 1, 0]),
+    ],
+)
 def test_rewards_on_fixed_completions(name, expected):
     assert REWARDS[name](COMPLETIONS, answer=[GOLD] * len(COMPLETIONS)) == expected
 
@@ -49,9 +52,14 @@ def test_trainer_form_takes_conversational_completions_and_columns():
     """TRL passes prompts, completions as [{role, content}] and every dataset column by name."""
     reward = for_trainer("gsm8k_correct")
     assert reward.__name__ == "gsm8k_correct"  # logged as rewards/gsm8k_correct/mean
-    got = reward(prompts=[[{"role": "user", "content": "q"}]] * 2,
-                 completions=[[{"role": "assistant", "content": "#### 12"}], [{"role": "assistant", "content": "#### 7"}]],
-                 completion_ids=[[1], [2]], answer=[GOLD, GOLD], prompt_tokens=[5, 5], trainer_state=None)
+    got = reward(
+        prompts=[[{"role": "user", "content": "q"}]] * 2,
+        completions=[[{"role": "assistant", "content": "#### 12"}], [{"role": "assistant", "content": "#### 7"}]],
+        completion_ids=[[1], [2]],
+        answer=[GOLD, GOLD],
+        prompt_tokens=[5, 5],
+        trainer_state=None,
+    )
     assert got == [1.0, 0.0]
 
 

@@ -12,28 +12,47 @@ import pytest
 
 from ..conftest import REPO
 
-TINY = ["model=tiny_llama", "dataset.max_length=128", "train.micro_batch_size=2", "eval.tasks.loss.max_rows=8",
-        "train.sample_prompt=null", "train.report_to=[]"]
+TINY = [
+    "model=tiny_llama",
+    "dataset.max_length=128",
+    "train.micro_batch_size=2",
+    "eval.tasks.loss.max_rows=8",
+    "train.sample_prompt=null",
+    "train.report_to=[]",
+]
 
 
-def train(run_dir: Path, *overrides: str, timeout: int = 600, check: bool = True, env: dict | None = None,
-          cwd: Path = REPO) -> subprocess.CompletedProcess:
+def train(
+    run_dir: Path, *overrides: str, timeout: int = 600, check: bool = True, env: dict | None = None, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     result = subprocess.run(
         [sys.executable, "-m", "hydratune.commands.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=env,
     )
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
 
-def command(name: str, *args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def command(
+    name: str, *args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """A console script as a user types it (hydratune-export, hydratune-eval, hydratune-chat, train)."""
     import shutil
 
-    return subprocess.run([shutil.which(name), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                          env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+    return subprocess.run(
+        [shutil.which(name), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})),
+    )
 
 
 def tiny_model_dir(target: Path) -> Path:
@@ -81,8 +100,9 @@ def assert_merged_loads_and_generates(run_dir: Path) -> None:
     merged = run_dir / "merged"
     tokenizer = AutoTokenizer.from_pretrained(merged)
     model = AutoModelForCausalLM.from_pretrained(merged)
-    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
-                                           return_dict=True, return_tensors="pt")
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, return_dict=True, return_tensors="pt"
+    )
     out = model.generate(**inputs, max_new_tokens=4, do_sample=False, min_new_tokens=4)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 4
     assert torch.isfinite(model(**inputs).logits).all()
@@ -94,8 +114,8 @@ def held_out_loss(model, run_dir: Path) -> float:
     over rows."""
     import torch
 
-    from hydratune.data.prepare_data import run_preprocess
     from hydratune.config.spec_file import load_spec
+    from hydratune.data.prepare_data import run_preprocess
     from hydratune.training.collate import PackedCollator
 
     spec = load_spec(run_dir)
@@ -122,13 +142,16 @@ def assert_merged_is_the_trained_model(run_dir: Path, *, rel: float = 1e-4, quan
     from transformers import AutoModelForCausalLM
 
     from hydratune.cache_dirs import cache_root
-    from hydratune.models.model_loading import load_base_model
     from hydratune.config.spec_file import load_spec
+    from hydratune.models.model_loading import load_base_model
 
     trained = record(run_dir)["metrics"]["loss.eval_loss"]
     merged = held_out_loss(AutoModelForCausalLM.from_pretrained(run_dir / "merged"), run_dir)
     spec = load_spec(run_dir)
-    base = held_out_loss(load_base_model(spec.model, cache_root(spec.run.cache_dir), dtype=torch.float32, attn_implementation="sdpa"), run_dir)
+    base = held_out_loss(
+        load_base_model(spec.model, cache_root(spec.run.cache_dir), dtype=torch.float32, attn_implementation="sdpa"),
+        run_dir,
+    )
     if quantized:
         assert merged < base - 0.05, (merged, trained, base)
         return

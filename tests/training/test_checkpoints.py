@@ -61,8 +61,16 @@ def test_a_save_clears_the_old_marker_before_writing(tmp_path, monkeypatch):
 
     from hydratune.training.hydratune_trainer import HydratuneTrainer
 
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                         num_key_value_heads=2, vocab_size=64))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=64,
+        )
+    )
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], save_strategy="no")
     trainer = HydratuneTrainer(model=model, args=args, identity={}, keep_checkpoints=2)
     stale = _checkpoint(tmp_path, 0)
@@ -92,7 +100,7 @@ def test_a_resume_is_decided_before_anything_is_written(tmp_path):
     run's MLflow run stays FINISHED. Then the fix the message gives: a larger step budget continues it."""
     from mlflow import MlflowClient
 
-    from ..outputs.test_run_directory import snapshot
+    from ..pipeline.test_run_directory import snapshot
 
     run, store = tmp_path / "run", f"sqlite:///{tmp_path}/mlflow.db"
     tracked = ["train.report_to=[mlflow]", f"train.mlflow.tracking_uri={store}"]
@@ -122,7 +130,7 @@ def test_a_resume_is_decided_before_anything_is_written(tmp_path):
 
 @pytest.mark.slow
 def test_a_finished_run_without_checkpoints_is_not_restarted_by_a_resume(tmp_path):
-    from ..outputs.test_run_directory import snapshot
+    from ..pipeline.test_run_directory import snapshot
 
     run = tmp_path / "run"
     train(run, "train.max_steps=1")

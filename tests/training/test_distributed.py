@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from .runs import assert_loss_falls, assert_merged_is_the_trained_model, assert_merged_loads_and_generates, free_port, losses, record, train
+from .runs import (
+    assert_loss_falls,
+    assert_merged_is_the_trained_model,
+    assert_merged_loads_and_generates,
+    free_port,
+    losses,
+    record,
+    train,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -66,9 +73,17 @@ def assert_the_last_checkpoint_exports_the_trained_weights(run_dir) -> None:
 def test_matrix_covers_every_supported_cell():
     from hydratune.training.support_matrix import SUPPORT_MATRIX, supported
 
-    presets = {"ddp": "ddp", "fsdp": "fsdp", "fsdp_offload": "fsdp", "fsdp_shard_grad_op": "fsdp", "fsdp_hybrid": "fsdp",
-               "deepspeed_zero1": "deepspeed", "deepspeed_zero2": "deepspeed", "deepspeed_zero3": "deepspeed",
-               "deepspeed_zero3_offload": "deepspeed"}
+    presets = {
+        "ddp": "ddp",
+        "fsdp": "fsdp",
+        "fsdp_offload": "fsdp",
+        "fsdp_shard_grad_op": "fsdp",
+        "fsdp_hybrid": "fsdp",
+        "deepspeed_zero1": "deepspeed",
+        "deepspeed_zero2": "deepspeed",
+        "deepspeed_zero3": "deepspeed",
+        "deepspeed_zero3_offload": "deepspeed",
+    }
     covered = {(m, presets[s]) for m, s, _, _ in MATRIX}
     covered.add(("lora", "ddp"))  # test_ddp_matches_single_process_with_same_global_batch, test_resume, test_processes
     covered |= {("full", "fsdp"), ("full", "deepspeed")}  # examples/multi_gpu (test_examples.check_multi_gpu)
@@ -78,8 +93,13 @@ def test_matrix_covers_every_supported_cell():
 
 
 def test_ddp_matches_single_process_with_same_global_batch(tmp_path):
-    common = ["train.data_order=sequential", "optim.learning_rate=1e-2", "train.max_steps=6", "method.lora.dropout=0",
-              "optim.warmup_ratio=0"]
+    common = [
+        "train.data_order=sequential",
+        "optim.learning_rate=1e-2",
+        "train.max_steps=6",
+        "method.lora.dropout=0",
+        "optim.warmup_ratio=0",
+    ]
     train(tmp_path / "single", *common, "train.micro_batch_size=4")
     train(tmp_path / "ddp", *common, "sharding=ddp", "train.micro_batch_size=2")
     single, ddp = losses(tmp_path / "single"), losses(tmp_path / "ddp")
@@ -101,10 +121,25 @@ def test_two_nodes_on_localhost_through_a_rendezvous_endpoint(tmp_path):
 
     def node(rank: int) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "hydratune.commands.train", *TINY, "sharding=ddp", "sharding.nproc_per_node=1", "sharding.nnodes=2",
-             f"sharding.node_rank={rank}", f"sharding.rdzv_endpoint={endpoint}", "sharding.rendezvous_timeout=300", *STEPS,
-             f"hydra.run.dir={run}"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+            [
+                sys.executable,
+                "-m",
+                "hydratune.commands.train",
+                *TINY,
+                "sharding=ddp",
+                "sharding.nproc_per_node=1",
+                "sharding.nnodes=2",
+                f"sharding.node_rank={rank}",
+                f"sharding.rdzv_endpoint={endpoint}",
+                "sharding.rendezvous_timeout=300",
+                *STEPS,
+                f"hydra.run.dir={run}",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
         )
 
     # Node 1 first, until it waits for node 0: whatever it wrote by then must not make node 0

@@ -13,8 +13,16 @@ def _tiny_model(tie: bool):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, use_cache=False, tie_word_embeddings=tie)
+    config = LlamaConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        use_cache=False,
+        tie_word_embeddings=tie,
+    )
     return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
 
 

@@ -14,8 +14,14 @@ pytestmark = pytest.mark.slow
 
 def pair_rows(numbers) -> list[dict]:
     """A preference the tiny model can learn from a few pairs and carry to unseen ones: answer, don't refuse."""
-    return [{"prompt": f"What is {i} plus 3?", "chosen": f"The answer is {i + 3}.", "rejected": "Sorry, I cannot help with that."}
-            for i in numbers]
+    return [
+        {
+            "prompt": f"What is {i} plus 3?",
+            "chosen": f"The answer is {i + 3}.",
+            "rejected": "Sorry, I cannot help with that.",
+        }
+        for i in numbers
+    ]
 
 
 def preference_data(folder: Path) -> Path:
@@ -26,8 +32,16 @@ def preference_data(folder: Path) -> Path:
 
 
 def dpo(tmp_path: Path, *extra: str) -> list[str]:
-    return ["method=dpo", "dataset.format=preference", f"dataset.path={preference_data(tmp_path / 'pairs')}",
-            "dataset.eval_split=test", "optim.learning_rate=5e-3", "optim.warmup_ratio=0", "train.micro_batch_size=4", *extra]
+    return [
+        "method=dpo",
+        "dataset.format=preference",
+        f"dataset.path={preference_data(tmp_path / 'pairs')}",
+        "dataset.eval_split=test",
+        "optim.learning_rate=5e-3",
+        "optim.warmup_ratio=0",
+        "train.micro_batch_size=4",
+        *extra,
+    ]
 
 
 def preference_margin(policy, reference, run_dir: Path) -> float:
@@ -35,8 +49,8 @@ def preference_margin(policy, reference, run_dir: Path) -> float:
     the reward margin TRL's evaluation reports, recomputed from two plain models."""
     import torch
 
-    from hydratune.data.prepare_data import run_preprocess
     from hydratune.config.spec_file import load_spec
+    from hydratune.data.prepare_data import run_preprocess
 
     spec = load_spec(run_dir)
     rows = run_preprocess(spec).load("eval")
@@ -44,13 +58,17 @@ def preference_margin(policy, reference, run_dir: Path) -> float:
     def logp(model, prompt, reply):
         ids = torch.tensor([prompt + reply])
         with torch.no_grad():
-            logits = model(input_ids=ids, use_cache=False).logits[0, len(prompt) - 1:-1].float()
+            logits = model(input_ids=ids, use_cache=False).logits[0, len(prompt) - 1 : -1].float()
         return float(torch.log_softmax(logits, -1).gather(-1, torch.tensor(reply)[:, None]).sum())
 
     margins = []
     for row in rows:
-        chosen = logp(policy, row["prompt_ids"], row["chosen_ids"]) - logp(reference, row["prompt_ids"], row["chosen_ids"])
-        rejected = logp(policy, row["prompt_ids"], row["rejected_ids"]) - logp(reference, row["prompt_ids"], row["rejected_ids"])
+        chosen = logp(policy, row["prompt_ids"], row["chosen_ids"]) - logp(
+            reference, row["prompt_ids"], row["chosen_ids"]
+        )
+        rejected = logp(policy, row["prompt_ids"], row["rejected_ids"]) - logp(
+            reference, row["prompt_ids"], row["rejected_ids"]
+        )
         margins.append(chosen - rejected)
     return spec.method.beta * sum(margins) / len(margins)
 
@@ -60,8 +78,8 @@ def test_dpo_raises_held_out_preference_and_exports_the_trained_policy(tmp_path)
     from transformers import AutoModelForCausalLM
 
     from hydratune.cache_dirs import cache_root
-    from hydratune.models.model_loading import load_base_model
     from hydratune.config.spec_file import load_spec
+    from hydratune.models.model_loading import load_base_model
 
     run = tmp_path / "run"
     train(run, *dpo(tmp_path, "train.max_steps=10"))
@@ -82,8 +100,14 @@ def test_dpo_raises_held_out_preference_and_exports_the_trained_policy(tmp_path)
 def test_precomputed_reference_is_cached_with_the_data_and_reused(tmp_path):
     """Full weights, no reference copy: the reference log-probs are computed once, stored beside
     the data shards, and a second run on the same data and start model reads them."""
-    common = dpo(tmp_path, "method.weights=full", "method.precompute_reference=true", "train.max_steps=3", "eval=[none]",
-                 "optim.learning_rate=1e-4")
+    common = dpo(
+        tmp_path,
+        "method.weights=full",
+        "method.precompute_reference=true",
+        "train.max_steps=3",
+        "eval=[none]",
+        "optim.learning_rate=1e-4",
+    )
     train(tmp_path / "first", *common)
     data = Path(record(tmp_path / "first")["data"]["directory"])
     cached = sorted(data.glob("cache-*.arrow"))
@@ -119,17 +143,28 @@ def text_length(completions, **_):
     return [len(c) / 100 for c in completions]
 
 
-GRPO = ["method=grpo", "method.num_generations=4", "method.max_completion_length=12", "train.micro_batch_size=4",
-        "method.rewards=[gsm8k_correct,tests.training.test_post_training:text_length]", "eval=[none]",
-        "dataset.max_rows=32", "optim.learning_rate=1e-2", "optim.warmup_ratio=0"]
+GRPO = [
+    "method=grpo",
+    "method.num_generations=4",
+    "method.max_completion_length=12",
+    "train.micro_batch_size=4",
+    "method.rewards=[gsm8k_correct,tests.training.test_post_training:text_length]",
+    "eval=[none]",
+    "dataset.max_rows=32",
+    "optim.learning_rate=1e-2",
+    "optim.warmup_ratio=0",
+]
 
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("method", ["kto", "grpo"])
 def test_runs_under_ddp(method, tmp_path):
     # grpo: full weights with a frozen reference copy (beta > 0); 2 processes x 4 completions = two groups of 4
-    overrides = [*GRPO, "method.weights=full", "optim.learning_rate=1e-4"] if method == "grpo" else \
-        dpo(tmp_path, "method=kto", "train.micro_batch_size=2", "eval=[none]")
+    overrides = (
+        [*GRPO, "method.weights=full", "optim.learning_rate=1e-4"]
+        if method == "grpo"
+        else dpo(tmp_path, "method=kto", "train.micro_batch_size=2", "eval=[none]")
+    )
     train(tmp_path / "run", *overrides, "sharding=ddp", "train.max_steps=2")
     rec = record(tmp_path / "run")
     assert rec["world_size"] == 2 and len(losses(tmp_path / "run")) == 2
@@ -147,7 +182,10 @@ def test_grpo_refuses_prompts_whose_reference_no_reward_can_read(tmp_path):
     chosen = [*GRPO, f"dataset.path={data}", "dataset.format=prompt", "dataset.eval_split=null", "train.max_steps=1"]
     out = train(tmp_path / "refused", *chosen, check=False)
     assert out.returncode == 2, out.stderr[-3000:]
-    assert f"{data}:6: the reference answer 'eight' holds no number that gsm8k_correct can read (2 of 16 prompts)" in out.stderr
+    assert (
+        f"{data}:6: the reference answer 'eight' holds no number that gsm8k_correct can read (2 of 16 prompts)"
+        in out.stderr
+    )
     assert "Traceback" not in out.stderr and not (tmp_path / "refused" / "adapter").exists()
     rows[5]["answer"], rows[9]["answer"] = "8", "12"  # the fix the message gives
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))

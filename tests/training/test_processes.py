@@ -21,8 +21,14 @@ LONG = [*TINY, "sharding=ddp", "train.max_steps=100000", "optim.warmup_ratio=0"]
 
 
 def start_train(run_dir, *overrides) -> subprocess.Popen:
-    return subprocess.Popen([shutil.which("train"), *overrides, f"hydra.run.dir={run_dir}"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return subprocess.Popen(
+        [shutil.which("train"), *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
 
 
 def wait_for_ranks(proc: subprocess.Popen, count: int = 2, timeout: float = 240) -> list[psutil.Process]:
@@ -79,10 +85,19 @@ def test_a_dying_rank_stops_the_run_with_one_message(tmp_path):
 def test_a_rendezvous_that_never_comes_fails_naming_the_missing_node(tmp_path):
     endpoint = f"127.0.0.1:{free_port()}"
     started = time.time()
-    proc = start_train(tmp_path, *TINY, "sharding=ddp", "sharding.nproc_per_node=1", "sharding.nnodes=2",
-                       f"sharding.rdzv_endpoint={endpoint}", "sharding.rendezvous_timeout=5")
+    proc = start_train(
+        tmp_path,
+        *TINY,
+        "sharding=ddp",
+        "sharding.nproc_per_node=1",
+        "sharding.nnodes=2",
+        f"sharding.rdzv_endpoint={endpoint}",
+        "sharding.rendezvous_timeout=5",
+    )
     _, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 1, stderr[-3000:]
-    assert f"sharding.rdzv_endpoint={endpoint}: 1 node(s) did not come in time; missing nodes: 1" in stderr, stderr[-3000:]
+    assert f"sharding.rdzv_endpoint={endpoint}: 1 node(s) did not come in time; missing nodes: 1" in stderr, stderr[
+        -3000:
+    ]
     assert "Traceback" not in stderr
     assert time.time() - started < 120

@@ -17,13 +17,22 @@ from hydratune.training.checkpoints import COMPLETE_MARKER
 from ..conftest import REPO
 from .runs import TINY, losses, train
 
-COMMON = ["train.max_steps=16", "train.save_steps=2", "train.save_total_limit=3", "optim.learning_rate=1e-2", "train.resume=auto"]
+COMMON = [
+    "train.max_steps=16",
+    "train.save_steps=2",
+    "train.save_total_limit=3",
+    "optim.learning_rate=1e-2",
+    "train.resume=auto",
+]
 
 
 def _kill_after_first_checkpoint(run_dir, *overrides) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "hydratune.commands.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     deadline = time.time() + 300
     marker = run_dir / "checkpoints" / "checkpoint-4" / COMPLETE_MARKER
@@ -99,8 +108,12 @@ def test_a_resumed_run_computes_its_reference_from_the_start_model(tmp_path):
     from .runs import record
     from .test_post_training import dpo
 
-    extra = [*dpo(tmp_path, "method.weights=full", "method.precompute_reference=true", "eval=[none]"), *COMMON,
-             "train.max_steps=8", "optim.learning_rate=1e-3"]
+    extra = [
+        *dpo(tmp_path, "method.weights=full", "method.precompute_reference=true", "eval=[none]"),
+        *COMMON,
+        "train.max_steps=8",
+        "optim.learning_rate=1e-3",
+    ]
     train(tmp_path / "fresh", *extra, f"run.cache_dir={tmp_path / 'cache-fresh'}")
     resumed = [*extra, f"run.cache_dir={tmp_path / 'cache-resumed'}"]
     _kill_after_first_checkpoint(tmp_path / "resumed", *resumed)

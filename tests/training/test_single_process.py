@@ -6,14 +6,27 @@ import json
 
 import pytest
 
-from .runs import assert_loss_falls, assert_merged_is_the_trained_model, assert_merged_loads_and_generates, record, train
+from .runs import (
+    assert_loss_falls,
+    assert_merged_is_the_trained_model,
+    assert_merged_loads_and_generates,
+    record,
+    train,
+)
 
 
 @pytest.mark.parametrize("method,lr", [("lora", "1e-2"), ("qlora", "1e-2"), ("full", "3e-3")])
 def test_method_trains_and_exports(method, lr, tmp_path):
     run = tmp_path / method
-    train(run, f"method={method}", f"optim.learning_rate={lr}", "train.max_steps=12", "optim.warmup_ratio=0",
-          "train.micro_batch_size=8", env={"MALLOC_MMAP_THRESHOLD_": "131072"})
+    train(
+        run,
+        f"method={method}",
+        f"optim.learning_rate={lr}",
+        "train.max_steps=12",
+        "optim.warmup_ratio=0",
+        "train.micro_batch_size=8",
+        env={"MALLOC_MMAP_THRESHOLD_": "131072"},
+    )
     assert_loss_falls(run)
     assert_merged_loads_and_generates(run)
     assert_merged_is_the_trained_model(run, quantized=method == "qlora")
@@ -42,10 +55,21 @@ def test_method_trains_and_exports(method, lr, tmp_path):
         assert rec["export"]["parity"]["max_abs_logit_diff"] < 1e-4
 
 
-@pytest.mark.parametrize("variant", ["method.lora.use_dora=true", "method.lora.use_rslora=true"], ids=["dora", "rslora"])
+@pytest.mark.parametrize(
+    "variant", ["method.lora.use_dora=true", "method.lora.use_rslora=true"], ids=["dora", "rslora"]
+)
 def test_lora_variants_train_and_merge(variant, tmp_path):
-    train(tmp_path, variant, "method.lora.target_modules=[q_proj,v_proj]", "optim=adamw_8bit", "optim.learning_rate=1e-2",
-          "train.max_steps=4", "train.gradient_checkpointing=true", "train.gradient_accumulation_steps=2", "optim.warmup_ratio=0")
+    train(
+        tmp_path,
+        variant,
+        "method.lora.target_modules=[q_proj,v_proj]",
+        "optim=adamw_8bit",
+        "optim.learning_rate=1e-2",
+        "train.max_steps=4",
+        "train.gradient_checkpointing=true",
+        "train.gradient_accumulation_steps=2",
+        "optim.warmup_ratio=0",
+    )
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert cfg[variant.split(".")[-1].split("=")[0]] is True and set(cfg["target_modules"]) == {"q_proj", "v_proj"}
     assert record(tmp_path)["export"]["parity"]["max_abs_logit_diff"] < 1e-4
@@ -63,8 +87,16 @@ def test_export_command_rebuilds_merged_from_run_dir(tmp_path):
     train(tmp_path, "train.max_steps=2")
     before = (tmp_path / "merged" / "model.safetensors").read_bytes()
     shutil.rmtree(tmp_path / "merged")
-    procs = [subprocess.Popen([shutil.which("hydratune-export"), str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [shutil.which("hydratune-export"), str(tmp_path)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert (tmp_path / "merged" / "model.safetensors").read_bytes() == before

@@ -32,19 +32,25 @@ def test_generated_config_follows_the_spec():
 def test_user_file_is_used_and_checked(tmp_path):
     good = tmp_path / "ds.json"
     good.write_text(json.dumps({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto"}))
-    assert deepspeed_config(spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={good}"), cpu=True, precision="fp32") == json.loads(good.read_text())
+    assert deepspeed_config(
+        spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={good}"), cpu=True, precision="fp32"
+    ) == json.loads(good.read_text())
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"zero_optimization": {"stage": 5}, "train_micro_batch_size_per_gpu": 32}))
     with pytest.raises(ConfigError) as info:
-        deepspeed_config(spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={bad}"), cpu=True, precision="fp32")
+        deepspeed_config(
+            spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={bad}"), cpu=True, precision="fp32"
+        )
     text = info.value.render()
     assert "zero_optimization.stage is 5" in text and "disagrees with train.micro_batch_size=4" in text
 
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(ConfigError, match="cannot read it as JSON"):
-        deepspeed_config(spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={broken}"), cpu=True, precision="fp32")
+        deepspeed_config(
+            spec("sharding=deepspeed_zero2", f"sharding.deepspeed.config_file={broken}"), cpu=True, precision="fp32"
+        )
 
 
 def test_bad_user_file_fails_validation_before_training(tmp_path):
@@ -58,8 +64,13 @@ def test_bad_user_file_fails_validation_before_training(tmp_path):
 def test_collective_timeout_and_checkpoint_pruning_come_from_the_spec():
     from hydratune.training.trainer_args import fsdp_settings, training_arguments
 
-    args = training_arguments(spec("sharding.collective_timeout_minutes=2.5", "train.save_total_limit=1"),
-                              cpu_env(), precision="fp32", has_eval=True, layer_class="LlamaDecoderLayer")
+    args = training_arguments(
+        spec("sharding.collective_timeout_minutes=2.5", "train.save_total_limit=1"),
+        cpu_env(),
+        precision="fp32",
+        has_eval=True,
+        layer_class="LlamaDecoderLayer",
+    )
     assert args.ddp_timeout == 150  # seconds, instead of torch's 30 minutes
     assert args.save_total_limit is None  # hydratune prunes, counting complete checkpoints only
     # each rank writes its own part of a checkpoint; fit() gathers the final weights once

@@ -47,8 +47,11 @@ print("bitsandbytes" in sys.modules and sys.modules["bitsandbytes"] is not None,
 
 def test_bitsandbytes_is_imported_only_by_runs_that_use_it():
     """A LoRA run leaves it unimported and unavailable; QLoRA and the 8-bit optimizer get it."""
+
     def imported(*overrides: str) -> str:
-        out = subprocess.run([sys.executable, "-c", BITSANDBYTES_CHECK, *overrides], capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-c", BITSANDBYTES_CHECK, *overrides], capture_output=True, text=True, timeout=300
+        )
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
         return out.stdout.splitlines()[-1]
 

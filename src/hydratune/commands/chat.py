@@ -24,7 +24,9 @@ from hydratune.models.chat_templates import stop_token_ids
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="hydratune-chat", description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", help="run dir, merged dir, adapter dir, or a model name (Hub id, local dir, embedded:...)")
+    parser.add_argument(
+        "target", help="run dir, merged dir, adapter dir, or a model name (Hub id, local dir, embedded:...)"
+    )
     parser.add_argument("--prompt", help="answer this one message to stdout and exit")
     parser.add_argument("--system", help="system prompt (default: the run's dataset.system_prompt, if any)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
@@ -32,8 +34,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0, help="for sampling")
     parser.add_argument("--cache-dir", help="hydratune cache (default $HYDRATUNE_CACHE or ~/.cache/hydratune)")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="run the model's own code from its directory or Hub repository (a run's setting is kept without it)")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model's own code from its directory or Hub repository (a run's setting is kept without it)",
+    )
     args = parser.parse_args(argv)
     if args.max_new_tokens < 1:
         parser.error(f"--max-new-tokens={args.max_new_tokens}: must be at least 1")
@@ -45,18 +50,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Chat:
     """One conversation with a loaded model: its history, and a reply streamed to `out`."""
 
-    def __init__(self, target: str, model, tokenizer, *, system: Optional[str], max_new_tokens: int, temperature: float, top_p: float):
+    def __init__(
+        self,
+        target: str,
+        model,
+        tokenizer,
+        *,
+        system: Optional[str],
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+    ):
         if not tokenizer.chat_template:
-            raise ConfigError([Problem(target, "its tokenizer has no chat template",
-                                       "chat with a run's merged/ or adapter/ (they keep the run's template), "
-                                       "or train with model.chat_template set")])
+            raise ConfigError(
+                [
+                    Problem(
+                        target,
+                        "its tokenizer has no chat template",
+                        "chat with a run's merged/ or adapter/ (they keep the run's template), "
+                        "or train with model.chat_template set",
+                    )
+                ]
+            )
         self.model, self.tokenizer = model.eval(), tokenizer
         self.system = system
         # The reply ends at the template's end-of-turn token, whatever the target's generation config says:
         # only merged/ carries it there, and a base model's EOS alone lets it write the user's next turn.
-        self.generation = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0, "eos_token_id": stop_token_ids(tokenizer),
-                           "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-                           **({"temperature": temperature, "top_p": top_p} if temperature > 0 else {})}
+        self.generation = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": temperature > 0,
+            "eos_token_id": stop_token_ids(tokenizer),
+            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            **({"temperature": temperature, "top_p": top_p} if temperature > 0 else {}),
+        }
         self.messages: list[dict[str, str]] = []
 
     def reset(self) -> None:
@@ -67,11 +93,13 @@ class Chat:
 
         self.messages.append({"role": "user", "content": text})
         conversation = ([{"role": "system", "content": self.system}] if self.system else []) + self.messages
-        inputs = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+        inputs = self.tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=True, return_dict=True, return_tensors="pt"
+        )
         streamer = streamer_to(out, self.tokenizer)
         with torch.no_grad():
             ids = self.model.generate(**inputs, **self.generation, streamer=streamer)
-        answer = self.tokenizer.decode(ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        answer = self.tokenizer.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
         self.messages.append({"role": "assistant", "content": answer})
         return answer
 
@@ -91,13 +119,24 @@ def streamer_to(out: TextIO, tokenizer):
 def load_chat(args: argparse.Namespace) -> Chat:
     import torch
 
+    # the model stack (torch, transformers, peft): imported once the arguments are checked
     from hydratune.evaluate.targets import resolve_target
 
     resolved = resolve_target(args.target, default_cache_root(args.cache_dir), trust_remote_code=args.trust_remote_code)
     model, tokenizer = resolved.tuned.load()
-    system = args.system if args.system is not None else (resolved.spec.dataset.system_prompt if resolved.spec else None)
+    system = (
+        args.system if args.system is not None else (resolved.spec.dataset.system_prompt if resolved.spec else None)
+    )
     torch.manual_seed(args.seed)
-    return Chat(args.target, model, tokenizer, system=system, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+    return Chat(
+        args.target,
+        model,
+        tokenizer,
+        system=system,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+    )
 
 
 def interactive(chat: Chat, stdin: TextIO, stdout: TextIO) -> None:

@@ -36,8 +36,21 @@ def config_groups() -> set[str]:
 
 
 # Hydra's flags that take a value, and those whose value is optional (`--info [what]`).
-_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
-                "--experimental-rerun", "--shell-completion", "-sc"}
+_VALUE_FLAGS = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--shell-completion",
+    "-sc",
+}
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 _OPTIONAL_VALUE_FLAGS = {"--info": _INFO_TOPICS, "-i": _INFO_TOPICS}
 
@@ -48,7 +61,9 @@ def split_hydra_flags(args: list[str]) -> tuple[list[str], list[str]]:
     i = 0
     while i < len(args):
         arg = args[i]
-        takes = arg in _VALUE_FLAGS or (arg in _OPTIONAL_VALUE_FLAGS and i + 1 < len(args) and args[i + 1] in _OPTIONAL_VALUE_FLAGS[arg])
+        takes = arg in _VALUE_FLAGS or (
+            arg in _OPTIONAL_VALUE_FLAGS and i + 1 < len(args) and args[i + 1] in _OPTIONAL_VALUE_FLAGS[arg]
+        )
         if arg.startswith("-"):  # an override starts with its key (or +, ++, ~), never with a dash
             flags.append(arg)
             if takes and i + 1 < len(args):
@@ -106,7 +121,9 @@ def user_errors_exit() -> Iterator[None]:
         sys.exit(error.exit_code)
 
 
-def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str, *, claims_run_directory: bool = False) -> Callable[[], Any]:
+def hydra_entry(
+    stage: Callable[[RunSpec], Any], job_name: str, *, claims_run_directory: bool = False
+) -> Callable[[], Any]:
     """Build the console-script `main` for a stage: `stage(spec)` gets a checked RunSpec.
 
     What Hydra would write into the run directory (`.hydra/`, the job's log) is held
@@ -145,8 +162,12 @@ def hydra_entry(stage: Callable[[RunSpec], Any], job_name: str, *, claims_run_di
 def _run_stage(stage, cfg, hydra_cfg, argv_problems: list[Problem], claims_run_directory: bool) -> Any:
     multirun = hydra_cfg.mode.name == "MULTIRUN"
     try:
-        spec = spec_from_config(cfg, output_dir=hydra_cfg.runtime.output_dir, extra_problems=argv_problems,
-                                argv_keys=override_keys(sys.argv[1:]))
+        spec = spec_from_config(
+            cfg,
+            output_dir=hydra_cfg.runtime.output_dir,
+            extra_problems=argv_problems,
+            argv_keys=override_keys(sys.argv[1:]),
+        )
     except ConfigError as error:
         if multirun:
             raise  # one bad job fails alone; the sweep goes on
@@ -164,21 +185,36 @@ def hydra_files(cfg, hydra_root) -> dict[str, str]:
     the composed config, Hydra's own (`hydra_root`, the config holding only the `hydra` node), the overrides."""
     from omegaconf import OmegaConf
 
-    files = {".hydra/config.yaml": OmegaConf.to_yaml(cfg), ".hydra/hydra.yaml": OmegaConf.to_yaml(hydra_root),
-             ".hydra/overrides.yaml": OmegaConf.to_yaml(hydra_root.hydra.overrides.task)}
+    files = {
+        ".hydra/config.yaml": OmegaConf.to_yaml(cfg),
+        ".hydra/hydra.yaml": OmegaConf.to_yaml(hydra_root),
+        ".hydra/overrides.yaml": OmegaConf.to_yaml(hydra_root.hydra.overrides.task),
+    }
     return {name: strip_credentials(text) for name, text in files.items()}
 
 
-def spec_from_config(cfg: Any, *, output_dir: str | None = None, env=None, extra_problems: list[Problem] = (),
-                     argv_keys: tuple[str, ...] = ()) -> RunSpec:
+def spec_from_config(
+    cfg: Any,
+    *,
+    output_dir: str | None = None,
+    env=None,
+    extra_problems: list[Problem] = (),
+    argv_keys: tuple[str, ...] = (),
+) -> RunSpec:
     """DictConfig -> RunSpec, checked against the support matrix and this machine.
     `extra_problems` (unknown command-line keys) are reported with the spec's own;
     `argv_keys` are the keys set on the command line."""
 
     cfg = _keep_chosen_eval_tasks(cfg, argv_keys)
     if _select(cfg, "run.output_dir") is not None:
-        extra_problems = [*extra_problems, Problem("run.output_dir", "is replaced by Hydra's run directory",
-                                                   "set hydra.run.dir=<dir> instead (hydra.sweep.dir for sweeps)")]
+        extra_problems = [
+            *extra_problems,
+            Problem(
+                "run.output_dir",
+                "is replaced by Hydra's run directory",
+                "set hydra.run.dir=<dir> instead (hydra.sweep.dir for sweeps)",
+            ),
+        ]
     try:
         spec = absolute_paths(build_run_spec(cfg, output_dir=output_dir))
     except ConfigError as error:
@@ -219,8 +255,12 @@ def _keep_chosen_eval_tasks(cfg: Any, argv_keys: tuple[str, ...]) -> Any:
         del data["eval"]["tasks"][name]
         if any(key == f"eval.tasks.{name}" or key.startswith(f"eval.tasks.{name}.") for key in argv_keys):
             picked = [*(n for n in chosen if chosen[n]), name]
-            log.warning("eval.tasks.%s: options set, but the eval group does not pick this task, so it does not run "
-                        "(to run it: eval=[%s])", name, ",".join(picked))
+            log.warning(
+                "eval.tasks.%s: options set, but the eval group does not pick this task, so it does not run "
+                "(to run it: eval=[%s])",
+                name,
+                ",".join(picked),
+            )
     return OmegaConf.create(data)
 
 

@@ -1,7 +1,7 @@
 """docs/configuration.md, generated from the RunSpec's fields and their docs.
 
-    hydratune-config-reference            # rewrite docs/configuration.md
-    hydratune-config-reference --check    # exit 1 if it is stale (the tests run this)
+hydratune-config-reference            # rewrite docs/configuration.md
+hydratune-config-reference --check    # exit 1 if it is stale (the tests run this)
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def _section(cls: type, prefix: str, out: list[str]) -> None:
             nested.append((inner, key + "[]", f"Each item of `{key}` takes these keys."))
         doc = f.metadata.get("doc", "").replace("|", "\\|")
         limits = _range(f.metadata)
-        rows.append(f"| `{key}` | {_type_name(hints[f.name])} | {_default(f)} | {doc}{f' ({limits})' if limits else ''} |")
+        rows.append(
+            f"| `{key}` | {_type_name(hints[f.name])} | {_default(f)} | {doc}{f' ({limits})' if limits else ''} |"
+        )
         for name, options in _registry(f).items():
             nested.append((options, f"{key}.{name}", f"Options of the `{name}` task."))
     if rows:

@@ -32,8 +32,15 @@ from hydratune.evaluate.tasks.harness import harness_problems
 from hydratune.run_layout import RunDirectory
 
 # command-line flag -> task option it overrides
-OPTION_FLAGS = {"max_samples": int, "num_shots": int, "batch_size": int, "max_new_tokens": int, "backend": str,
-                "num_fewshot": int, "include_path": str}
+OPTION_FLAGS = {
+    "max_samples": int,
+    "num_shots": int,
+    "batch_size": int,
+    "max_new_tokens": int,
+    "backend": str,
+    "num_fewshot": int,
+    "include_path": str,
+}
 # the same flag under the harness's names (lm_eval)
 HARNESS_NAMES = {"max_samples": "limit", "num_shots": "num_fewshot"}
 
@@ -61,17 +68,26 @@ def task_options(resolved, args) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hydratune-eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", help="run dir, merged dir, adapter dir, or a model name (Hub id, local dir, embedded:...)")
+    parser.add_argument(
+        "target", help="run dir, merged dir, adapter dir, or a model name (Hub id, local dir, embedded:...)"
+    )
     parser.add_argument("--task", action="append", choices=sorted(n for n, t in TASKS.items() if t.generative))
     parser.add_argument("--gsm8k-path", help="GSM8K location (Hub name, file or folder)")
-    parser.add_argument("--lm-eval-tasks", help="harness tasks for --task lm_eval, comma-separated (arc_easy,hellaswag)")
+    parser.add_argument(
+        "--lm-eval-tasks", help="harness tasks for --task lm_eval, comma-separated (arc_easy,hellaswag)"
+    )
     for flag, kind in OPTION_FLAGS.items():
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind)
-    parser.add_argument("--base", help="compare with this base model (default: the run's or the adapter's base); 'none' to skip")
+    parser.add_argument(
+        "--base", help="compare with this base model (default: the run's or the adapter's base); 'none' to skip"
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--cache-dir", help="hydratune cache (default $HYDRATUNE_CACHE or ~/.cache/hydratune)")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="run the model's own code from its directory or Hub repository (a run's setting is kept without it)")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model's own code from its directory or Hub repository (a run's setting is kept without it)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
 
@@ -83,8 +99,15 @@ def output_directory(out: Path | None, target: str, kind: str) -> Path:
     """Where this evaluation goes: --out, else a new folder named by the time, beside earlier ones."""
     if out is not None:
         if (out / "metrics.json").exists():
-            raise ConfigError([Problem(f"--out {out}", "already holds an evaluation (metrics.json), which is never written over",
-                                       "give another --out, or leave it out for a new folder named by the time")])
+            raise ConfigError(
+                [
+                    Problem(
+                        f"--out {out}",
+                        "already holds an evaluation (metrics.json), which is never written over",
+                        "give another --out, or leave it out for a new folder named by the time",
+                    )
+                ]
+            )
         return out
     parent = RunDirectory(Path(target)).eval if kind == "run" else Path(f"eval-{Path(target).name}")
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -103,10 +126,12 @@ def evaluate_from_arguments(args: argparse.Namespace) -> dict[str, float]:
         print("nothing to evaluate: no generative task (use --task gsm8k)", file=sys.stderr)
         sys.exit(2)
     if "lm_eval" in tasks:
-
         raise_if_any(harness_problems(tasks["lm_eval"], tasks_key="--lm-eval-tasks", path_key="--include-path"))
-    base_spec = (ModelSpec(name=args.base, trust_remote_code=args.trust_remote_code) if args.base and args.base != "none"
-                 else resolved.base_model)
+    base_spec = (
+        ModelSpec(name=args.base, trust_remote_code=args.trust_remote_code)
+        if args.base and args.base != "none"
+        else resolved.base_model
+    )
     base = None if args.base == "none" or base_spec is None else base_target(base_spec, root)
     out_dir = output_directory(args.out, args.target, resolved.kind)
     system_prompt = resolved.spec.dataset.system_prompt if resolved.spec else None

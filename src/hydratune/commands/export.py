@@ -23,11 +23,22 @@ from hydratune.config.problems import ConfigError, Problem
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hydratune-export", description=__doc__.split("\n\n")[0])
     parser.add_argument("path", type=Path, help="a run directory, or a checkpoint-N folder inside one")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="dtype of merged/ (default: what the run trained in)")
-    parser.add_argument("--push-to-hub", metavar="OWNER/NAME", default=None,
-                        help="write a model card and upload merged/ (or adapter/) to this Hub repository")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default=None,
+        help="dtype of merged/ (default: what the run trained in)",
+    )
+    parser.add_argument(
+        "--push-to-hub",
+        metavar="OWNER/NAME",
+        default=None,
+        help="write a model card and upload merged/ (or adapter/) to this Hub repository",
+    )
     parser.add_argument("--private", action="store_true", help="create the Hub repository private")
-    parser.add_argument("--adapter-only", action="store_true", help="publish adapter/ (PEFT) instead of merged/; nothing is merged")
+    parser.add_argument(
+        "--adapter-only", action="store_true", help="publish adapter/ (PEFT) instead of merged/; nothing is merged"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
 
@@ -37,10 +48,14 @@ def main(argv: list[str] | None = None) -> None:
 
         if args.push_to_hub is None:
             if args.private or args.adapter_only:
-                raise ConfigError([Problem("--private/--adapter-only", "only apply when publishing", "add --push-to-hub OWNER/NAME")])
+                raise ConfigError(
+                    [Problem("--private/--adapter-only", "only apply when publishing", "add --push-to-hub OWNER/NAME")]
+                )
             export_run(args.path, args.dtype)
             return
-        publish_run(args.path, args.push_to_hub, dtype_name=args.dtype, private=args.private, adapter_only=args.adapter_only)
+        publish_run(
+            args.path, args.push_to_hub, dtype_name=args.dtype, private=args.private, adapter_only=args.adapter_only
+        )
 
 
 if __name__ == "__main__":

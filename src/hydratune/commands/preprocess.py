@@ -1,6 +1,6 @@
 """`preprocess`: build (or find) the tokenized shards of a run's data and print the inspection report.
 
-    preprocess +experiment=gsm8k_lora dataset.path=../shared/data/gsm8k
+preprocess +experiment=gsm8k_lora dataset.path=../shared/data/gsm8k
 """
 
 from __future__ import annotations

@@ -1,25 +1,25 @@
 """`train`: compose a run, print its plan, then preprocess, train, export and evaluate it.
 
-    train +experiment=quickstart
-    train +experiment=gsm8k_qlora model=llama3_1_8b optim.learning_rate=1e-4
-    train -m +experiment=gsm8k_lora optim.lr=1e-4,3e-4 method.lora.rank=8,16
+train +experiment=quickstart
+train +experiment=gsm8k_qlora model=llama3_1_8b optim.learning_rate=1e-4
+train -m +experiment=gsm8k_lora optim.lr=1e-4,3e-4 method.lora.rank=8,16
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+
 from hydratune.commands.cli import hydra_entry
 from hydratune.config.spec import RunSpec
+from hydratune.training.upstream_patches import leave_bitsandbytes_unimported
 
 
 def run_train(spec: RunSpec) -> Any:
-    from hydra.core.hydra_config import HydraConfig
-
-    from hydratune.training.upstream_patches import leave_bitsandbytes_unimported
-
     if HydraConfig.get().mode.name != "MULTIRUN":  # a sweep's later jobs may quantize
         leave_bitsandbytes_unimported(spec)
+    # Imported only now: the training stack imports peft, which imports bitsandbytes where it is installed.
     from hydratune.pipeline.run_training import run_training
 
     return run_training(spec)

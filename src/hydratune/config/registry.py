@@ -29,12 +29,19 @@ def choice_problem(key: str, name: str, builtins: Mapping[str, Any]) -> Optional
     if name in builtins:
         return None
     if not is_custom(name):
-        return Problem(f"{key}={name}", "unknown name", did_you_mean(name, builtins) or
-                       f"use one of: {', '.join(builtins)}, or module:function")
+        return Problem(
+            f"{key}={name}",
+            "unknown name",
+            did_you_mean(name, builtins) or f"use one of: {', '.join(builtins)}, or module:function",
+        )
     try:
         import_custom(name)
     except (ImportError, AttributeError) as exc:
-        return Problem(f"{key}={name}", f"cannot import it ({exc})", "make the module importable (on PYTHONPATH) and define the function in it")
+        return Problem(
+            f"{key}={name}",
+            f"cannot import it ({exc})",
+            "make the module importable (on PYTHONPATH) and define the function in it",
+        )
     return None
 
 

@@ -44,8 +44,9 @@ class ModelSpec:
         {}, "Values that replace the model config's own (e.g. `num_hidden_layers: 2` for a tiny model)."
     )
     chat_template: Optional[str] = knob(
-        None, "null keeps the tokenizer's own template; else a name (`chatml`, `llama3`), a path to a `.jinja` file, or "
-              "the Jinja text. Saved with the tokenizer into adapter/ and merged/."
+        None,
+        "null keeps the tokenizer's own template; else a name (`chatml`, `llama3`), a path to a `.jinja` file, or "
+        "the Jinja text. Saved with the tokenizer into adapter/ and merged/.",
     )
 
 
@@ -57,12 +58,11 @@ class SourceSpec:
     split: str = knob("train", "Split to train on.")
     revision: Optional[str] = knob(None, "Hub dataset revision.")
     format: str = knob(
-        "qa", "Row format. sft: qa, alpaca, messages, sharegpt, completion, pretokenized. dpo: preference. "
-        "kto: unpaired or preference. grpo: prompt, qa, alpaca, messages, sharegpt. Or your own `module:function`."
+        "qa",
+        "Row format. sft: qa, alpaca, messages, sharegpt, completion, pretokenized. dpo: preference. "
+        "kto: unpaired or preference. grpo: prompt, qa, alpaca, messages, sharegpt. Or your own `module:function`.",
     )
-    fields: dict[str, str] = knob(
-        {}, "Field mapping for the format, e.g. `{question: prompt, answer: response}`."
-    )
+    fields: dict[str, str] = knob({}, "Field mapping for the format, e.g. `{question: prompt, answer: response}`.")
     strip_calculator_annotations: bool = knob(
         False, "Remove GSM8K's `<<48/2=24>>` calculator annotations from answers."
     )
@@ -72,8 +72,9 @@ class SourceSpec:
     )
     max_rows: Optional[int] = knob(None, "Read at most this many rows (quick runs).", ge=1)
     streaming: bool = knob(
-        False, "Read a Hub dataset as a stream (nothing downloaded whole): for sources larger than the disk. "
-        "Its rows are tokenized into the same cache."
+        False,
+        "Read a Hub dataset as a stream (nothing downloaded whole): for sources larger than the disk. "
+        "Its rows are tokenized into the same cache.",
     )
 
 
@@ -83,16 +84,29 @@ class DatasetSpec(SourceSpec):
     eval_split: Optional[str] = knob(
         None, "The dataset's own held-out split (`test`, `validation`); null holds out `eval_fraction` instead."
     )
-    eval_fraction: float = knob(0.0, "Fraction of training rows held out for eval when there is no eval_split.", ge=0, lt=1)
-    max_length: int = knob(512, "Tokens per training row (dpo, kto: prompt plus reply; grpo: the prompt).", ge=16, hint="try 512 on CPU, 2048 on GPU")
+    eval_fraction: float = knob(
+        0.0, "Fraction of training rows held out for eval when there is no eval_split.", ge=0, lt=1
+    )
+    max_length: int = knob(
+        512,
+        "Tokens per training row (dpo, kto: prompt plus reply; grpo: the prompt).",
+        ge=16,
+        hint="try 512 on CPU, 2048 on GPU",
+    )
     overlong: Literal["truncate", "drop"] = knob("truncate", "What happens to sequences longer than max_length.")
-    packing: bool = knob(True, "Pack several sequences per row (position_ids restart per sequence). sft only: preference rows and prompts are never packed.")
+    packing: bool = knob(
+        True,
+        "Pack several sequences per row (position_ids restart per sequence). sft only: preference rows and prompts are "
+        "never packed.",
+    )
     train_on_inputs: bool = knob(False, "Also train on system and user turns, not only assistant turns.")
     train_roles: tuple[str, ...] = knob(("assistant",), "Roles whose turns are trained when train_on_inputs is false.")
     bad_rows: Literal["error", "drop"] = knob("error", "Stop at the first malformed row, or drop and count it.")
     split_seed: int = knob(0, "Seed of the held-out split and of the mixture sampling.")
     num_proc: Optional[int] = knob(
-        None, "Worker processes that tokenize; null: one per available core. The shards are the same for any count.", ge=1
+        None,
+        "Worker processes that tokenize; null: one per available core. The shards are the same for any count.",
+        ge=1,
     )
 
 
@@ -101,10 +115,14 @@ class DatasetSpec(SourceSpec):
 class LoraSpec:
     rank: int = knob(16, "LoRA rank r.", ge=1, hint="try 8, or method=full")
     alpha: float = knob(32.0, "LoRA alpha; the update is scaled by alpha/rank (alpha/sqrt(rank) with rsLoRA).", gt=0)
-    # 0 by default, as in torchtune, LLaMA-Factory and Unsloth: a dropout mask per adapted
-    # layer input made LoRA steps 7% slower in bench/train_throughput.py (and kept 1.5 GB more).
-    dropout: float = knob(0.0, "Dropout on the LoRA input (0.05 made CPU LoRA steps 7% slower and 25% larger in the training bench).",
-                          ge=0, lt=1)
+    # 0 by default, as in torchtune, LLaMA-Factory and Unsloth: a dropout mask per adapted layer
+    # input costs a pass over it and keeps it for backward (bench/train_throughput.py, BENCHMARKS.md).
+    dropout: float = knob(
+        0.0,
+        "Dropout on the LoRA input; above 0 it keeps a mask per adapted layer input (slower, more memory).",
+        ge=0,
+        lt=1,
+    )
     target_modules: tuple[str, ...] = knob(("all-linear",), "Module names to adapt, or `all-linear`.")
     use_rslora: bool = knob(False, "Rank-stabilized LoRA scaling.")
     use_dora: bool = knob(False, "Weight-decomposed LoRA (DoRA).")
@@ -133,25 +151,33 @@ class MethodSpec:
     quant: QuantSpec = knob(QuantSpec(), "4-bit quantization settings (weights qlora).")
     # ---- dpo, kto, grpo: the pull towards the reference model
     beta: float = knob(
-        0.1, "dpo, kto: how strongly the policy is held to the reference model (higher: closer). "
-        "grpo: the KL coefficient; 0 drops the KL term and the reference forward pass.", ge=0,
+        0.1,
+        "dpo, kto: how strongly the policy is held to the reference model (higher: closer). "
+        "grpo: the KL coefficient; 0 drops the KL term and the reference forward pass.",
+        ge=0,
     )
     loss_type: Optional[str] = knob(
-        None, "The loss variant; null takes the method's default. dpo: sigmoid (DPO), ipo, hinge, robust, "
+        None,
+        "The loss variant; null takes the method's default. dpo: sigmoid (DPO), ipo, hinge, robust, "
         "bco_pair, sppo_hard, nca_pair, exo_pair, aot, aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm. "
         "kto: kto, apo_zero_unpaired. grpo: dapo, grpo, dr_grpo, bnpo, cispo, sapo, luspo, vespo.",
     )
-    sft_weight: float = knob(0.0, "dpo: weight of an added SFT loss on the chosen replies (RPO); 0 leaves it out.", ge=0)
+    sft_weight: float = knob(
+        0.0, "dpo: weight of an added SFT loss on the chosen replies (RPO); 0 leaves it out.", ge=0
+    )
     precompute_reference: bool = knob(
-        False, "dpo, kto: compute the reference log-probs once before training and cache them with the data, "
+        False,
+        "dpo, kto: compute the reference log-probs once before training and cache them with the data, "
         "so training runs one model (no reference forward per step).",
     )
     desirable_weight: float = knob(1.0, "kto: loss weight of desirable rows.", gt=0)
     undesirable_weight: float = knob(1.0, "kto: loss weight of undesirable rows.", gt=0)
     # ---- grpo: sampling and rewards
     num_generations: int = knob(
-        8, "grpo: completions sampled per prompt (the group). The global batch of completions "
-        "(micro_batch_size x gradient_accumulation_steps x world size) must be a multiple of it.", ge=2,
+        8,
+        "grpo: completions sampled per prompt (the group). The global batch of completions "
+        "(micro_batch_size x gradient_accumulation_steps x world size) must be a multiple of it.",
+        ge=2,
     )
     temperature: float = knob(1.0, "grpo: sampling temperature of the completions.", gt=0)
     max_completion_length: int = knob(256, "grpo: tokens sampled per completion at most.", ge=1)
@@ -162,10 +188,13 @@ class MethodSpec:
     reward_weights: tuple[float, ...] = knob((), "grpo: one weight per reward; empty weighs them all 1.")
     epsilon: float = knob(0.2, "grpo: clipping range of the policy ratio.", gt=0)
     generation: Literal["auto", "transformers", "vllm_colocate", "vllm_server"] = knob(
-        "auto", "grpo: who samples. auto: vLLM colocated on GPUs with vllm installed, else transformers' generate. "
+        "auto",
+        "grpo: who samples. auto: vLLM colocated on GPUs with vllm installed, else transformers' generate. "
         "vllm_server needs a running `trl vllm-serve` at vllm_server_url.",
     )
-    vllm_server_url: Optional[str] = knob(None, "grpo with generation=vllm_server: http://host:port of `trl vllm-serve`.")
+    vllm_server_url: Optional[str] = knob(
+        None, "grpo with generation=vllm_server: http://host:port of `trl vllm-serve`."
+    )
 
     @property
     def is_preference(self) -> bool:
@@ -181,7 +210,9 @@ class FsdpSpec:
     cpu_offload: bool = knob(False, "Keep sharded parameters, gradients and optimizer states in CPU memory.")
     auto_wrap: bool = knob(True, "Wrap each decoder layer (the model's own layer class) as its own FSDP unit.")
     replicas: Optional[int] = knob(
-        None, "hybrid_shard: how many full replicas, each sharded over world_size/replicas processes; null: one per node.", ge=2
+        None,
+        "hybrid_shard: how many full replicas, each sharded over world_size/replicas processes; null: one per node.",
+        ge=2,
     )
 
     def replica_count(self, nnodes: int) -> int:
@@ -205,10 +236,14 @@ class ShardingSpec:
     rdzv_endpoint: Optional[str] = knob(None, "host:port of the rendezvous for multi-node runs.")
     backend: Literal["auto", "nccl", "gloo"] = knob("auto", "Collective backend; auto: nccl on CUDA, gloo on the CPU.")
     rendezvous_timeout: int = knob(
-        600, "Seconds a multi-node run waits for every node at rdzv_endpoint before failing with the missing nodes.", ge=1
+        600,
+        "Seconds a multi-node run waits for every node at rdzv_endpoint before failing with the missing nodes.",
+        ge=1,
     )
     collective_timeout_minutes: float = knob(
-        10.0, "Minutes a rank waits in a collective (a peer died or hangs) before it fails; torch's default is 30.", gt=0
+        10.0,
+        "Minutes a rank waits in a collective (a peer died or hangs) before it fails; torch's default is 30.",
+        gt=0,
     )
     fsdp: FsdpSpec = knob(FsdpSpec(), "FSDP2 settings.")
     deepspeed: DeepSpeedSpec = knob(DeepSpeedSpec(), "DeepSpeed ZeRO settings.")
@@ -236,8 +271,9 @@ class OptimSpec:
 @dataclass(frozen=True)
 class MlflowSpec:
     tracking_uri: Optional[str] = knob(
-        None, "MLflow store. null: $MLFLOW_TRACKING_URI if set, else sqlite:///outputs/mlflow.db under the directory "
-        "train started in (`mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db` shows it)."
+        None,
+        "MLflow store. null: $MLFLOW_TRACKING_URI if set, else sqlite:///outputs/mlflow.db under the directory "
+        "train started in (`mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db` shows it).",
     )
     experiment: str = knob("hydratune", "MLflow experiment the runs are logged under.")
 
@@ -250,9 +286,10 @@ class TrainSpec:
     gradient_accumulation_steps: int = knob(1, "Micro-batches per optimizer step.", ge=1)
     gradient_checkpointing: bool = knob(False, "Recompute activations in the backward pass to save memory.")
     loss_kernel: Literal["auto", "chunked", "plain"] = knob(
-        "auto", "SFT loss. chunked: logits only at supervised positions, a chunk at a time (the same loss, far less "
+        "auto",
+        "SFT loss. chunked: logits only at supervised positions, a chunk at a time (the same loss, far less "
         "memory). plain: the model's own loss over every position. auto: chunked where it applies (not under FSDP or "
-        "ZeRO-3, not for models that rescale their logits), else plain."
+        "ZeRO-3, not for models that rescale their logits), else plain.",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = knob(
         "auto", "Training precision. auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on the CPU."
@@ -265,13 +302,15 @@ class TrainSpec:
     save_steps: Optional[int] = knob(None, "Checkpoint every N steps; null saves only at the end.", ge=1)
     save_total_limit: int = knob(2, "Checkpoints kept (the latest K).", ge=1)
     resume: Optional[str] = knob(
-        None, "`auto` (the latest complete checkpoint in the run dir) or a checkpoint path. Refused, before anything is "
-              "written, for another run's checkpoint (settings other than the step budget, or data) and for a finished "
-              "run whose train.max_steps was not raised."
+        None,
+        "`auto` (the latest complete checkpoint in the run dir) or a checkpoint path. Refused, before anything is "
+        "written, for another run's checkpoint (settings other than the step budget, or data) and for a finished "
+        "run whose train.max_steps was not raised.",
     )
     report_to: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = knob(
-        ("tensorboard",), "Experiment trackers. tensorboard and wandb (with WANDB_MODE=offline) write into the run "
-        "dir; mlflow logs the spec, every logged step, the evaluation and the run's files to train.mlflow's store."
+        ("tensorboard",),
+        "Experiment trackers. tensorboard and wandb (with WANDB_MODE=offline) write into the run "
+        "dir; mlflow logs the spec, every logged step, the evaluation and the run's files to train.mlflow's store.",
     )
     mlflow: MlflowSpec = knob(MlflowSpec(), "Where train.report_to=[mlflow] logs.")
     sample_prompt: Optional[str] = knob(
@@ -285,7 +324,9 @@ class TrainSpec:
 # The options of each evaluation task (`eval.tasks.<name>.*`); evaluate/tasks/ has one file per task.
 @dataclass(frozen=True)
 class LossTaskSpec:
-    every_n_steps: Optional[int] = knob(None, "Also evaluate during training every N steps; null: only at the end.", ge=1)
+    every_n_steps: Optional[int] = knob(
+        None, "Also evaluate during training every N steps; null: only at the end.", ge=1
+    )
     max_rows: Optional[int] = knob(None, "Evaluate on at most this many packed eval rows.", ge=1)
 
 
@@ -317,10 +358,13 @@ EVAL_TASK_OPTIONS: dict[str, type] = {"loss": LossTaskSpec, "gsm8k": Gsm8kTaskSp
 
 @dataclass(frozen=True)
 class EvalSpec:
-    tasks: dict[str, Any] = knob({}, "Evaluations to run, by task name (`loss`, `gsm8k`, `lm_eval`).", registry=EVAL_TASK_OPTIONS)
+    tasks: dict[str, Any] = knob(
+        {}, "Evaluations to run, by task name (`loss`, `gsm8k`, `lm_eval`).", registry=EVAL_TASK_OPTIONS
+    )
     objective: str = knob(
-        "loss.eval_loss", "The metric a sweep optimizes, as `task.metric` (e.g. `gsm8k.strict_accuracy`); for the harness "
-        "`lm_eval.<task>.<metric>[.<filter>]`, or `lm_eval.<task>` for that task's first metric."
+        "loss.eval_loss",
+        "The metric a sweep optimizes, as `task.metric` (e.g. `gsm8k.strict_accuracy`); for the harness "
+        "`lm_eval.<task>.<metric>[.<filter>]`, or `lm_eval.<task>` for that task's first metric.",
     )
     direction: Literal["minimize", "maximize"] = knob("minimize", "Whether the objective is better low or high.")
     compare_base: bool = knob(True, "Also evaluate the untuned base model (cached per model and eval spec).")
@@ -333,10 +377,13 @@ class RunSection:
     cache_dir: Optional[str] = knob(
         None, "Where converted models and tokenized shards are cached; null: $HYDRATUNE_CACHE or ~/.cache/hydratune."
     )
-    output_dir: Optional[str] = knob(None, "Run directory; filled in from Hydra's output directory (set it with hydra.run.dir).")
+    output_dir: Optional[str] = knob(
+        None, "Run directory; filled in from Hydra's output directory (set it with hydra.run.dir)."
+    )
     overwrite: bool = knob(
-        False, "Clear a run directory that holds an earlier run before starting: only the entries a run writes; refused where "
-               "the directory holds anything else, and for the working directory, its parents and the home directory."
+        False,
+        "Clear a run directory that holds an earlier run before starting: only the entries a run writes; refused where "
+        "the directory holds anything else, and for the working directory, its parents and the home directory.",
     )
 
 

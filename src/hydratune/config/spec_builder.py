@@ -212,7 +212,9 @@ def _convert(tp: Any, value: Any, key: str, f: dataclasses.Field, problems: list
     if tp in _TYPE_NAMES:
         if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
             return value
-        problems.append(Problem(key, f"expected {_TYPE_NAMES[tp]}, got {value!r}", f"write e.g. `{key}={_example(tp)}`"))
+        problems.append(
+            Problem(key, f"expected {_TYPE_NAMES[tp]}, got {value!r}", f"write e.g. `{key}={_example(tp)}`")
+        )
         return None
     raise TypeError(f"spec_builder cannot convert the annotation {tp!r} of {key}")  # a bug in spec.py, not user input
 
@@ -226,6 +228,13 @@ def _check_range(f: dataclasses.Field, value: Any, key: str, problems: list[Prob
         return
     meta = f.metadata
     hint = meta.get("hint", "")
-    for name, op, words in (("ge", float.__ge__, ">="), ("gt", float.__gt__, ">"), ("le", float.__le__, "<="), ("lt", float.__lt__, "<")):
+    for name, op, words in (
+        ("ge", float.__ge__, ">="),
+        ("gt", float.__gt__, ">"),
+        ("le", float.__le__, "<="),
+        ("lt", float.__lt__, "<"),
+    ):
         if name in meta and not op(float(value), float(meta[name])):
-            problems.append(Problem(f"{key}={value}", f"must be {words} {meta[name]}", hint or f"use a value {words} {meta[name]}"))
+            problems.append(
+                Problem(f"{key}={value}", f"must be {words} {meta[name]}", hint or f"use a value {words} {meta[name]}")
+            )

@@ -29,8 +29,11 @@ def resolve_format(name: str) -> Converter:
             return result
         if isinstance(result, list):
             return Example(messages=with_system(list(result), options))
-        raise RowError("bad custom format", f"{name} returned {type(result).__name__}",
-                       "return an Example (or PreferencePair, UnpairedExample, PromptExample) or a list of {role, content}")
+        raise RowError(
+            "bad custom format",
+            f"{name} returned {type(result).__name__}",
+            "return an Example (or PreferencePair, UnpairedExample, PromptExample) or a list of {role, content}",
+        )
 
     return custom
 

@@ -14,7 +14,14 @@ from typing import Any, Callable, Mapping
 from hydratune.data.errors import RowError
 
 ROLES = ("system", "user", "assistant", "tool")
-SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "tool": "tool"}
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "tool": "tool",
+}
 CALCULATOR_ANNOTATION = re.compile(r"<<[^<>]*>>")
 
 
@@ -46,7 +53,11 @@ def field_value(row: Mapping[str, Any], options: FormatOptions, name: str, *, op
         if optional:
             return None
         present = ", ".join(sorted(row)) or "no fields"
-        raise RowError("missing field", f"missing field '{key}' (row has: {present})", f"map it with dataset.fields.{name}=<your field>")
+        raise RowError(
+            "missing field",
+            f"missing field '{key}' (row has: {present})",
+            f"map it with dataset.fields.{name}=<your field>",
+        )
     return row[key]
 
 
@@ -69,7 +80,9 @@ def qa(row: Mapping[str, Any], options: FormatOptions) -> Example:
         answer = CALCULATOR_ANNOTATION.sub("", answer)
     if not question.strip() or not answer.strip():
         raise RowError("empty text", "question or answer is empty")
-    return Example(messages=with_system([{"role": "user", "content": question}, {"role": "assistant", "content": answer}], options))
+    return Example(
+        messages=with_system([{"role": "user", "content": question}, {"role": "assistant", "content": answer}], options)
+    )
 
 
 def alpaca(row: Mapping[str, Any], options: FormatOptions) -> Example:
@@ -79,7 +92,9 @@ def alpaca(row: Mapping[str, Any], options: FormatOptions) -> Example:
     prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
     if not prompt.strip() or not output.strip():
         raise RowError("empty text", "instruction or output is empty")
-    return Example(messages=with_system([{"role": "user", "content": prompt}, {"role": "assistant", "content": output}], options))
+    return Example(
+        messages=with_system([{"role": "user", "content": prompt}, {"role": "assistant", "content": output}], options)
+    )
 
 
 # Message keys passed to the chat template as they are, for templates that render them
@@ -87,8 +102,15 @@ def alpaca(row: Mapping[str, Any], options: FormatOptions) -> Example:
 PASS_THROUGH = ("tool_calls", "tool_call_id", "name", "reasoning_content")
 
 
-def _conversation(row: Mapping[str, Any], options: FormatOptions, field: str, role_key: str, text_key: str,
-                  roles: Mapping[str, str], tools: Any = None) -> Example:
+def _conversation(
+    row: Mapping[str, Any],
+    options: FormatOptions,
+    field: str,
+    role_key: str,
+    text_key: str,
+    roles: Mapping[str, str],
+    tools: Any = None,
+) -> Example:
     """A list of turns under `field`, each {role_key: one of `roles`, text_key: text}, as chat messages."""
     raw = field_value(row, options, field)
     if not isinstance(raw, list):
@@ -99,28 +121,45 @@ def _conversation(row: Mapping[str, Any], options: FormatOptions, field: str, ro
             raise RowError("bad message", f"turn {i} needs '{role_key}' and '{text_key}'")
         role = roles.get(turn[role_key]) if isinstance(turn[role_key], str) else None
         if role is None:
-            raise RowError("wrong role", f"turn {i} has {role_key} {turn[role_key]!r}", f"use one of {', '.join(roles)}")
+            raise RowError(
+                "wrong role", f"turn {i} has {role_key} {turn[role_key]!r}", f"use one of {', '.join(roles)}"
+            )
         calls = turn.get("tool_calls")
-        text = "" if turn[text_key] is None and calls else text_of(turn[text_key], f"turn {i} {text_key}")  # a call has no text
+        text = (
+            "" if turn[text_key] is None and calls else text_of(turn[text_key], f"turn {i} {text_key}")
+        )  # a call has no text
         out.append({"role": role, "content": text, **{k: turn[k] for k in PASS_THROUGH if turn.get(k) is not None}})
     if not out:
         raise RowError("empty conversation", "the conversation has no messages")
     if not any(m["role"] == "assistant" for m in out):
         raise RowError("no assistant turn", "the conversation has no assistant message to train on")
-    empty = [i for i, m in enumerate(out) if m["role"] == "assistant" and not m["content"].strip() and not m.get("tool_calls")]
+    empty = [
+        i
+        for i, m in enumerate(out)
+        if m["role"] == "assistant" and not m["content"].strip() and not m.get("tool_calls")
+    ]
     if len(empty) == sum(m["role"] == "assistant" for m in out):
         raise RowError("empty reply", "every assistant turn is empty: nothing to train on")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, Mapping) for t in tools)):
         raise RowError("wrong type", f"'{options.field('tools')}' should be a list of function schemas")
     messages = with_system(out, options)
     shift = len(messages) - len(out)  # an injected system prompt moves every turn by one
-    return Example(messages=messages, empty_turns=tuple(i + shift for i in empty), tools=tuple(tools) if tools else None)
+    return Example(
+        messages=messages, empty_turns=tuple(i + shift for i in empty), tools=tuple(tools) if tools else None
+    )
 
 
 def messages(row: Mapping[str, Any], options: FormatOptions) -> Example:
     """OpenAI-style `messages`: [{role, content}, ...]."""
-    return _conversation(row, options, "messages", "role", "content", {r: r for r in ROLES},
-                         tools=field_value(row, options, "tools", optional=True))
+    return _conversation(
+        row,
+        options,
+        "messages",
+        "role",
+        "content",
+        {r: r for r in ROLES},
+        tools=field_value(row, options, "tools", optional=True),
+    )
 
 
 def sharegpt(row: Mapping[str, Any], options: FormatOptions) -> Example:
@@ -141,9 +180,17 @@ def pretokenized(row: Mapping[str, Any], options: FormatOptions) -> Example:
     if not _int_list(ids) or not ids:
         raise RowError("bad token ids", "input_ids should be a non-empty list of integers")
     if labels is not None and not _int_list(labels):
-        raise RowError("bad token ids", f"labels should be a list of integers, got {labels!r:.60}", "give one label per token (-100 masks)")
+        raise RowError(
+            "bad token ids",
+            f"labels should be a list of integers, got {labels!r:.60}",
+            "give one label per token (-100 masks)",
+        )
     if labels is not None and len(labels) != len(ids):
-        raise RowError("bad token ids", f"labels has {len(labels)} entries for {len(ids)} input_ids", "give one label per token (-100 masks)")
+        raise RowError(
+            "bad token ids",
+            f"labels has {len(labels)} entries for {len(ids)} input_ids",
+            "give one label per token (-100 masks)",
+        )
     return Example(input_ids=tuple(ids), labels=tuple(labels) if labels is not None else None)
 
 

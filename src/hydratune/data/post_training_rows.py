@@ -47,12 +47,14 @@ def _schema(kind: str):
     return {
         "pair": pa.schema([("prompt_ids", ids), ("chosen_ids", ids), ("rejected_ids", ids)]),
         "unpaired": pa.schema([("prompt_ids", ids), ("completion_ids", ids), ("label", pa.bool_())]),
-        "prompt": pa.schema([
-            ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-            ("answer", pa.string()),
-            ("prompt_tokens", pa.int32()),
-            ("source_row", pa.string()),  # file:line, so a check on the stored rows can name the row
-        ]),
+        "prompt": pa.schema(
+            [
+                ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+                ("answer", pa.string()),
+                ("prompt_tokens", pa.int32()),
+                ("source_row", pa.string()),  # file:line, so a check on the stored rows can name the row
+            ]
+        ),
     }[kind]
 
 
@@ -68,14 +70,22 @@ def _as_kind(example: Any, kind: str) -> list[Any]:
         return [example]
     if kind == "prompt" and isinstance(example, Example):
         return [prompt_from_conversation(example)]
-    wanted = {"pair": "preference pairs (format=preference)", "unpaired": "unpaired rows (format=unpaired or preference)",
-              "prompt": "prompts (format=prompt, or a conversational format)"}[kind]
-    raise RowError("wrong row kind", f"the format gives {type(example).__name__}, and this method trains on {wanted}",
-                   "set dataset.format to one for this method (see docs/configuration.md, dataset.format)")
+    wanted = {
+        "pair": "preference pairs (format=preference)",
+        "unpaired": "unpaired rows (format=unpaired or preference)",
+        "prompt": "prompts (format=prompt, or a conversational format)",
+    }[kind]
+    raise RowError(
+        "wrong row kind",
+        f"the format gives {type(example).__name__}, and this method trains on {wanted}",
+        "set dataset.format to one for this method (see docs/configuration.md, dataset.format)",
+    )
 
 
 TOKENIZE: dict[str, Callable[..., tuple[dict | None, str | None]]] = {
-    "pair": tokenize_pair, "unpaired": tokenize_unpaired, "prompt": tokenize_prompt,
+    "pair": tokenize_pair,
+    "unpaired": tokenize_unpaired,
+    "prompt": tokenize_prompt,
 }
 
 
@@ -120,9 +130,13 @@ def build_post_training(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key
     if not ds.eval_split and ds.eval_fraction > 0:
         rows["train"], rows["eval"] = hold_out(rows["train"], ds.eval_fraction, ds.split_seed)
     if not rows["train"]:
-        raise DataError("no training rows are left after the length policy", "check dataset.max_length and dataset.overlong")
+        raise DataError(
+            "no training rows are left after the length policy", "check dataset.max_length and dataset.overlong"
+        )
     random.Random(ds.split_seed).shuffle(rows["train"])
     shards = {split: write_shards(r, split, out, _schema(kind)) for split, r in rows.items() if r}
-    report = post_training_report(kind=kind, ds=ds, tokenizer=tokenizer, stats=stats, rows=rows, seconds=time.perf_counter() - start)
+    report = post_training_report(
+        kind=kind, ds=ds, tokenizer=tokenizer, stats=stats, rows=rows, seconds=time.perf_counter() - start
+    )
     write_report(report, out)
     return {"key": key, "row_kind": kind, "shards": shards, "packing": {}}

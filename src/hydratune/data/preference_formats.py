@@ -91,8 +91,16 @@ def preference(row: Mapping[str, Any], options: FormatOptions) -> PreferencePair
     else:
         prompt = _as_messages(field_value(row, options, "prompt"), options.field("prompt"), "user")
     if chosen == rejected:
-        raise RowError("identical replies", "chosen and rejected are the same", "remove the row (it carries no preference), or set dataset.bad_rows=drop")
-    return PreferencePair(with_system(prompt, options), _reply(chosen, options.field("chosen")), _reply(rejected, options.field("rejected")))
+        raise RowError(
+            "identical replies",
+            "chosen and rejected are the same",
+            "remove the row (it carries no preference), or set dataset.bad_rows=drop",
+        )
+    return PreferencePair(
+        with_system(prompt, options),
+        _reply(chosen, options.field("chosen")),
+        _reply(rejected, options.field("rejected")),
+    )
 
 
 _TRUE = {True, 1, "true", "True", "desirable", "yes"}
@@ -104,22 +112,31 @@ def unpaired(row: Mapping[str, Any], options: FormatOptions) -> UnpairedExample:
     completion = _as_messages(field_value(row, options, "completion"), options.field("completion"), "assistant")
     label = field_value(row, options, "label")
     if label not in _TRUE and label not in _FALSE:
-        raise RowError("bad label", f"field '{options.field('label')}' is {label!r}", "use true (desirable) or false (undesirable)")
-    return UnpairedExample(with_system(prompt, options), _reply(completion, options.field("completion")), label in _TRUE)
+        raise RowError(
+            "bad label", f"field '{options.field('label')}' is {label!r}", "use true (desirable) or false (undesirable)"
+        )
+    return UnpairedExample(
+        with_system(prompt, options), _reply(completion, options.field("completion")), label in _TRUE
+    )
 
 
 def prompt(row: Mapping[str, Any], options: FormatOptions) -> PromptExample:
     messages = _as_messages(field_value(row, options, "prompt"), options.field("prompt"), "user")
     answer = field_value(row, options, "answer", optional=True)
-    return PromptExample(with_system(messages, options), text_of(answer, options.field("answer")) if answer is not None else "")
+    return PromptExample(
+        with_system(messages, options), text_of(answer, options.field("answer")) if answer is not None else ""
+    )
 
 
 def prompt_from_conversation(example: Example) -> PromptExample:
     """A conversational SFT row as a GRPO prompt: the turns before its final assistant reply,
     with that reply as the reference answer."""
     if example.messages is None:
-        raise RowError("not a conversation", "GRPO needs prompts; this format gives plain text or token ids",
-                       "use a conversational format (qa, alpaca, messages, sharegpt) or format=prompt")
+        raise RowError(
+            "not a conversation",
+            "GRPO needs prompts; this format gives plain text or token ids",
+            "use a conversational format (qa, alpaca, messages, sharegpt) or format=prompt",
+        )
     messages = list(example.messages)
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if last is None or last == 0:

@@ -98,8 +98,18 @@ def cache_key(ds: DatasetSpec, tokenizer, fingerprints: dict[str, str], row_kind
 def data_stage_source() -> str:
     """The code that turns rows into shards (tokenizing, masking, packing): part of the key,
     so a change to it never reuses shards the old code wrote."""
-    modules = (tokenize_examples, row_tokenizer, sequence_store, packing, tokenize_preferences, row_reading, shard_files,
-               sequence_rows, post_training_rows, sys.modules[__name__])
+    modules = (
+        tokenize_examples,
+        row_tokenizer,
+        sequence_store,
+        packing,
+        tokenize_preferences,
+        row_reading,
+        shard_files,
+        sequence_rows,
+        post_training_rows,
+        sys.modules[__name__],
+    )
     return "".join(inspect.getsource(module) for module in modules)
 
 
@@ -114,7 +124,14 @@ def run_preprocess(spec: RunSpec, *, tokenizer=None) -> PreparedData:
     if any(src.format not in NO_TEMPLATE_FORMATS for src in dataset_sources(ds)):
         check_template(spec, tokenizer)  # before any row is read, for every method: each renders conversations
     opened = {
-        (split_name, i): open_split(src.path, split, config_name=src.config_name, revision=src.revision, cache_root=root, streaming=src.streaming)
+        (split_name, i): open_split(
+            src.path,
+            split,
+            config_name=src.config_name,
+            revision=src.revision,
+            cache_root=root,
+            streaming=src.streaming,
+        )
         for split_name, entries in split_plan(ds).items()
         for i, src, split in entries
     }
@@ -142,12 +159,26 @@ def check_template(spec: RunSpec, tokenizer) -> None:
     (masking finds a turn's tokens that way): one clear error before tokenizing, not per row."""
     key = shown_choice(spec.model.chat_template)
     if not tokenizer.chat_template:
-        raise ConfigError([Problem(key, f"the tokenizer of {spec.model.name} has no chat template to render conversations",
-                                   "set model.chat_template=chatml (or llama3, a path to a .jinja file, or the Jinja text)")])
+        raise ConfigError(
+            [
+                Problem(
+                    key,
+                    f"the tokenizer of {spec.model.name} has no chat template to render conversations",
+                    "set model.chat_template=chatml (or llama3, a path to a .jinja file, or the Jinja text)",
+                )
+            ]
+        )
     where = masking_break(tokenizer)
     if where:
-        raise ConfigError([Problem(key, f"the chat template cannot be masked: {where}",
-                                   "use a template that renders each turn after the ones before it, e.g. model.chat_template=chatml")])
+        raise ConfigError(
+            [
+                Problem(
+                    key,
+                    f"the chat template cannot be masked: {where}",
+                    "use a template that renders each turn after the ones before it, e.g. model.chat_template=chatml",
+                )
+            ]
+        )
 
 
 def _shards_intact(directory: Path, manifest: dict) -> bool:

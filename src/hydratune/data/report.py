@@ -42,7 +42,9 @@ def _histogram(lengths, max_length: int) -> list[dict[str, int]]:
     return [{"from": i * width + 1, "to": min((i + 1) * width, max_length), "count": c} for i, c in enumerate(counts)]
 
 
-def build_report(*, ds, tokenizer, stats, lengths, supervised, examples, packing, realized_shares, seconds) -> dict[str, Any]:
+def build_report(
+    *, ds, tokenizer, stats, lengths, supervised, examples, packing, realized_shares, seconds
+) -> dict[str, Any]:
     """`lengths`: the token count of each train and eval sequence; `supervised`: trained tokens
     in train; `examples`: the first train sequences as (input_ids, labels)."""
     train, held = lengths.get("train", ()), lengths.get("eval", ())
@@ -75,14 +77,22 @@ def _lengths(values: list[int]) -> dict[str, float]:
 
 
 # The token-id columns of each post-training row kind, shown as lengths.
-LENGTH_COLUMNS = {"pair": ("prompt_ids", "chosen_ids", "rejected_ids"), "unpaired": ("prompt_ids", "completion_ids"), "prompt": ()}
+LENGTH_COLUMNS = {
+    "pair": ("prompt_ids", "chosen_ids", "rejected_ids"),
+    "unpaired": ("prompt_ids", "completion_ids"),
+    "prompt": (),
+}
 
 
 def _post_training_example(tokenizer, kind: str, row: dict[str, Any]) -> dict[str, list[list[Any]]]:
     """One row rendered as segments: the prompt never trained, each reply trained."""
     if kind == "prompt":
-        return {"prompt": [[tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True), False]],
-                "answer (given to the rewards)": [[row["answer"], False]]}
+        return {
+            "prompt": [
+                [tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True), False]
+            ],
+            "answer (given to the rewards)": [[row["answer"], False]],
+        }
     prompt = [tokenizer.decode(row["prompt_ids"]), False]
     replies = [c for c in LENGTH_COLUMNS[kind] if c != "prompt_ids"]
     shown = {c.removesuffix("_ids"): [prompt, [tokenizer.decode(row[c]), True]] for c in replies}
@@ -101,7 +111,9 @@ def post_training_report(*, kind: str, ds, tokenizer, stats, rows, seconds) -> d
         "sources": {split: [dataclasses.asdict(s) for s in per] for split, per in stats.items()},
         "train": {"rows": len(train), "lengths": lengths},
         "eval": {"rows": len(rows.get("eval") or [])},
-        "packing": "not packed: each row is one prompt with its replies" if kind != "prompt" else "not packed: prompts are sampled from",
+        "packing": "not packed: each row is one prompt with its replies"
+        if kind != "prompt"
+        else "not packed: prompts are sampled from",
         "examples": [_post_training_example(tokenizer, kind, r) for r in train[:1]],
         "build_seconds": seconds,
     }
@@ -115,7 +127,14 @@ def _render_post_training(report: dict[str, Any], *, color: bool) -> list[str]:
     lines = ["", "## Rows", "", f"- train rows: {t['rows']:,}; eval rows: {report['eval']['rows']:,}"]
     if "desirable" in t:
         lines.append(f"- desirable: {t['desirable']:,}; undesirable: {t['rows'] - t['desirable']:,}")
-    lines += [f"- {report['packing']}", "", "## Lengths (tokens, train)", "", "| part | min | mean | max |", "|---|---|---|---|"]
+    lines += [
+        f"- {report['packing']}",
+        "",
+        "## Lengths (tokens, train)",
+        "",
+        "| part | min | mean | max |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {part} | {v['min']} | {v['mean']:.1f} | {v['max']} |" for part, v in t["lengths"].items()]
     lines += ["", "## Example (trained tokens " + ("in green" if color else "in [[double brackets]]") + ")", ""]
     for example in report["examples"]:
@@ -132,11 +151,19 @@ def render_example(segments: list[list[Any]], *, color: bool) -> str:
 
 def render_report(report: dict[str, Any], *, color: bool = False) -> str:
     t = report["train"]
-    lines = ["## Sources", "", "| split | source | read | kept | truncated | dropped | empty turns masked |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Sources",
+        "",
+        "| split | source | read | kept | truncated | dropped | empty turns masked |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for split, per in report["sources"].items():
         for s in per:
             dropped = ", ".join(f"{n} {reason}" for reason, n in s["dropped"].items()) or "0"
-            lines.append(f"| {split} | {s['name']} | {s['rows_read']} | {s['rows_kept']} | {s['truncated']} | {dropped} | {s['empty_turns_masked']} |")
+            lines.append(
+                f"| {split} | {s['name']} | {s['rows_read']} | {s['rows_kept']} | {s['truncated']} | {dropped} | "
+                f"{s['empty_turns_masked']} |"
+            )
     if report.get("kind", "sequence") != "sequence":
         return "\n".join(lines + _render_post_training(report, color=color))
     lines += [
@@ -151,10 +178,20 @@ def render_report(report: dict[str, Any], *, color: bool = False) -> str:
         "",
     ]
     for split, p in report["packing"].items():
-        lines.append(f"- {split}: {p['sequences']:,} sequences in {p['rows']:,} rows, efficiency {100 * p['efficiency']:.2f}%")
+        lines.append(
+            f"- {split}: {p['sequences']:,} sequences in {p['rows']:,} rows, efficiency {100 * p['efficiency']:.2f}%"
+        )
     if len(report["mixture"]) > 1:
-        lines += ["", "## Mixture (share of training tokens)", "", "| source | weight share | realized share |", "|---|---|---|"]
-        lines += [f"| {m['source']} | {m['weight_share']:.3f} | {m['realized_token_share']:.3f} |" for m in report["mixture"]]
+        lines += [
+            "",
+            "## Mixture (share of training tokens)",
+            "",
+            "| source | weight share | realized share |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {m['source']} | {m['weight_share']:.3f} | {m['realized_token_share']:.3f} |" for m in report["mixture"]
+        ]
     lines += ["", "## Sequence lengths (train)", "", "| tokens | sequences |", "|---|---|"]
     peak = max((b["count"] for b in t["length_histogram"]), default=1) or 1
     for b in t["length_histogram"]:

@@ -51,7 +51,9 @@ def read_rows(raw, src: SourceSpec, stats: SourceStats) -> Iterator:
 
 
 def bad_row_error(row: BadRow) -> DataError:
-    return DataError(f"{row.location}: {row.what}", row.fix or "fix the row, or set dataset.bad_rows=drop to skip bad rows")
+    return DataError(
+        f"{row.location}: {row.what}", row.fix or "fix the row, or set dataset.bad_rows=drop to skip bad rows"
+    )
 
 
 def hold_out(items: list, fraction: float, seed: int) -> tuple[list, list]:

@@ -82,8 +82,11 @@ def checked_example(row: RawRow, convert, options: FormatOptions, vocab_size: in
     if problem:
         raise RowError("token id out of range", problem, "tokenize with this model's tokenizer")
     if example.empty_turns and bad_rows == "error":
-        raise RowError("empty assistant turn", f"turn {example.empty_turns[0]} is an empty assistant reply",
-                       "fill or remove the turn, or set dataset.bad_rows=drop to mask empty turns (the other turns still train)")
+        raise RowError(
+            "empty assistant turn",
+            f"turn {example.empty_turns[0]} is an empty assistant reply",
+            "fill or remove the turn, or set dataset.bad_rows=drop to mask empty turns (the other turns still train)",
+        )
     return example
 
 
@@ -97,8 +100,12 @@ def tokenize_rows(job: TokenizeJob, tokenizer, rows: Sequence[RawRow]) -> list[R
             example = checked_example(row, convert, job.options, job.vocab_size, job.bad_rows)
             missing = dropped_by_template(tokenizer, example) if isinstance(example, Example) else None
             if missing:
-                raise RowError("template drops tool calls or reasoning", f"the chat template does not render its {missing}",
-                               "use a model.chat_template that renders tool_calls and reasoning_content (a Jinja string or .jinja file)")
+                raise RowError(
+                    "template drops tool calls or reasoning",
+                    f"the chat template does not render its {missing}",
+                    "use a model.chat_template that renders tool_calls and reasoning_content (a Jinja string or .jinja "
+                    "file)",
+                )
             examples.append(example)
             slots.append(i)
         except RowError as exc:
@@ -106,8 +113,16 @@ def tokenize_rows(job: TokenizeJob, tokenizer, rows: Sequence[RawRow]) -> list[R
     for i, example, seq in zip(slots, examples, tokenize_batch(tokenizer, examples, job.policy)):
         kept, event = fit_length(seq, job.max_length, job.overlong)
         empty = len(example.empty_turns)
-        results[i] = Dropped(event, empty) if kept is None else Kept(
-            np.asarray(kept.input_ids, dtype=np.int32), np.asarray(kept.labels, dtype=np.int32), event == "truncated", empty)
+        results[i] = (
+            Dropped(event, empty)
+            if kept is None
+            else Kept(
+                np.asarray(kept.input_ids, dtype=np.int32),
+                np.asarray(kept.labels, dtype=np.int32),
+                event == "truncated",
+                empty,
+            )
+        )
     return results  # type: ignore[return-value]
 
 
@@ -145,7 +160,9 @@ def batches(rows: Iterator[RawRow], size: int = BATCH_ROWS) -> Iterator[list[Raw
         yield batch
 
 
-def tokenized_batches(job: TokenizeJob, tokenizer, row_batches: Iterator[list[RawRow]], num_proc: int) -> Iterator[list[RowResult]]:
+def tokenized_batches(
+    job: TokenizeJob, tokenizer, row_batches: Iterator[list[RawRow]], num_proc: int
+) -> Iterator[list[RowResult]]:
     """The results of each batch, in order. A source of one batch is tokenized here; larger
     ones in `num_proc` forked workers, with at most a few batches in flight per worker."""
     first = next(row_batches, None)

@@ -47,11 +47,22 @@ from hydratune.progress import Progress
 log = logging.getLogger(__name__)
 
 
-def _tokenize_source(src: SourceSpec, raw, tokenizer, ds: DatasetSpec, stats: SourceStats, writer: SequenceWriter) -> None:
-    job = TokenizeJob(src.format, FormatOptions(src.fields, src.strip_calculator_annotations, src.system_prompt),
-                      MaskPolicy(ds.train_on_inputs, ds.train_roles), ds.max_length, ds.overlong, ds.bad_rows, len(tokenizer))
+def _tokenize_source(
+    src: SourceSpec, raw, tokenizer, ds: DatasetSpec, stats: SourceStats, writer: SequenceWriter
+) -> None:
+    job = TokenizeJob(
+        src.format,
+        FormatOptions(src.fields, src.strip_calculator_annotations, src.system_prompt),
+        MaskPolicy(ds.train_on_inputs, ds.train_roles),
+        ds.max_length,
+        ds.overlong,
+        ds.bad_rows,
+        len(tokenizer),
+    )
     progress = Progress(log, f"data: {raw.name}", "rows")
-    for results in tokenized_batches(job, tokenizer, batches(read_rows(raw, src, stats)), ds.num_proc or default_workers()):
+    for results in tokenized_batches(
+        job, tokenizer, batches(read_rows(raw, src, stats)), ds.num_proc or default_workers()
+    ):
         progress.update(stats.rows_read)
         kept = []
         for result in results:
@@ -108,7 +119,9 @@ def packed_schema():
     return pa.schema([(name, pa.list_(pa.int32())) for name in ("input_ids", "labels", "seq_lens")])
 
 
-def write_packed_shards(bins: list[list[int]], refs: list[tuple[int, int]], stores: list[SequenceStore], split: str, out: Path) -> dict[str, dict]:
+def write_packed_shards(
+    bins: list[list[int]], refs: list[tuple[int, int]], stores: list[SequenceStore], split: str, out: Path
+) -> dict[str, dict]:
     """Packed rows as shards, one shard in memory at a time: bin members index `refs`,
     which name (store, sequence) pairs read back from disk."""
     import pyarrow as pa
@@ -117,12 +130,14 @@ def write_packed_shards(bins: list[list[int]], refs: list[tuple[int, int]], stor
     shards = {}
     for k in range(n_shards):
         ids, labels, seq_lens = [], [], []
-        for members in bins[k * ROWS_PER_SHARD:(k + 1) * ROWS_PER_SHARD]:
+        for members in bins[k * ROWS_PER_SHARD : (k + 1) * ROWS_PER_SHARD]:
             parts = [stores[s].sequence(i) for s, i in (refs[m] for m in members)]
             ids.append(np.concatenate([p[0] for p in parts]))
             labels.append(np.concatenate([p[1] for p in parts]))
             seq_lens.append(np.array([len(p[0]) for p in parts], dtype=np.int32))
-        table = pa.Table.from_arrays([list_column(ids), list_column(labels), list_column(seq_lens)], schema=packed_schema())
+        table = pa.Table.from_arrays(
+            [list_column(ids), list_column(labels), list_column(seq_lens)], schema=packed_schema()
+        )
         name = shard_name(split, k, n_shards)
         shards[name] = write_table(table, name, out)
     return shards
@@ -134,19 +149,7 @@ def build_sequences(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: st
     start = time.perf_counter()
     spill = out / "_sequences"  # the tokenized sequences, removed once the shards are written
     spill.mkdir()
-    stats: dict[str, list[SourceStats]] = {}
-    stores: dict[str, list[SequenceStore]] = {}
-    for split_name, entries in split_plan(ds).items():
-        stats[split_name], stores[split_name] = [], []
-        for i, src, split in entries:
-            st = SourceStats(f"{src.path}[{split}]")
-            writer = SequenceWriter(spill / f"{split_name}-{i}")
-            _tokenize_source(src, opened[(split_name, i)], tokenizer, ds, st, writer)
-            stores[split_name].append(writer.close())
-            stats[split_name].append(st)
-    for split_name in stats:
-        for st, store in zip(stats[split_name], stores[split_name]):
-            st.tokens, st.supervised = int(store.lengths.sum()), int(store.supervised.sum())
+    stats, stores = _tokenize_sources(ds, tokenizer, opened, spill)
     kept = _mix([s.lengths for s in stores["train"]], [s.weight for s in dataset_sources(ds)], ds.split_seed)
     for st, store, chosen in zip(stats["train"], stores["train"], kept):
         if len(chosen) < len(store):
@@ -158,26 +161,26 @@ def build_sequences(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: st
         refs["train"], refs["eval"] = hold_out(refs["train"], ds.eval_fraction, ds.split_seed)
         split_stores["eval"] = stores["train"]
     if not refs["train"]:
-        raise DataError("no training rows are left after the sequence policy", "check dataset.max_length and dataset.overlong")
-
+        raise DataError(
+            "no training rows are left after the sequence policy", "check dataset.max_length and dataset.overlong"
+        )
     shards, packing, lengths = {}, {}, {}
     for split_name in ("train", "eval"):
-        if not refs[split_name]:
-            continue
-        split_refs, split_store = refs[split_name], split_stores[split_name]
-        lengths[split_name] = np.array([split_store[s].lengths[i] for s, i in split_refs], dtype=np.int64)
-        bins = pack_lengths(lengths[split_name].tolist(), ds.max_length) if ds.packing else [[i] for i in range(len(split_refs))]
-        random.Random(ds.split_seed).shuffle(bins)  # packing groups by length; stored rows should not be
-        shards[split_name] = write_packed_shards(bins, split_refs, split_store, split_name, out)
-        packing[split_name] = {"rows": len(bins), "efficiency": packing_efficiency(lengths[split_name], bins, ds.max_length),
-                               "sequences": len(split_refs)}
+        if refs[split_name]:
+            shards[split_name], packing[split_name], lengths[split_name] = _pack_split(
+                ds, refs[split_name], split_stores[split_name], split_name, out
+            )
     mixed_tokens = [int(store.lengths[chosen].sum()) for store, chosen in zip(stores["train"], kept)]
     train_store = split_stores["train"]
     report = build_report(
-        ds=ds, tokenizer=tokenizer, stats=stats, lengths=lengths,
+        ds=ds,
+        tokenizer=tokenizer,
+        stats=stats,
+        lengths=lengths,
         supervised=sum(int(train_store[s].supervised[i]) for s, i in refs["train"]),
         examples=[train_store[s].sequence(i) for s, i in refs["train"][:EXAMPLES_SHOWN]],
-        packing=packing, realized_shares=[t / max(sum(mixed_tokens), 1) for t in mixed_tokens],
+        packing=packing,
+        realized_shares=[t / max(sum(mixed_tokens), 1) for t in mixed_tokens],
         seconds=time.perf_counter() - start,
     )
     write_report(report, out)
@@ -185,3 +188,34 @@ def build_sequences(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: st
         store.close()
     shutil.rmtree(spill)
     return {"key": key, "shards": shards, "packing": packing}
+
+
+def _tokenize_sources(ds: DatasetSpec, tokenizer, opened: dict, spill: Path):
+    """Every (split, source) tokenized into its own spill store, with its counts."""
+    stats: dict[str, list[SourceStats]] = {}
+    stores: dict[str, list[SequenceStore]] = {}
+    for split_name, entries in split_plan(ds).items():
+        stats[split_name], stores[split_name] = [], []
+        for i, src, split in entries:
+            st = SourceStats(f"{src.path}[{split}]")
+            writer = SequenceWriter(spill / f"{split_name}-{i}")
+            _tokenize_source(src, opened[(split_name, i)], tokenizer, ds, st, writer)
+            store = writer.close()
+            st.tokens, st.supervised = int(store.lengths.sum()), int(store.supervised.sum())
+            stores[split_name].append(store)
+            stats[split_name].append(st)
+    return stats, stores
+
+
+def _pack_split(ds: DatasetSpec, refs: list, stores: list, split_name: str, out: Path):
+    """(shards, packing figures, lengths) of one split: its sequences packed on their lengths and written."""
+    lengths = np.array([stores[s].lengths[i] for s, i in refs], dtype=np.int64)
+    bins = pack_lengths(lengths.tolist(), ds.max_length) if ds.packing else [[i] for i in range(len(refs))]
+    random.Random(ds.split_seed).shuffle(bins)  # packing groups by length; stored rows should not be
+    shards = write_packed_shards(bins, refs, stores, split_name, out)
+    packing = {
+        "rows": len(bins),
+        "efficiency": packing_efficiency(lengths, bins, ds.max_length),
+        "sequences": len(refs),
+    }
+    return shards, packing, lengths

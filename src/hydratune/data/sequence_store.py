@@ -6,10 +6,9 @@ back with one positioned read per sequence when the packed rows are written. Pea
 is then set by the batch and shard sizes, not by the size of the dataset.
 
 Not a memory map: the packer reads sequences in shuffled order, and every page of a
-mapping it touches stays resident in the process. Measured with one: the first shard of an
-80k-row build left the whole spill resident (releasing pages after each shard did not
-help), and RSS grew by 8 bytes a token (1.8 GB at 320k chat rows). Reads go through the
-page cache, which the kernel owns and drops as needed.
+mapping it touches stays resident in the process, so the RSS grew with the dataset
+(releasing pages after each shard did not help; bench/preprocess_scale.py measures the
+peak). Reads go through the page cache, which the kernel owns and drops as needed.
 """
 
 from __future__ import annotations
@@ -63,7 +62,9 @@ class SequenceWriter:
     def close(self) -> SequenceStore:
         self._ids.close()
         self._labels.close()
-        return SequenceStore(self.path, np.frombuffer(self.lengths, dtype=np.int32), np.frombuffer(self.supervised, dtype=np.int32))
+        return SequenceStore(
+            self.path, np.frombuffer(self.lengths, dtype=np.int32), np.frombuffer(self.supervised, dtype=np.int32)
+        )
 
 
 class SequenceStore:

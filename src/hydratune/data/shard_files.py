@@ -38,5 +38,7 @@ def write_shards(rows: list[dict[str, Any]], split: str, out: Path, schema) -> d
     shards = {}
     for k in range(n_shards):
         name = shard_name(split, k, n_shards)
-        shards[name] = write_table(pa.Table.from_pylist(rows[k * ROWS_PER_SHARD:(k + 1) * ROWS_PER_SHARD], schema=schema), name, out)
+        shards[name] = write_table(
+            pa.Table.from_pylist(rows[k * ROWS_PER_SHARD : (k + 1) * ROWS_PER_SHARD], schema=schema), name, out
+        )
     return shards

@@ -36,13 +36,19 @@ class RawSource:
     read: Callable[[], Iterator[RawRow]]
 
 
-def open_split(path: str, split: str, *, config_name: str | None = None, revision: str | None = None,
-               cache_root: Path | None = None, streaming: bool = False) -> RawSource:
+def open_split(
+    path: str,
+    split: str,
+    *,
+    config_name: str | None = None,
+    revision: str | None = None,
+    cache_root: Path | None = None,
+    streaming: bool = False,
+) -> RawSource:
     """The rows of `split` from a generator, a local file or folder, or a Hub dataset
     (streamed, with `streaming`: rows arrive as they are read, nothing is stored whole)."""
     if path.startswith(GENERATED_PREFIX):
-
-        return _local_file(generated_split_file(path[len(GENERATED_PREFIX):], split, cache_root))
+        return _local_file(generated_split_file(path[len(GENERATED_PREFIX) :], split, cache_root))
     local = Path(path).expanduser()
     if streaming and (local.is_dir() or not local.exists()):
         return _streamed_split(path, split, config_name, revision)
@@ -51,7 +57,10 @@ def open_split(path: str, split: str, *, config_name: str | None = None, revisio
     if local.is_dir():
         return _local_folder(local, split)
     if path.startswith((".", "/", "~")) or Path(path).suffix in LOCAL_SUFFIXES:
-        raise DataError(f"dataset.path={path}: no such file or folder", "check the path (relative paths start from where you run the command)")
+        raise DataError(
+            f"dataset.path={path}: no such file or folder",
+            "check the path (relative paths start from where you run the command)",
+        )
     return _hub_split(path, split, config_name, revision)
 
 
@@ -88,16 +97,34 @@ def _read_json_lines(path: Path) -> Iterator[RawRow]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})", "re-encode the file as UTF-8") from None
+                raise DataError(
+                    f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})", "re-encode the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
-                yield RawRow(where, {}, RowError("bad JSON", f"bad JSON ({exc.msg} at column {exc.colno})", "fix or remove the line, or set dataset.bad_rows=drop"))
+                yield RawRow(
+                    where,
+                    {},
+                    RowError(
+                        "bad JSON",
+                        f"bad JSON ({exc.msg} at column {exc.colno})",
+                        "fix or remove the line, or set dataset.bad_rows=drop",
+                    ),
+                )
                 continue
             if not isinstance(data, dict):
-                yield RawRow(where, {}, RowError("not an object", f"expected a JSON object, got {type(data).__name__}", "write one object per line"))
+                yield RawRow(
+                    where,
+                    {},
+                    RowError(
+                        "not an object",
+                        f"expected a JSON object, got {type(data).__name__}",
+                        "write one object per line",
+                    ),
+                )
                 continue
             yield RawRow(where, data)
 
@@ -134,12 +161,22 @@ def _local_folder(folder: Path, split: str) -> RawSource:
         return _saved_to_disk(folder, split)
     candidates = [p for p in sorted(folder.iterdir()) if p.stem == split and p.suffix.lower() in LOCAL_SUFFIXES]
     if not candidates:
-        candidates = [p for p in sorted(folder.iterdir()) if p.name.startswith(split) and p.suffix.lower() in LOCAL_SUFFIXES]
+        candidates = [
+            p for p in sorted(folder.iterdir()) if p.name.startswith(split) and p.suffix.lower() in LOCAL_SUFFIXES
+        ]
     if not candidates:
-        present = ", ".join(p.name for p in sorted(folder.iterdir()) if p.suffix.lower() in LOCAL_SUFFIXES) or "no data files"
-        raise DataError(f"{folder}: no file for split '{split}' (found: {present})", f"add {split}.jsonl, or set the split to one of the files")
+        present = (
+            ", ".join(p.name for p in sorted(folder.iterdir()) if p.suffix.lower() in LOCAL_SUFFIXES) or "no data files"
+        )
+        raise DataError(
+            f"{folder}: no file for split '{split}' (found: {present})",
+            f"add {split}.jsonl, or set the split to one of the files",
+        )
     if len(candidates) > 1:
-        raise DataError(f"{folder}: several files for split '{split}': {', '.join(p.name for p in candidates)}", "keep one file per split")
+        raise DataError(
+            f"{folder}: several files for split '{split}': {', '.join(p.name for p in candidates)}",
+            "keep one file per split",
+        )
     return _local_file(candidates[0])
 
 
@@ -149,7 +186,9 @@ def _saved_to_disk(folder: Path, split: str) -> RawSource:
     loaded = datasets.load_from_disk(str(folder))
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
-            raise DataError(f"{folder}: no split '{split}' (has {', '.join(loaded)})", f"pick one of {', '.join(loaded)}")
+            raise DataError(
+                f"{folder}: no split '{split}' (has {', '.join(loaded)})", f"pick one of {', '.join(loaded)}"
+            )
         loaded = loaded[split]
     digest = hashlib.sha256()
     for arrow in sorted(folder.rglob("*.arrow")):
@@ -166,7 +205,8 @@ def _hub_split(name: str, split: str, config_name: str | None, revision: str | N
         ds = datasets.load_dataset(name, config_name, split=split, revision=revision)
     except Exception as exc:  # the Hub client raises many types; the message is what helps
         raise DataError(
-            f"dataset.path={name}: could not load split '{split}' from the Hugging Face Hub ({type(exc).__name__}: {exc})",
+            f"dataset.path={name}: could not load split '{split}' from the Hugging Face Hub ({type(exc).__name__}: "
+            f"{exc})",
             "check the name, config_name and split, your network, or point dataset.path at a local file",
         ) from None
     label = f"{name}[{split}]"

@@ -21,7 +21,14 @@ GENERATOR_VERSION = 1
 SPLITS = {"train": (2000, 1234), "test": (200, 5678)}  # rows, seed
 
 NAMES = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Liam"]
-ITEMS = [("pencil", "pencils"), ("apple", "apples"), ("notebook", "notebooks"), ("ticket", "tickets"), ("cookie", "cookies"), ("marble", "marbles")]
+ITEMS = [
+    ("pencil", "pencils"),
+    ("apple", "apples"),
+    ("notebook", "notebooks"),
+    ("ticket", "tickets"),
+    ("cookie", "cookies"),
+    ("marble", "marbles"),
+]
 
 
 def _problem(rng: random.Random) -> tuple[str, Callable[[int], str], int]:
@@ -36,22 +43,51 @@ def _problem(rng: random.Random) -> tuple[str, Callable[[int], str], int]:
         price, count = rng.randint(2, 9), rng.randint(2, 8)
         cost = price * count
         bill = next(b for b in (10, 20, 50, 100) if b >= cost)
-        question = f"{name} buys {count} {items} that cost ${price} each and pays with a ${bill} bill. How much change does {name} get?"
-        return question, lambda c: (f"The {items} cost {count} * {price} = <<{count}*{price}={c}>>{c} dollars.\n"
-                                    f"The change is {bill} - {c} = <<{bill}-{c}={bill - c}>>{bill - c} dollars.\n#### {bill - c}"), cost
+        question = (
+            f"{name} buys {count} {items} that cost ${price} each and pays with a ${bill} bill. How much change does "
+            f"{name} get?"
+        )
+        return (
+            question,
+            lambda c: (
+                f"The {items} cost {count} * {price} = <<{count}*{price}={c}>>{c} dollars.\n"
+                f"The change is {bill} - {c} = <<{bill}-{c}={bill - c}>>{bill - c} dollars.\n#### {bill - c}"
+            ),
+            cost,
+        )
     if kind == 1:  # boxes, give away
         boxes, per_box = rng.randint(2, 9), rng.randint(3, 12)
         total = boxes * per_box
         given = rng.randint(1, total - 1)
-        question = f"{name} has {boxes} boxes with {per_box} {items} in each box and gives away {given} {items}. How many {items} are left?"
-        return question, lambda t: (f"{name} has {boxes} * {per_box} = <<{boxes}*{per_box}={t}>>{t} {items}.\n"
-                                    f"After giving some away, {t} - {given} = <<{t}-{given}={t - given}>>{t - given} are left.\n#### {t - given}"), total
+        question = (
+            f"{name} has {boxes} boxes with {per_box} {items} in each box and gives away {given} {items}. How many "
+            f"{items} are left?"
+        )
+        return (
+            question,
+            lambda t: (
+                f"{name} has {boxes} * {per_box} = <<{boxes}*{per_box}={t}>>{t} {items}.\n"
+                f"After giving some away, {t} - {given} = <<{t}-{given}={t - given}>>{t - given} are left.\n#### "
+                f"{t - given}"
+            ),
+            total,
+        )
     # daily rate over days, then share
     per_day, days, friends = rng.randint(2, 9), rng.randint(2, 7), rng.randint(2, 4)
     each = per_day * days
-    question = f"{name} makes {per_day} {items} a day for {days} days, and so do {friends - 1} friends. How many {items} do they make together?"
-    return question, lambda e: (f"Each person makes {per_day} * {days} = <<{per_day}*{days}={e}>>{e} {items}.\n"
-                                f"Together they make {e} * {friends} = <<{e}*{friends}={e * friends}>>{e * friends} {items}.\n#### {e * friends}"), each
+    question = (
+        f"{name} makes {per_day} {items} a day for {days} days, and so do {friends - 1} friends. How many {items} do "
+        f"they make together?"
+    )
+    return (
+        question,
+        lambda e: (
+            f"Each person makes {per_day} * {days} = <<{per_day}*{days}={e}>>{e} {items}.\n"
+            f"Together they make {e} * {friends} = <<{e}*{friends}={e * friends}>>{e * friends} {items}.\n#### "
+            f"{e * friends}"
+        ),
+        each,
+    )
 
 
 def generate(rows: int, seed: int) -> list[dict[str, str]]:
@@ -87,7 +123,10 @@ def generated_split_file(name: str, split: str, cache_root: Path | None) -> Path
     """Write the split once into the cache (it is small) and return its JSON-lines path."""
 
     if name not in GENERATORS:
-        raise DataError(f"dataset.path=generated:{name}: unknown generator", f"use one of: {', '.join('generated:' + g for g in GENERATORS)}")
+        raise DataError(
+            f"dataset.path=generated:{name}: unknown generator",
+            f"use one of: {', '.join('generated:' + g for g in GENERATORS)}",
+        )
     if split not in SPLITS:
         raise DataError(f"generated:{name} has no split '{split}'", f"use one of {', '.join(SPLITS)}")
     make, version = GENERATORS[name]

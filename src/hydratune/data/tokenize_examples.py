@@ -44,11 +44,14 @@ def render(tokenizer, messages: Sequence, *, generation_prompt: bool = False, to
     if not messages:
         return ""
     extra = {"tools": list(tools)} if tools else {}
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt, **extra)
+    return tokenizer.apply_chat_template(
+        list(messages), tokenize=False, add_generation_prompt=generation_prompt, **extra
+    )
 
 
-def trained_char_spans(tokenizer, messages: Sequence, policy: MaskPolicy, skip: Sequence[int] = (),
-                       tools: Sequence | None = None) -> tuple[str, list[tuple[int, int]]]:
+def trained_char_spans(
+    tokenizer, messages: Sequence, policy: MaskPolicy, skip: Sequence[int] = (), tools: Sequence | None = None
+) -> tuple[str, list[tuple[int, int]]]:
     """The rendered text and the [start, end) character spans whose tokens are trained
     (turns listed in `skip`, such as empty assistant replies, are not)."""
     text = render(tokenizer, messages, tools=tools)
@@ -60,7 +63,8 @@ def trained_char_spans(tokenizer, messages: Sequence, policy: MaskPolicy, skip: 
         through = text if i == len(messages) - 1 else render(tokenizer, messages[: i + 1], tools=tools)
         if not (text.startswith(through) and through.startswith(before)):
             raise DataError(
-                "the chat template does not render a conversation's prefix as a prefix of its text, so turns cannot be masked",
+                "the chat template does not render a conversation's prefix as a prefix of its text, so turns cannot be "
+                "masked",
                 "set model.chat_template=chatml (or another named template)",
             )
         end = len(through.rstrip())
@@ -113,10 +117,16 @@ def dropped_by_template(tokenizer, example: Example) -> str | None:
     """What of a conversation's tool calls or reasoning the chat template leaves out of the text
     (training on that row would teach replies without them), or None."""
     messages = example.messages or ()
-    wanted = [(f"turn {i} tool call", call.get("function", {}).get("name", "")) for i, m in enumerate(messages)
-              for call in m.get("tool_calls") or () if isinstance(call, dict)]
+    wanted = [
+        (f"turn {i} tool call", call.get("function", {}).get("name", ""))
+        for i, m in enumerate(messages)
+        for call in m.get("tool_calls") or ()
+        if isinstance(call, dict)
+    ]
     last_reasoning = [(i, m["reasoning_content"]) for i, m in enumerate(messages) if m.get("reasoning_content")][-1:]
-    wanted += [(f"turn {i} reasoning_content", text) for i, text in last_reasoning]  # earlier ones a template may drop by design
+    wanted += [
+        (f"turn {i} reasoning_content", text) for i, text in last_reasoning
+    ]  # earlier ones a template may drop by design
     if not wanted:
         return None
     text = render(tokenizer, messages, tools=example.tools)
@@ -144,7 +154,10 @@ def token_id_problem(example: Example, vocab_size: int) -> str | None:
         return f"input_ids has {len(bad)} id(s) outside the vocabulary [0, {vocab_size}), e.g. {bad[0]}"
     bad = [t for t in example.labels or () if t != IGNORE_INDEX and not 0 <= t < vocab_size]
     if bad:
-        return f"labels has {len(bad)} id(s) that are neither {IGNORE_INDEX} nor in the vocabulary [0, {vocab_size}), e.g. {bad[0]}"
+        return (
+            f"labels has {len(bad)} id(s) that are neither {IGNORE_INDEX} nor in the vocabulary [0, {vocab_size}), "
+            f"e.g. {bad[0]}"
+        )
     return None
 
 
@@ -165,5 +178,3 @@ def tokenizer_fingerprint_parts(tokenizer) -> Iterable[str]:
     yield backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
     yield repr(sorted((k, str(v)) for k, v in tokenizer.special_tokens_map.items()))
     yield tokenizer.chat_template or ""
-
-

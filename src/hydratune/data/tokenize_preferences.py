@@ -35,7 +35,8 @@ def prompt_and_reply(tokenizer, prompt: Messages, reply: Messages) -> PromptRepl
     whole = render(tokenizer, [*prompt, *reply], generation_prompt=False).rstrip()
     if not whole.startswith(head):
         raise DataError(
-            "the chat template renders the prompt differently alone than before its reply, so prompt and reply cannot be split",
+            "the chat template renders the prompt differently alone than before its reply, so prompt and reply cannot "
+            "be split",
             "set model.chat_template=chatml (or another named template)",
         )
     encoded = tokenizer(whole, add_special_tokens=False, return_offsets_mapping=True)
@@ -55,7 +56,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def _fit(prompt: list[int], replies: list[list[int]], max_length: int, overlong: str) -> tuple[list[list[int]] | None, str | None]:
+def _fit(
+    prompt: list[int], replies: list[list[int]], max_length: int, overlong: str
+) -> tuple[list[list[int]] | None, str | None]:
     """Replies cut so that prompt + reply fits max_length: (replies or None, what happened)."""
     if len(prompt) >= max_length:
         return None, "prompt longer than max_length"
@@ -73,8 +76,12 @@ def tokenize_pair(tokenizer, pair: PreferencePair, max_length: int, overlong: st
     shared = _common_prefix(chosen.prompt_ids + chosen.reply_ids, rejected.prompt_ids + rejected.reply_ids)
     cut = min(len(chosen.prompt_ids), len(rejected.prompt_ids), shared)
     prompt = chosen.prompt_ids[:cut]
-    replies, event = _fit(prompt, [(chosen.prompt_ids + chosen.reply_ids)[cut:], (rejected.prompt_ids + rejected.reply_ids)[cut:]],
-                          max_length, overlong)
+    replies, event = _fit(
+        prompt,
+        [(chosen.prompt_ids + chosen.reply_ids)[cut:], (rejected.prompt_ids + rejected.reply_ids)[cut:]],
+        max_length,
+        overlong,
+    )
     if replies is None:
         return None, event
     if replies[0] == replies[1]:
@@ -82,7 +89,9 @@ def tokenize_pair(tokenizer, pair: PreferencePair, max_length: int, overlong: st
     return {"prompt_ids": prompt, "chosen_ids": replies[0], "rejected_ids": replies[1]}, event
 
 
-def tokenize_unpaired(tokenizer, example: UnpairedExample, max_length: int, overlong: str) -> tuple[dict | None, str | None]:
+def tokenize_unpaired(
+    tokenizer, example: UnpairedExample, max_length: int, overlong: str
+) -> tuple[dict | None, str | None]:
     split = prompt_and_reply(tokenizer, example.prompt, example.completion)
     replies, event = _fit(split.prompt_ids, [split.reply_ids], max_length, overlong)
     if replies is None:
@@ -90,7 +99,9 @@ def tokenize_unpaired(tokenizer, example: UnpairedExample, max_length: int, over
     return {"prompt_ids": split.prompt_ids, "completion_ids": replies[0], "label": example.desirable}, event
 
 
-def tokenize_prompt(tokenizer, example: PromptExample, max_length: int, overlong: str) -> tuple[dict | None, str | None]:
+def tokenize_prompt(
+    tokenizer, example: PromptExample, max_length: int, overlong: str
+) -> tuple[dict | None, str | None]:
     """A GRPO prompt stays messages; its token count is checked against max_length (prompts are never cut)."""
     n = len(prompt_ids(tokenizer, example.prompt))
     if n > max_length:

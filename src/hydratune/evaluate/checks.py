@@ -18,13 +18,25 @@ def _task_problems(spec: RunSpec, env: Environment) -> list[Problem]:
     out = []
     tasks, ds = spec.eval.tasks, spec.dataset
     if "loss" in tasks and spec.method.name == "grpo":
-        out.append(Problem("eval.tasks.loss", "GRPO has no held-out loss: its rows are prompts without targets",
-                           "measure answers instead: eval=[gsm8k] (or eval=[none])"))
+        out.append(
+            Problem(
+                "eval.tasks.loss",
+                "GRPO has no held-out loss: its rows are prompts without targets",
+                "measure answers instead: eval=[gsm8k] (or eval=[none])",
+            )
+        )
     elif "loss" in tasks and not ds.eval_split and ds.eval_fraction == 0:
-        out.append(Problem("eval.tasks.loss", "needs held-out rows, and the dataset has none",
-                           "set dataset.eval_split=<split> or dataset.eval_fraction=0.02, or eval=[none]"))
+        out.append(
+            Problem(
+                "eval.tasks.loss",
+                "needs held-out rows, and the dataset has none",
+                "set dataset.eval_split=<split> or dataset.eval_fraction=0.02, or eval=[none]",
+            )
+        )
     if tasks.get("gsm8k") is not None and tasks["gsm8k"].backend == "vllm" and not (env.cuda and env.has("vllm")):
-        out.append(Problem("eval.tasks.gsm8k.backend=vllm", "vllm needs a CUDA GPU and the vllm package", "use backend=hf"))
+        out.append(
+            Problem("eval.tasks.gsm8k.backend=vllm", "vllm needs a CUDA GPU and the vllm package", "use backend=hf")
+        )
     return out
 
 
@@ -35,10 +47,18 @@ def _objective_problems(spec: RunSpec) -> list[Problem]:
     if not tasks or (task_name == "lm_eval" and task_name in tasks):
         return []
     if task_name not in tasks:
-        return [Problem(f"eval.objective={objective}", f"task `{task_name}` is not in eval.tasks", f"use one of: {', '.join(tasks)}")]
+        return [
+            Problem(
+                f"eval.objective={objective}",
+                f"task `{task_name}` is not in eval.tasks",
+                f"use one of: {', '.join(tasks)}",
+            )
+        ]
     if metric not in TASKS[task_name].metrics:
         names = ", ".join(f"{task_name}.{m}" for m in TASKS[task_name].metrics)
-        return [Problem(f"eval.objective={objective}", f"`{task_name}` has no metric `{metric}`", f"use one of: {names}")]
+        return [
+            Problem(f"eval.objective={objective}", f"`{task_name}` has no metric `{metric}`", f"use one of: {names}")
+        ]
     return []
 
 
@@ -48,7 +68,13 @@ def _harness_problems(spec: RunSpec, env: Environment) -> list[Problem]:
     if options is None:
         return []
     if not env.has("lm_eval"):
-        return [Problem("eval=lm_eval", "lm-evaluation-harness is not installed", "pip install 'hydratune[lmeval]', or drop lm_eval from eval")]
+        return [
+            Problem(
+                "eval=lm_eval",
+                "lm-evaluation-harness is not installed",
+                "pip install 'hydratune[lmeval]', or drop lm_eval from eval",
+            )
+        ]
     problems = harness_problems(options)
     if problems or not spec.eval.objective.startswith("lm_eval."):
         return problems

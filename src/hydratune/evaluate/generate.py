@@ -34,24 +34,39 @@ class Generations:
 
 
 @torch.no_grad()
-def generate_hf(model, tokenizer, conversations: Sequence[Conversation], *, max_new_tokens: int, batch_size: int,
-                label: str = "generating") -> Generations:
+def generate_hf(
+    model,
+    tokenizer,
+    conversations: Sequence[Conversation],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    label: str = "generating",
+) -> Generations:
     start = time.perf_counter()
     progress = Progress(log, label, "problems", total=len(conversations))
     model.eval()
-    prompts = [tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) for c in conversations]
+    prompts = [
+        tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) for c in conversations
+    ]
     encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     stops, pad = stop_token_ids(tokenizer), tokenizer.pad_token_id
     device = next(model.parameters()).device
     texts: list[str] = [""] * len(encoded)
     for first in range(0, len(order), batch_size):
-        batch = order[first:first + batch_size]
+        batch = order[first : first + batch_size]
         width = max(len(encoded[i]) for i in batch)
         ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch], device=device)
         mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch], device=device)
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=stops, pad_token_id=pad)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=stops,
+            pad_token_id=pad,
+        )
         for row, i in enumerate(batch):
             texts[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
         progress.update(first + len(batch))
@@ -59,8 +74,9 @@ def generate_hf(model, tokenizer, conversations: Sequence[Conversation], *, max_
     return Generations(texts, time.perf_counter() - start)
 
 
-def generate_vllm(model_dir: Path, conversations: Sequence[Conversation], *, max_new_tokens: int,
-                  trust_remote_code: bool = False) -> Generations:
+def generate_vllm(
+    model_dir: Path, conversations: Sequence[Conversation], *, max_new_tokens: int, trust_remote_code: bool = False
+) -> Generations:
     """vLLM over a merged model directory (continuous batching, paged attention)."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams

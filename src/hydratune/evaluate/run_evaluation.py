@@ -45,7 +45,9 @@ def generative_tasks(tasks: dict[str, Any]) -> dict[str, tuple[Task, Any]]:
     return {name: (TASKS[name], options) for name, options in tasks.items() if TASKS[name].generative}
 
 
-def _task_results(task: Task, options, target: EvalTarget, model_tokenizer, cache_root: Path, system_prompt: Optional[str]) -> dict:
+def _task_results(
+    task: Task, options, target: EvalTarget, model_tokenizer, cache_root: Path, system_prompt: Optional[str]
+) -> dict:
     if task.run is not None:
         scored = task.run(options, model_tokenizer, cache_root, system_prompt)
         metric_names = scored.pop("metric_names")
@@ -56,20 +58,41 @@ def _task_results(task: Task, options, target: EvalTarget, model_tokenizer, cach
     conversations = [task.build_prompt(p, shots, system_prompt) for p in problems]
     if getattr(options, "backend", "hf") == "vllm":
         if target.directory is None:
-            raise ConfigError([Problem(f"eval.tasks.{task.name}.backend=vllm", f"vLLM cannot load the {target.label} target (an adapter without merged weights)",
-                                       "evaluate the run directory or its merged/, or use backend=hf")])
-        generations = generate_vllm(target.directory, conversations, max_new_tokens=options.max_new_tokens,
-                                    trust_remote_code=target.trust_remote_code)
+            raise ConfigError(
+                [
+                    Problem(
+                        f"eval.tasks.{task.name}.backend=vllm",
+                        f"vLLM cannot load the {target.label} target (an adapter without merged weights)",
+                        "evaluate the run directory or its merged/, or use backend=hf",
+                    )
+                ]
+            )
+        generations = generate_vllm(
+            target.directory,
+            conversations,
+            max_new_tokens=options.max_new_tokens,
+            trust_remote_code=target.trust_remote_code,
+        )
     else:
         model, tokenizer = model_tokenizer()
-        generations = generate_hf(model, tokenizer, conversations, max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
-                                  label=f"{task.name} on {target.label}")
+        generations = generate_hf(
+            model,
+            tokenizer,
+            conversations,
+            max_new_tokens=options.max_new_tokens,
+            batch_size=options.batch_size,
+            label=f"{task.name} on {target.label}",
+        )
     predictions = []
     for problem, reply in zip(problems, generations.texts):
         scored = task.score(reply, problem)
         predictions.append({**problem.record, "generated": reply, **scored})
-    return {"metrics": accuracy_metrics(predictions, task.metrics), "problems_per_second": generations.per_second,
-            "seconds": generations.seconds, "predictions": predictions}
+    return {
+        "metrics": accuracy_metrics(predictions, task.metrics),
+        "problems_per_second": generations.per_second,
+        "seconds": generations.seconds,
+        "predictions": predictions,
+    }
 
 
 def accuracy_metrics(predictions: list[dict], names) -> dict[str, dict]:
@@ -83,7 +106,9 @@ def accuracy_metrics(predictions: list[dict], names) -> dict[str, dict]:
     return metrics
 
 
-def evaluate_target(target: EvalTarget, tasks: dict[str, tuple[Task, Any]], cache_root: Path, system_prompt: Optional[str]) -> dict[str, dict]:
+def evaluate_target(
+    target: EvalTarget, tasks: dict[str, tuple[Task, Any]], cache_root: Path, system_prompt: Optional[str]
+) -> dict[str, dict]:
     """Results per task. Models load once, lazily (a fully cached base never loads)."""
     loaded: list = []
 
@@ -98,12 +123,19 @@ def evaluate_target(target: EvalTarget, tasks: dict[str, tuple[Task, Any]], cach
         if target.cache_identity is None or getattr(options, "include_path", None):
             results[name] = _task_results(task, options, target, model_tokenizer, cache_root, system_prompt)
             continue
-        identity = {"model": target.cache_identity, "task": name, "options": dataclasses.asdict(options),
-                    "system_prompt": system_prompt, "version": EVAL_VERSION}
+        identity = {
+            "model": target.cache_identity,
+            "task": name,
+            "options": dataclasses.asdict(options),
+            "system_prompt": system_prompt,
+            "version": EVAL_VERSION,
+        }
         key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
         def build(out: Path, task=task, options=options) -> dict:
-            write_json_atomic(out / "results.json", _task_results(task, options, target, model_tokenizer, cache_root, system_prompt))
+            write_json_atomic(
+                out / "results.json", _task_results(task, options, target, model_tokenizer, cache_root, system_prompt)
+            )
             return {"identity": identity}
 
         folder, built = build_once(cache_root / "evals" / key, build)
@@ -121,8 +153,10 @@ def compare(tuned: dict[str, dict], base: Optional[dict[str, dict]]) -> dict[str
             entry = {"tuned": value}
             if base is not None and name in base:
                 entry["base"] = base[name]["metrics"][metric]
-                entry["mcnemar"] = mcnemar_exact([p[metric] for p in result["predictions"] if metric in p],
-                                                 [p[metric] for p in base[name]["predictions"] if metric in p])
+                entry["mcnemar"] = mcnemar_exact(
+                    [p[metric] for p in result["predictions"] if metric in p],
+                    [p[metric] for p in base[name]["predictions"] if metric in p],
+                )
             summary[name][metric] = entry
     return summary
 
@@ -149,8 +183,15 @@ def flat_metrics(results: dict[str, dict]) -> dict[str, float]:
     return {f"{name}.{metric}": v["value"] for name, r in results.items() for metric, v in r["metrics"].items()}
 
 
-def run_evaluation(tuned: EvalTarget, base: Optional[EvalTarget], tasks: dict[str, Any], *, cache_root: Path,
-                   out_dir: Path, system_prompt: Optional[str] = None) -> dict[str, float]:
+def run_evaluation(
+    tuned: EvalTarget,
+    base: Optional[EvalTarget],
+    tasks: dict[str, Any],
+    *,
+    cache_root: Path,
+    out_dir: Path,
+    system_prompt: Optional[str] = None,
+) -> dict[str, float]:
     """Evaluate `tuned` (and `base` for comparison) on the generative tasks; write and print the results."""
     chosen = generative_tasks(tasks)
     if not chosen:

@@ -27,22 +27,30 @@ def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> Eval
     """A base model by spec (Hub id, local dir or the embedded one); its results are cached."""
 
     def load():
-        return load_base_model(model, cache_root, dtype=torch.float32, attn_implementation="sdpa"), load_tokenizer(model, cache_root)
+        return load_base_model(model, cache_root, dtype=torch.float32, attn_implementation="sdpa"), load_tokenizer(
+            model, cache_root
+        )
 
     # vLLM loads what from_pretrained loads: the converted or materialized directory, a local one, or the Hub id
     location = Path(model_location(model, cache_root))
     identity = dataclasses.asdict(model)
     if location.is_dir():  # a local directory (an earlier run's merged/) can be rewritten in place
-        identity["files"] = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in location.iterdir() if f.is_file())
-    return EvalTarget(label, load, directory=location, cache_identity=identity, trust_remote_code=model.trust_remote_code)
+        identity["files"] = sorted(
+            (f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in location.iterdir() if f.is_file()
+        )
+    return EvalTarget(
+        label, load, directory=location, cache_identity=identity, trust_remote_code=model.trust_remote_code
+    )
 
 
 def merged_target(directory: Path, label: str = "tuned", *, trust_remote_code: bool = False) -> EvalTarget:
     def load():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        return (AutoModelForCausalLM.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
-                AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code))
+        return (
+            AutoModelForCausalLM.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
+            AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
+        )
 
     return EvalTarget(label, load, directory=directory, trust_remote_code=trust_remote_code)
 
@@ -58,8 +66,10 @@ def adapter_target(directory: Path, label: str = "tuned", *, trust_remote_code: 
         from peft import AutoPeftModelForCausalLM
         from transformers import AutoTokenizer
 
-        return (AutoPeftModelForCausalLM.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
-                AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code))
+        return (
+            AutoPeftModelForCausalLM.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
+            AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
+        )
 
     return EvalTarget(label, load, directory=None, trust_remote_code=trust_remote_code)
 
@@ -77,14 +87,25 @@ def resolve_target(target: str, cache_root: Path, *, trust_remote_code: bool = F
     its spec, for the run and for its merged/ and adapter/); anything else as `trust_remote_code` says."""
     path = Path(target).expanduser()
     if target.startswith(("/", "./", "../", "~")) and not path.exists():  # a path, not a Hub id
-        raise ConfigError([Problem(target, "no such run, model or adapter directory",
-                                   "give a run directory, its merged/ or adapter/, or a model name (Hub id, embedded:...)")])
+        raise ConfigError(
+            [
+                Problem(
+                    target,
+                    "no such run, model or adapter directory",
+                    "give a run directory, its merged/ or adapter/, or a model name (Hub id, embedded:...)",
+                )
+            ]
+        )
     if RunDirectory(path).is_run():
         spec = load_spec(path)
         with FileLock(str(RunDirectory(path).merge_lock)):
             recover_merged(path)  # an interrupted export moved the previous merged/ aside
-        return ResolvedTarget(merged_target(RunDirectory(path).merged, trust_remote_code=spec.model.trust_remote_code),
-                              spec.model, spec, "run")
+        return ResolvedTarget(
+            merged_target(RunDirectory(path).merged, trust_remote_code=spec.model.trust_remote_code),
+            spec.model,
+            spec,
+            "run",
+        )
     if RunDirectory(path.parent).is_run():  # a run's merged/ or adapter/
         trust_remote_code = trust_remote_code or load_spec(path.parent).model.trust_remote_code
     if (path / "adapter_config.json").is_file():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock
+from transformers import AutoModelForCausalLM
 
 from hydratune.cache_dirs import cache_root
 from hydratune.config.spec import RunSpec
@@ -36,7 +37,9 @@ def run_parity_batch(spec: RunSpec, tokenizer) -> dict[str, torch.Tensor]:
     layout = RunDirectory(spec.output_dir)
     if layout.parity_rows.is_file():
         return load_parity_rows(layout.parity_rows)
-    log.info("merged/: %s has no %s (an older run): reading its rows from the data", layout.root, layout.parity_rows.name)
+    log.info(
+        "merged/: %s has no %s (an older run): reading its rows from the data", layout.root, layout.parity_rows.name
+    )
     prepared = run_preprocess(spec, tokenizer=tokenizer)
     return parity_batch(prepared.load("eval") or prepared.load("train"), tokenizer)
 
@@ -49,59 +52,73 @@ def _logits(model, batch) -> torch.Tensor:
 
 def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = torch.float32) -> dict:
     """Write spec.output_dir/merged from `weights` (an adapter or full-weights directory)."""
-    from peft import PeftModel
-
     root = cache_root(spec.run.cache_dir)
     tokenizer = load_tokenizer(spec.model, root)
-    is_adapter = (weights / "adapter_config.json").is_file()
-    parity = None
     started = time.perf_counter()
-    if is_adapter:
-        log.info("merged/: loading the base model %s and the adapter", spec.model.name)
-        base = load_base_model(spec.model, root, dtype=torch.float32, attn_implementation="sdpa")
-        model = PeftModel.from_pretrained(base, str(weights))
-        batch = run_parity_batch(spec, tokenizer)
-        before = _logits(model, batch)
-        log.info("merged/: merging the adapter into the weights (%.0f s so far)", time.perf_counter() - started)
-        model = model.merge_and_unload()
-        after = _logits(model, batch)
-        parity = {"max_abs_logit_diff": float((before - after).abs().max()), "rows": int(batch["input_ids"].shape[0]),
-                  "tokens": int(batch["input_ids"].numel())}
-        log.info("merged vs base+adapter: max |logit diff| = %.3g", parity["max_abs_logit_diff"])
+    if (weights / "adapter_config.json").is_file():
+        model, parity = _merged_adapter(spec, weights, tokenizer, started)
     else:
-        from transformers import AutoModelForCausalLM
-
         log.info("merged/: loading the trained weights from %s", weights)
-        model = AutoModelForCausalLM.from_pretrained(str(weights), dtype=torch.float32, trust_remote_code=spec.model.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(weights), dtype=torch.float32, trust_remote_code=spec.model.trust_remote_code
+        )
+        parity = None
     model.config.use_cache = True  # for serving
     model = model.to(save_dtype)
     _set_generation_stop(model, tokenizer)
-
-    target = spec.output_dir / "merged"
     size = sum(p.numel() * p.element_size() for p in model.parameters())
-    log.info("merged/: writing %.2f GB of %s weights (%.0f s so far)", size / 1e9, str(save_dtype).replace("torch.", ""), time.perf_counter() - started)
-    with FileLock(str(spec.output_dir / ".merged.lock")):  # two exports of one run take turns
-        recover_merged(spec.output_dir)
-        scratch = spec.output_dir / f".merged.tmp-{uuid.uuid4().hex[:8]}"
+    dtype = str(save_dtype).replace("torch.", "")
+    log.info("merged/: writing %.2f GB of %s weights (%.0f s so far)", size / 1e9, dtype, time.perf_counter() - started)
+    target = _replace_merged(spec.output_dir, model, tokenizer)
+    return {"merged_dir": str(target), "from": str(weights), "parity": parity, "dtype": dtype}
+
+
+def _merged_adapter(spec: RunSpec, adapter: Path, tokenizer, started: float):
+    """(the base with the adapter merged in, the parity of merged vs base+adapter on the run's parity rows)."""
+    from peft import PeftModel  # imports bitsandbytes where it is installed: only when an adapter is merged
+
+    log.info("merged/: loading the base model %s and the adapter", spec.model.name)
+    base = load_base_model(spec.model, cache_root(spec.run.cache_dir), dtype=torch.float32, attn_implementation="sdpa")
+    model = PeftModel.from_pretrained(base, str(adapter))
+    batch = run_parity_batch(spec, tokenizer)
+    before = _logits(model, batch)
+    log.info("merged/: merging the adapter into the weights (%.0f s so far)", time.perf_counter() - started)
+    model = model.merge_and_unload()
+    after = _logits(model, batch)
+    parity = {
+        "max_abs_logit_diff": float((before - after).abs().max()),
+        "rows": int(batch["input_ids"].shape[0]),
+        "tokens": int(batch["input_ids"].numel()),
+    }
+    log.info("merged vs base+adapter: max |logit diff| = %.3g", parity["max_abs_logit_diff"])
+    return model, parity
+
+
+def _replace_merged(run_dir: Path, model, tokenizer) -> Path:
+    """merged/ replaced whole: written beside as scratch, then renamed into place under the run's merge lock."""
+    layout = RunDirectory(run_dir)
+    with FileLock(str(layout.merge_lock)):  # two exports of one run take turns
+        recover_merged(run_dir)
+        scratch = run_dir / f".merged.tmp-{uuid.uuid4().hex[:8]}"
         try:
             model.save_pretrained(str(scratch), safe_serialization=True)
             tokenizer.save_pretrained(str(scratch))
             old = None
-            if target.exists():
-                old = target.rename(spec.output_dir / f".merged.old-{uuid.uuid4().hex[:8]}")
+            if layout.merged.exists():
+                old = layout.merged.rename(run_dir / f".merged.old-{uuid.uuid4().hex[:8]}")
             # A kill here leaves no merged/ but a whole .merged.old-*: recover_merged() puts it back.
-            os.replace(scratch, target)
+            os.replace(scratch, layout.merged)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    return {"merged_dir": str(target), "from": str(weights), "parity": parity, "dtype": str(save_dtype).replace("torch.", "")}
+    return layout.merged
 
 
 def recover_merged(run_dir: Path) -> None:
     """Undo what a killed export left: the previous merged/ moved aside is put back, scratch is removed.
     Callers hold the run's merge lock (or, like evaluation, only read after it)."""
-    target = run_dir / "merged"
+    target = RunDirectory(run_dir).merged
     aside = sorted(run_dir.glob(".merged.old-*"), key=lambda p: p.stat().st_mtime)
     if not target.exists() and aside:
         log.warning("restoring %s from %s (an export was interrupted)", target, aside[-1].name)

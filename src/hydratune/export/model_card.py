@@ -45,14 +45,20 @@ def root_model(record: dict[str, Any]) -> dict[str, Any]:
         return record["spec"]["model"]
     while parent.get("parent"):
         parent = parent["parent"]
-    return {"name": parent["model"], "random_init": parent.get("random_init", False), "revision": parent.get("revision")}
+    return {
+        "name": parent["model"],
+        "random_init": parent.get("random_init", False),
+        "revision": parent.get("revision"),
+    }
 
 
 def _front_matter(record: dict[str, Any], adapter: bool) -> str:
     spec = record["spec"]
     base = hub_base_model(root_model(record))
     sources = [spec["dataset"]["path"], *(m.get("path") for m in spec["dataset"].get("mix") or [])]
-    hub_datasets = [s for s in sources if s and "/" in s and not s.startswith(("/", ".", "generated:")) and not Path(s).exists()]
+    hub_datasets = [
+        s for s in sources if s and "/" in s and not s.startswith(("/", ".", "generated:")) and not Path(s).exists()
+    ]
     lines = ["---", f"library_name: {'peft' if adapter else 'transformers'}"]
     if base:
         lines.append(f"base_model: {base}")
@@ -75,20 +81,37 @@ def _micro_batch(spec: dict[str, Any]) -> str:
 def _hyperparameters(record: dict[str, Any]) -> list[str]:
     spec = record["spec"]
     method, optim, train = spec["method"], spec["optim"], spec["train"]
-    rows = [("method", f"{method['name']}, {method['weights']} weights"),
-            ("precision", record.get("precision")), ("processes", record.get("world_size")),
-            ("optimizer", f"{optim['name']}, lr {optim['learning_rate']}, {optim['scheduler']} schedule, "
-                          f"warmup {optim['warmup_ratio']}, weight decay {optim['weight_decay']}"),
-            ("steps", record["metrics"].get("global_step")),
-            ("batch", f"{_micro_batch(spec)} x {train['gradient_accumulation_steps']} accumulation x "
-                      f"{record.get('world_size')} processes"),
-            ("seed", train["seed"])]
+    rows = [
+        ("method", f"{method['name']}, {method['weights']} weights"),
+        ("precision", record.get("precision")),
+        ("processes", record.get("world_size")),
+        (
+            "optimizer",
+            f"{optim['name']}, lr {optim['learning_rate']}, {optim['scheduler']} schedule, "
+            f"warmup {optim['warmup_ratio']}, weight decay {optim['weight_decay']}",
+        ),
+        ("steps", record["metrics"].get("global_step")),
+        (
+            "batch",
+            f"{_micro_batch(spec)} x {train['gradient_accumulation_steps']} accumulation x "
+            f"{record.get('world_size')} processes",
+        ),
+        ("seed", train["seed"]),
+    ]
     if method["weights"] in ("lora", "qlora"):
         lora = method["lora"]
-        rows.insert(1, ("LoRA", f"rank {lora['rank']}, alpha {lora['alpha']}, dropout {lora['dropout']}, "
-                                f"modules {', '.join(lora['target_modules'])}" + (", DoRA" if lora["use_dora"] else "")))
+        rows.insert(
+            1,
+            (
+                "LoRA",
+                f"rank {lora['rank']}, alpha {lora['alpha']}, dropout {lora['dropout']}, "
+                f"modules {', '.join(lora['target_modules'])}" + (", DoRA" if lora["use_dora"] else ""),
+            ),
+        )
     if method["weights"] == "qlora":
-        rows.insert(2, ("quantization", f"{method['quant']['quant_type']}, double quant {method['quant']['double_quant']}"))
+        rows.insert(
+            2, ("quantization", f"{method['quant']['quant_type']}, double quant {method['quant']['double_quant']}")
+        )
     if method["name"] in ("dpo", "kto", "grpo"):
         rows.insert(1, ("beta", method["beta"]))
     return ["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
@@ -98,7 +121,8 @@ def _hyperparameters(record: dict[str, Any]) -> list[str]:
 POST_TRAINING_ROWS = {
     "dpo": "preference pairs (a prompt, a chosen and a rejected reply) of at most {max_length} tokens each",
     "kto": "prompts with a desirable or undesirable reply, at most {max_length} tokens each",
-    "grpo": "prompts of at most {max_length} tokens, with {max_completion_length}-token completions sampled while training",
+    "grpo": "prompts of at most {max_length} tokens, with {max_completion_length}-token completions sampled while "
+    "training",
 }
 
 
@@ -108,8 +132,10 @@ def _data_lines(run_dir: Path, record: dict[str, Any]) -> list[str]:
     sft = method["name"] == "sft"
     lines = []
     if report:
-        lines += ["| source | rows | tokens | supervised tokens |" if sft else "| source | rows | tokens |",
-                  "|---|---|---|---|" if sft else "|---|---|---|"]
+        lines += [
+            "| source | rows | tokens | supervised tokens |" if sft else "| source | rows | tokens |",
+            "|---|---|---|---|" if sft else "|---|---|---|",
+        ]
         for source in report["sources"]["train"]:
             supervised = f" {source['supervised']:,} |" if sft else ""
             lines.append(f"| {source['name']} | {source['rows_kept']:,} | {source['tokens']:,} |{supervised}")
@@ -117,12 +143,18 @@ def _data_lines(run_dir: Path, record: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"Source: `{dataset['path']}` (split {dataset['split']}).\n")
     if sft:
-        rows = (f"sequences of at most {dataset['max_length']} tokens{', packed' if dataset['packing'] else ''}; loss on "
-                f"{', '.join(dataset['train_roles'])} turns{' and the prompts' if dataset['train_on_inputs'] else ' only'}")
+        rows = (
+            f"sequences of at most {dataset['max_length']} tokens{', packed' if dataset['packing'] else ''}; loss on "
+            f"{', '.join(dataset['train_roles'])} turns{' and the prompts' if dataset['train_on_inputs'] else ' only'}"
+        )
     else:
-        rows = POST_TRAINING_ROWS[method["name"]].format(max_length=dataset["max_length"],
-                                                         max_completion_length=method["max_completion_length"])
-    lines.append(f"Format `{dataset['format']}`, {rows}. Tokenized data cache key: `{record.get('data', {}).get('key', 'unknown')}`.")
+        rows = POST_TRAINING_ROWS[method["name"]].format(
+            max_length=dataset["max_length"], max_completion_length=method["max_completion_length"]
+        )
+    lines.append(
+        f"Format `{dataset['format']}`, {rows}. Tokenized data cache key: "
+        f"`{record.get('data', {}).get('key', 'unknown')}`."
+    )
     return lines
 
 
@@ -133,8 +165,12 @@ def _eval_lines(run_dir: Path, record: dict[str, Any]) -> list[str]:
         tuned = {n: {**r, "predictions": []} for n, r in metrics["tuned"].items()}
         base = {n: {**r, "predictions": []} for n, r in (metrics.get("base") or {}).items()} or None
         table = render_table(metrics["summary"], tuned, base)
-        return ["Accuracy with 95% Wilson intervals (correct/total); McNemar's exact test pairs base and tuned "
-                "on the same problems.", "", table]
+        return [
+            "Accuracy with 95% Wilson intervals (correct/total); McNemar's exact test pairs base and tuned "
+            "on the same problems.",
+            "",
+            table,
+        ]
     losses = {k: v for k, v in record["metrics"].items() if k.startswith("loss.") or k == "train_loss"}
     if not losses:
         return ["Not evaluated."]
@@ -143,13 +179,25 @@ def _eval_lines(run_dir: Path, record: dict[str, Any]) -> list[str]:
 
 def _usage(repo_id: str, adapter: bool) -> list[str]:
     if adapter:
-        return ["```python", "from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
-                f'model = AutoPeftModelForCausalLM.from_pretrained("{repo_id}")',
-                f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```"]
-    return ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-            f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
-            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```", "",
-            f"vLLM serves it as is: `vllm serve {repo_id}`."]
+        return [
+            "```python",
+            "from peft import AutoPeftModelForCausalLM",
+            "from transformers import AutoTokenizer",
+            "",
+            f'model = AutoPeftModelForCausalLM.from_pretrained("{repo_id}")',
+            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+            "```",
+        ]
+    return [
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
+        f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+        "```",
+        "",
+        f"vLLM serves it as is: `vllm serve {repo_id}`.",
+    ]
 
 
 def model_card(run_dir: Path, record: dict[str, Any], *, repo_id: str, adapter: bool) -> str:
@@ -163,13 +211,36 @@ def model_card(run_dir: Path, record: dict[str, Any], *, repo_id: str, adapter: 
         base_text += f", through the run `{Path(record['parent']['run_dir']).name}` ({record['parent']['method']})"
     what = "A LoRA adapter for" if adapter else "Fine-tuned from"
     version = record.get("versions", {}).get("hydratune", "unknown")
-    lines = [_front_matter(record, adapter), f"# {repo_id}", "",
-             f"{what} {base_text} with hydratune {version}: {spec['method']['name']} on {spec['method']['weights']} weights.", "",
-             "## Training data", "", *_data_lines(run_dir, record), "",
-             "## Method and hyperparameters", "", *_hyperparameters(record), "",
-             "## Evaluation", "", *_eval_lines(run_dir, record), "",
-             "## Use", "", *_usage(repo_id, adapter), "",
-             "## Reproduce", "", "```bash", record.get("command") or "(the command was not recorded)", "```", ""]
+    lines = [
+        _front_matter(record, adapter),
+        f"# {repo_id}",
+        "",
+        f"{what} {base_text} with hydratune {version}: "
+        f"{spec['method']['name']} on {spec['method']['weights']} weights.",
+        "",
+        "## Training data",
+        "",
+        *_data_lines(run_dir, record),
+        "",
+        "## Method and hyperparameters",
+        "",
+        *_hyperparameters(record),
+        "",
+        "## Evaluation",
+        "",
+        *_eval_lines(run_dir, record),
+        "",
+        "## Use",
+        "",
+        *_usage(repo_id, adapter),
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        record.get("command") or "(the command was not recorded)",
+        "```",
+        "",
+    ]
     versions = record.get("versions", {})
     lines.append("Library versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".")
     if record.get("git_commit"):

@@ -49,25 +49,36 @@ def push_folder(folder: Path, repo_id: str, *, private: bool, message: str) -> s
         except RepositoryNotFoundError:  # a new repository: created with the visibility asked for
             public = None
         if private and public:
-            raise PushRefused(f"{where} exists and is public, and --private does not change an existing repository's "
-                              f"visibility: make it private first (its settings page, {where}/settings), or push without "
-                              "--private to publish publicly")
+            raise PushRefused(
+                f"{where} exists and is public, and --private does not change an existing repository's "
+                f"visibility: make it private first (its settings page, {where}/settings), or push without "
+                "--private to publish publicly"
+            )
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=message, repo_type="model",
-                                   delete_patterns=["*"])  # .gitattributes is always kept
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), commit_message=message, repo_type="model", delete_patterns=["*"]
+        )  # .gitattributes is always kept
     except PushRefused:
         raise
     except OfflineModeIsEnabled:
-        raise PushError(f"cannot push to {where}: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE')} is set. "
-                        f"The model card is written; push from a machine that reaches {endpoint}, with HF_HUB_OFFLINE unset") from None
+        raise PushError(
+            f"cannot push to {where}: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE')} is set. "
+            f"The model card is written; push from a machine that reaches {endpoint}, with HF_HUB_OFFLINE unset"
+        ) from None
     except LocalTokenNotFoundError:
-        raise PushError(f"cannot push to {where}: no Hugging Face token; log in with `hf auth login` or set HF_TOKEN") from None
+        raise PushError(
+            f"cannot push to {where}: no Hugging Face token; log in with `hf auth login` or set HF_TOKEN"
+        ) from None
     except HfHubHTTPError as error:
         status = getattr(error.response, "status_code", None)
-        hint = {401: "the token is not valid: log in again with `hf auth login`",
-                403: f"the token cannot write to {repo_id}: use a token with write access to that namespace"}.get(status, str(error).splitlines()[0])
+        hint = {
+            401: "the token is not valid: log in again with `hf auth login`",
+            403: f"the token cannot write to {repo_id}: use a token with write access to that namespace",
+        }.get(status, str(error).splitlines()[0])
         raise PushError(f"cannot push to {where}: HTTP {status}: {hint}") from None
     except Exception as error:  # the HTTP client's connection errors: DNS, refused, timeout, proxy
-        raise PushError(f"cannot reach {endpoint} to push {repo_id} ({type(error).__name__}: {error}); "
-                        "check the network, or HF_ENDPOINT if you use a mirror") from None
+        raise PushError(
+            f"cannot reach {endpoint} to push {repo_id} ({type(error).__name__}: {error}); "
+            "check the network, or HF_ENDPOINT if you use a mirror"
+        ) from None
     return str(getattr(commit, "commit_url", commit))

@@ -32,8 +32,15 @@ def locate(path: Path) -> tuple[Path, Path | None]:
         return path, None
     if path.name.startswith("checkpoint-") and RunDirectory(path.parents[1]).is_run():
         return path.parents[1], path
-    raise ConfigError([Problem(str(path), "neither a hydratune run directory (with spec.json) nor a checkpoint inside one",
-                               "give a run directory (outputs/runs/<time>) or one of its checkpoints/checkpoint-N")])
+    raise ConfigError(
+        [
+            Problem(
+                str(path),
+                "neither a hydratune run directory (with spec.json) nor a checkpoint inside one",
+                "give a run directory (outputs/runs/<time>) or one of its checkpoints/checkpoint-N",
+            )
+        ]
+    )
 
 
 def export_run(path: Path, dtype_name: str | None) -> dict:
@@ -61,15 +68,30 @@ def publish_run(path: Path, repo_id: str, *, dtype_name: str | None, private: bo
     run_dir, checkpoint = locate(path)
     problems = []
     if not REPO_ID.match(repo_id):
-        problems.append(Problem(f"--push-to-hub {repo_id}", "is not a Hub repository id", "give OWNER/NAME, e.g. my-user/smollm2-gsm8k"))
+        problems.append(
+            Problem(
+                f"--push-to-hub {repo_id}", "is not a Hub repository id", "give OWNER/NAME, e.g. my-user/smollm2-gsm8k"
+            )
+        )
     layout = RunDirectory(run_dir)
     if not layout.finished():
-        problems.append(Problem(str(run_dir), "has no run.json: the run has not finished, and the model card is built from it",
-                                "finish the run (train with train.resume=auto), then publish"))
+        problems.append(
+            Problem(
+                str(run_dir),
+                "has no run.json: the run has not finished, and the model card is built from it",
+                "finish the run (train with train.resume=auto), then publish",
+            )
+        )
     if checkpoint is not None:
         problems.append(Problem(str(path), "a checkpoint is not published", "give the run directory"))
     if adapter_only and not (layout.adapter / "adapter_config.json").is_file():
-        problems.append(Problem("--adapter-only", f"{run_dir} trained full weights and has no adapter/", "drop --adapter-only to publish merged/"))
+        problems.append(
+            Problem(
+                "--adapter-only",
+                f"{run_dir} trained full weights and has no adapter/",
+                "drop --adapter-only to publish merged/",
+            )
+        )
     if problems:
         raise ConfigError(problems)
     folder = layout.adapter if adapter_only else Path(export_run(run_dir, dtype_name)["merged_dir"])

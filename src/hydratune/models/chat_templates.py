@@ -17,7 +17,8 @@ CHAT_TEMPLATES: dict[str, str] = {
     # Llama 3 instruct format.
     "llama3": (
         "{{ bos_token }}{% for message in messages %}"
-        "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+        "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' "
+        "+ message['content'] | trim + '<|eot_id|>' }}"
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
     ),
@@ -95,14 +96,19 @@ def masking_break(tokenizer) -> Optional[str]:
 
 def _first_break(tokenizer, messages: list[dict]) -> Optional[str]:
     def render(turns, generation_prompt=False) -> str:
-        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation_prompt) if turns else ""
+        return (
+            tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation_prompt)
+            if turns
+            else ""
+        )
 
     whole = render(messages)
     for i, message in enumerate(messages):
         before = render(messages[:i], generation_prompt=message["role"] == "assistant")
         through = render(messages[: i + 1])
         if not through.startswith(before):
-            return f"turn {i + 1} ({message['role']}) changes the text rendered before it: {before[-60:]!r} became {through[:len(before)][-60:]!r}"
+            turn, became = f"turn {i + 1} ({message['role']})", through[: len(before)][-60:]
+            return f"{turn} changes the text rendered before it: {before[-60:]!r} became {became!r}"
         if not whole.startswith(through):
             return f"turn {i + 1} ({message['role']}) renders differently once later turns follow it: {through[-60:]!r}"
     return None

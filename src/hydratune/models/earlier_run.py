@@ -25,6 +25,8 @@ def earlier_run_model(run_dir: Path) -> Path:
     """The model an earlier run left: its merged/."""
     merged = RunDirectory(run_dir).merged
     if not (merged / "config.json").is_file():
-        raise FileNotFoundError(f"model.name={run_dir}: this run has no merged/ model yet (did it finish?); "
-                                "train it to the end, or export it with hydratune-export")
+        raise FileNotFoundError(
+            f"model.name={run_dir}: this run has no merged/ model yet (did it finish?); "
+            "train it to the end, or export it with hydratune-export"
+        )
     return merged

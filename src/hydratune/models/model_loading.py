@@ -32,7 +32,6 @@ def model_location(model: ModelSpec, cache_root: Path) -> str:
 
 def _pretrained_location(model: ModelSpec, cache_root: Path) -> str:
     if model.name == EMBEDDED_SMOLLM2:
-
         return str(converted_dir(cache_root))
     run_dir = earlier_run_dir(model.name)
     if run_dir is not None:  # an earlier hydratune run: start from its merged model
@@ -40,7 +39,9 @@ def _pretrained_location(model: ModelSpec, cache_root: Path) -> str:
     local = Path(model.name).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
-            raise FileNotFoundError(f"model.name={model.name}: the directory has no config.json (is it a model directory?)")
+            raise FileNotFoundError(
+                f"model.name={model.name}: the directory has no config.json (is it a model directory?)"
+            )
         return str(local.resolve())
     return model.name
 
@@ -55,7 +56,6 @@ def load_model_config(model: ModelSpec, cache_root: Path, *, convert: bool = Tru
     from transformers import AutoConfig
 
     if model.name == EMBEDDED_SMOLLM2 and not convert:
-
         config = embedded_config(cache_root)
     else:
         config = AutoConfig.from_pretrained(_pretrained_location(model, cache_root), **_hub_kwargs(model))
@@ -121,7 +121,9 @@ def _random_weights_dir(model: ModelSpec, cache_root: Path) -> Path:
 
         torch.manual_seed(0)
         AutoModelForCausalLM.from_config(config).save_pretrained(out, safe_serialization=True)
-        AutoTokenizer.from_pretrained(_pretrained_location(model, cache_root), **_hub_kwargs(model)).save_pretrained(out)
+        AutoTokenizer.from_pretrained(_pretrained_location(model, cache_root), **_hub_kwargs(model)).save_pretrained(
+            out
+        )
         return {"random_init_of": model.name, "config_sha256_prefix": key}
 
     path, _ = build_once(cache_root / "models" / f"random-{config.model_type}-{key}", build)

@@ -26,9 +26,9 @@ def plot_curves(log_history: list[dict], path: Path) -> Path | None:
     panels = 3 if rewards else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.5))
     ax_loss, ax_lr = axes[0], axes[1]
-    ax_loss.plot([s for s, _, _ in train], [l for _, l, _ in train], label="train loss")
+    ax_loss.plot([s for s, _, _ in train], [loss for _, loss, _ in train], label="train loss")
     if evals:
-        ax_loss.plot([s for s, _ in evals], [l for _, l in evals], "o-", label="eval loss")
+        ax_loss.plot([s for s, _ in evals], [loss for _, loss in evals], "o-", label="eval loss")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
@@ -43,7 +43,12 @@ def plot_curves(log_history: list[dict], path: Path) -> Path | None:
             steps, means = [s for s, _ in points], [m for _, m in points]
             ax.plot(steps, means, label=key.removeprefix("rewards/").removesuffix("/mean"))
             if spread:
-                ax.fill_between(steps, [m - spread.get(s, 0) for s, m in points], [m + spread.get(s, 0) for s, m in points], alpha=0.15)
+                ax.fill_between(
+                    steps,
+                    [m - spread.get(s, 0) for s, m in points],
+                    [m + spread.get(s, 0) for s, m in points],
+                    alpha=0.15,
+                )
         for key in GRPO_EXTRAS:
             points = _series(log_history, key)
             if points:

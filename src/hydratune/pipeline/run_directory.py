@@ -65,23 +65,57 @@ def claim_run_directory(spec: RunSpec) -> Claim:
     if spec.train.resume:  # nothing is deleted: the user's files beside a run stay where they are
         return Claim("resume", directory, ours)
     if theirs:
-        raise ConfigError([Problem("hydra.run.dir", f"{directory} holds files that are not a hydratune run's ({_names(theirs)})",
-                                   "pick a new or empty hydra.run.dir (e.g. outputs/runs/<name>)")])
+        raise ConfigError(
+            [
+                Problem(
+                    "hydra.run.dir",
+                    f"{directory} holds files that are not a hydratune run's ({_names(theirs)})",
+                    "pick a new or empty hydra.run.dir (e.g. outputs/runs/<name>)",
+                )
+            ]
+        )
     state = "a finished run" if RunDirectory(directory).finished() else "an earlier run"
-    raise ConfigError([Problem("hydra.run.dir", f"{directory} already holds {state} ({_names(ours)})",
-                               "resume it with train.resume=auto, clear it with run.overwrite=true, or pick a new hydra.run.dir")])
+    raise ConfigError(
+        [
+            Problem(
+                "hydra.run.dir",
+                f"{directory} already holds {state} ({_names(ours)})",
+                "resume it with train.resume=auto, clear it with run.overwrite=true, or pick a new hydra.run.dir",
+            )
+        ]
+    )
 
 
 def _check_clearable(directory: Path, theirs: list[Path]) -> None:
     cwd, home = Path.cwd().resolve(), Path.home().resolve()
     if directory == home or directory == cwd or cwd.is_relative_to(directory):
-        what = "the home directory" if directory == home else "the directory you run from" if directory == cwd else \
-            f"a parent of the directory you run from ({cwd})"
-        raise ConfigError([Problem("run.overwrite=true", f"hydra.run.dir={directory} is {what}, which hydratune never clears",
-                                   "pick a run directory of its own, e.g. hydra.run.dir=outputs/runs/<name>")])
+        what = (
+            "the home directory"
+            if directory == home
+            else "the directory you run from"
+            if directory == cwd
+            else f"a parent of the directory you run from ({cwd})"
+        )
+        raise ConfigError(
+            [
+                Problem(
+                    "run.overwrite=true",
+                    f"hydra.run.dir={directory} is {what}, which hydratune never clears",
+                    "pick a run directory of its own, e.g. hydra.run.dir=outputs/runs/<name>",
+                )
+            ]
+        )
     if theirs:
-        raise ConfigError([Problem("run.overwrite=true", f"{directory} holds files hydratune did not write ({_names(theirs)}), "
-                                   "and it clears only a run's own", "move those files away, or pick a new hydra.run.dir")])
+        raise ConfigError(
+            [
+                Problem(
+                    "run.overwrite=true",
+                    f"{directory} holds files hydratune did not write ({_names(theirs)}), "
+                    "and it clears only a run's own",
+                    "move those files away, or pick a new hydra.run.dir",
+                )
+            ]
+        )
 
 
 def take_run_directory(claim: Claim) -> None:

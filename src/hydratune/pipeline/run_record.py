@@ -21,7 +21,18 @@ from hydratune.models.earlier_run import earlier_run_dir
 from hydratune.run_layout import RunDirectory
 from hydratune.url_credentials import strip_credentials, without_credentials
 
-PACKAGES = ("hydratune", "torch", "transformers", "peft", "accelerate", "datasets", "deepspeed", "bitsandbytes", "flash-attn", "hydra-core")
+PACKAGES = (
+    "hydratune",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "deepspeed",
+    "bitsandbytes",
+    "flash-attn",
+    "hydra-core",
+)
 
 
 def package_versions() -> dict[str, str | None]:

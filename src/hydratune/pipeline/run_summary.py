@@ -34,7 +34,10 @@ def trained_line(record: dict[str, Any]) -> str:
         weights += f" (rank {method['lora']['rank']})"
     losses = [e["loss"] for e in record["log_history"] if "loss" in e]
     tokens = next((e["tokens_seen"] for e in reversed(record["log_history"]) if "tokens_seen" in e), None)
-    parts = [f"{method['name']} with {weights} weights on {spec['model']['name']}", f"{record['metrics']['global_step']} steps"]
+    parts = [
+        f"{method['name']} with {weights} weights on {spec['model']['name']}",
+        f"{record['metrics']['global_step']} steps",
+    ]
     if tokens:
         parts.append(f"{int(tokens):,} tokens")
     if losses:
@@ -67,11 +70,18 @@ def _share(m: dict[str, Any]) -> str:
 
 def run_summary(record: dict[str, Any], run_dir: Path) -> str:
     where = shown(run_dir)
-    lines = ["", "hydratune: run complete", f"  trained   {trained_line(record)}",
-             f"  took      {record['wall_seconds']['total']:.0f} s (train {record['wall_seconds']['train']:.0f} s)",
-             f"  outputs   {where}/"]
-    lines += [f"              {name + ('/' if (run_dir / name).is_dir() else ''):<13} {what}"
-              for name, what in OUTPUTS.items() if (run_dir / name).exists()]
+    lines = [
+        "",
+        "hydratune: run complete",
+        f"  trained   {trained_line(record)}",
+        f"  took      {record['wall_seconds']['total']:.0f} s (train {record['wall_seconds']['train']:.0f} s)",
+        f"  outputs   {where}/",
+    ]
+    lines += [
+        f"              {name + ('/' if (run_dir / name).is_dir() else ''):<13} {what}"
+        for name, what in OUTPUTS.items()
+        if (run_dir / name).exists()
+    ]
     metrics = metric_lines(record, run_dir)
     if metrics:
         lines += ["  metrics   " + metrics[0], *("            " + line for line in metrics[1:])]
@@ -82,5 +92,8 @@ def run_summary(record: dict[str, Any], run_dir: Path) -> str:
         commands.append((f"hydratune-export {where}", "rebuild merged/ from the adapter"))
     commands.append((f"hydratune-export {where} --push-to-hub OWNER/NAME", "publish merged/ with a model card"))
     width = max(len(command) for command, _ in commands)
-    lines += [("  next      " if i == 0 else "            ") + f"{command:<{width}}   # {why}" for i, (command, why) in enumerate(commands)]
+    lines += [
+        ("  next      " if i == 0 else "            ") + f"{command:<{width}}   # {why}"
+        for i, (command, why) in enumerate(commands)
+    ]
     return "\n".join(lines) + "\n"

@@ -115,8 +115,11 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     export = export_merged(spec, RunDirectory(spec.output_dir).weights(spec.method.weights), save_dtype=save_dtype)
     export_seconds = time.perf_counter() - export_start
     layout = RunDirectory(spec.output_dir)
-    sample = (sample_reply(layout.merged, spec.train.sample_prompt, trust_remote_code=spec.model.trust_remote_code)
-              if spec.train.sample_prompt else None)
+    sample = (
+        sample_reply(layout.merged, spec.train.sample_prompt, trust_remote_code=spec.model.trust_remote_code)
+        if spec.train.sample_prompt
+        else None
+    )
     if sample is not None:
         print(f"\nSample from merged/:\n  prompt: {spec.train.sample_prompt}\n  reply:  {sample}\n", flush=True)
     curves = plot_curves(result["log_history"], spec.output_dir / "curves.png")
@@ -132,14 +135,22 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
         precision=result["precision"],
         data=result["data"],
         metrics=metrics,
-        objective={"name": objective_name, "value": objective, "direction": spec.eval.direction if spec.eval.tasks else "minimize"},
+        objective={
+            "name": objective_name,
+            "value": objective,
+            "direction": spec.eval.direction if spec.eval.tasks else "minimize",
+        },
         export=export,
         sample=sample,
         curves=str(curves) if curves else None,
         resumed_from=result["resumed_from"],
         parent=parent_record(spec.model.name),
-        wall_seconds={"train": result["train_seconds"], "export": export_seconds, "eval": eval_seconds,
-                      "total": time.perf_counter() - started},
+        wall_seconds={
+            "train": result["train_seconds"],
+            "export": export_seconds,
+            "eval": eval_seconds,
+            "total": time.perf_counter() - started,
+        },
         log_history=result["log_history"],
     )
     log.info("run recorded in %s", record)
@@ -152,12 +163,26 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
 
 def memory_record(plan, peak: dict | None) -> dict:
     """The plan's estimate beside the measured peak of rank 0, and how far apart they are."""
-    record = {"estimated_bytes": plan.memory.total, "measured_peak_bytes": None, "measured_as": None, "measured_over_estimate": None}
+    record = {
+        "estimated_bytes": plan.memory.total,
+        "measured_peak_bytes": None,
+        "measured_as": None,
+        "measured_over_estimate": None,
+    }
     if peak is not None:
-        record.update(measured_peak_bytes=peak["bytes"], measured_as=peak["as"],
-                      measured_over_estimate=round(peak["bytes"] / plan.memory.total, 3) if plan.memory.total else None)
+        record.update(
+            measured_peak_bytes=peak["bytes"],
+            measured_as=peak["as"],
+            measured_over_estimate=round(peak["bytes"] / plan.memory.total, 3) if plan.memory.total else None,
+        )
         sized = f", the loss's logits at {plan.memory.loss_positions} positions" if plan.memory.chunked_loss else ""
-        log.info("memory: estimated %.2f GiB%s, measured peak %.2f GiB (%s)", plan.memory.total / 2**30, sized, peak["bytes"] / 2**30, peak["as"])
+        log.info(
+            "memory: estimated %.2f GiB%s, measured peak %.2f GiB (%s)",
+            plan.memory.total / 2**30,
+            sized,
+            peak["bytes"] / 2**30,
+            peak["as"],
+        )
     return record
 
 
@@ -177,7 +202,9 @@ def evaluate_run(spec: RunSpec) -> dict[str, float]:
     base = base_target(spec.model, root) if spec.eval.compare_base else None
     layout = RunDirectory(spec.output_dir)
     tuned = merged_target(layout.merged, trust_remote_code=spec.model.trust_remote_code)
-    return run_evaluation(tuned, base, spec.eval.tasks, cache_root=root, out_dir=layout.eval, system_prompt=spec.dataset.system_prompt)
+    return run_evaluation(
+        tuned, base, spec.eval.tasks, cache_root=root, out_dir=layout.eval, system_prompt=spec.dataset.system_prompt
+    )
 
 
 def objective_of(spec: RunSpec, metrics: dict[str, float]) -> tuple[str, float | None]:
@@ -188,7 +215,6 @@ def objective_of(spec: RunSpec, metrics: dict[str, float]) -> tuple[str, float |
         return "train_loss", float(metrics["train_loss"])
     name = spec.eval.objective
     if name not in metrics and name.startswith("lm_eval.") and name.count(".") == 1:
-
         measured = [m.removeprefix("lm_eval.") for m in metrics if m.startswith("lm_eval.")]
         name = "lm_eval." + (first_metric(spec.eval.tasks["lm_eval"], name.removeprefix("lm_eval."), measured) or "")
     return name, (float(metrics[name]) if name in metrics else None)
@@ -196,9 +222,15 @@ def objective_of(spec: RunSpec, metrics: dict[str, float]) -> tuple[str, float |
 
 def unmeasured_objective(spec: RunSpec, metrics: dict[str, float]) -> ConfigError:
     measured = ", ".join(sorted(m for m in metrics if not m.startswith("base.") and m != "global_step"))
-    return ConfigError([Problem(f"eval.objective={spec.eval.objective}", "names no metric the run measured "
-                                f"(run.json and every output are saved; measured: {measured})",
-                                "set eval.objective= to one of those for the next run or sweep")])
+    return ConfigError(
+        [
+            Problem(
+                f"eval.objective={spec.eval.objective}",
+                f"names no metric the run measured (run.json and every output are saved; measured: {measured})",
+                "set eval.objective= to one of those for the next run or sweep",
+            )
+        ]
+    )
 
 
 def _release_training_memory() -> None:

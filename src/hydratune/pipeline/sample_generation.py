@@ -12,10 +12,14 @@ def sample_reply(model_dir: Path, prompt: str, max_new_tokens: int = 96, *, trus
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, trust_remote_code=trust_remote_code).eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=torch.float32, trust_remote_code=trust_remote_code
+    ).eval()
     inputs = tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], add_generation_prompt=True, return_dict=True, return_tensors="pt"
     )
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop_token_ids(tokenizer))
-    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        out = model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop_token_ids(tokenizer)
+        )
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()

@@ -74,8 +74,14 @@ def collect_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for status_file in sorted(sweep_dir.glob(f"*/{JOB_STATUS}")):
         job = json.loads(status_file.read_text())
-        row = {"job": job["job"], "overrides": " ".join(job["overrides"]), "status": job["status"],
-               "objective": job["objective"], "error": job["error"], "run_dir": str(status_file.parent)}
+        row = {
+            "job": job["job"],
+            "overrides": " ".join(job["overrides"]),
+            "status": job["status"],
+            "objective": job["objective"],
+            "error": job["error"],
+            "run_dir": str(status_file.parent),
+        }
         run_file = status_file.parent / "run.json"
         if run_file.is_file():
             record = json.loads(run_file.read_text())

@@ -19,5 +19,12 @@ from hydratune.training.checks import training_problems
 
 def check_run_spec(spec: RunSpec, env: Environment) -> None:
     """ConfigError listing every problem of the spec on this machine, whichever stage found it."""
-    raise_if_any([*model_problems(spec, env), *data_problems(spec), *reward_problems(spec), *training_problems(spec, env),
-                  *eval_problems(spec, env)])
+    raise_if_any(
+        [
+            *model_problems(spec, env),
+            *data_problems(spec),
+            *reward_problems(spec),
+            *training_problems(spec, env),
+            *eval_problems(spec, env),
+        ]
+    )

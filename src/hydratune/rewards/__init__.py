@@ -55,10 +55,17 @@ def reward_problems(spec: RunSpec) -> list[Problem]:
         return []
     out = [problem for name in m.rewards if (problem := choice_problem("method.rewards", name, REWARDS)) is not None]
     if not m.rewards:
-        out.append(Problem("method.rewards", "GRPO needs at least one reward", f"e.g. method.rewards=[{', '.join(REWARDS)}]"))
+        out.append(
+            Problem("method.rewards", "GRPO needs at least one reward", f"e.g. method.rewards=[{', '.join(REWARDS)}]")
+        )
     if m.reward_weights and len(m.reward_weights) != len(m.rewards):
-        out.append(Problem("method.reward_weights", f"{len(m.reward_weights)} weights for {len(m.rewards)} rewards",
-                           "give one weight per reward, or method.reward_weights=[] for all 1"))
+        out.append(
+            Problem(
+                "method.reward_weights",
+                f"{len(m.reward_weights)} weights for {len(m.rewards)} rewards",
+                "give one weight per reward, or method.reward_weights=[] for all 1",
+            )
+        )
     return out
 
 

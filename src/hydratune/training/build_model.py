@@ -62,7 +62,11 @@ def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: st
 
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     model = load_base_model(
-        spec.model, cache_root, dtype=dtype, attn_implementation=resolve_attention(spec.model.attn_implementation, env), **kwargs
+        spec.model,
+        cache_root,
+        dtype=dtype,
+        attn_implementation=resolve_attention(spec.model.attn_implementation, env),
+        **kwargs,
     )
     # No KV cache in training: with a cache transformers would not read packed sequence
     # boundaries from position_ids, and attention would cross sequences.

@@ -130,14 +130,26 @@ def resolve_resume(spec: RunSpec, data_key: str | None) -> str | None:
     complete = complete_checkpoints(checkpoints_dir(spec))
     problems = _checkpoint_problems(complete[-1], spec, current, "train.resume=auto") if complete else []
     if not complete and checkpoint_folders(checkpoints_dir(spec)):
-        problems.append(Problem("train.resume=auto", f"{checkpoints_dir(spec)} holds checkpoints but none is complete (a crash "
-                                "during its save)", f"{START_OVER}; or pick one with train.resume=<path> after checking it"))
+        problems.append(
+            Problem(
+                "train.resume=auto",
+                f"{checkpoints_dir(spec)} holds checkpoints but none is complete (a crash during its save)",
+                f"{START_OVER}; or pick one with train.resume=<path> after checking it",
+            )
+        )
     elif not complete and layout.spec.is_file():  # stopped before its first checkpoint: it starts over, if the same run
-        differences = _differences(_flatten_spec(json.loads(layout.spec.read_text())),
-                                   {k: v for k, v in current.items() if k != "data.cache_key"})
+        differences = _differences(
+            _flatten_spec(json.loads(layout.spec.read_text())),
+            {k: v for k, v in current.items() if k != "data.cache_key"},
+        )
         if differences:
-            problems.append(Problem("train.resume=auto", f"{layout.root} holds another run: " + "; ".join(differences[:8]),
-                                    f"fix the config to match it, or {START_OVER}"))
+            problems.append(
+                Problem(
+                    "train.resume=auto",
+                    f"{layout.root} holds another run: " + "; ".join(differences[:8]),
+                    f"fix the config to match it, or {START_OVER}",
+                )
+            )
     problems += _finished_problems(spec, layout, has_checkpoint=bool(complete))
     raise_if_any(problems)
     if not complete and layout.spec.is_file():
@@ -156,22 +168,38 @@ def _finished_problems(spec: RunSpec, layout: RunDirectory, *, has_checkpoint: b
     step = record.get("metrics", {}).get("global_step")
     before = record.get("spec", {}).get("train", {})
     raised = (spec.train.max_steps or 0) > (before.get("max_steps") or 0) or (
-        spec.train.max_steps is None and before.get("max_steps") is None and spec.train.epochs > before.get("epochs", 0))
+        spec.train.max_steps is None and before.get("max_steps") is None and spec.train.epochs > before.get("epochs", 0)
+    )
     if not raised:
-        return [Problem("train.resume=auto", f"{layout.root} already finished at step {step}",
-                        "raise train.max_steps to continue it, or pick a new hydra.run.dir")]
+        return [
+            Problem(
+                "train.resume=auto",
+                f"{layout.root} already finished at step {step}",
+                "raise train.max_steps to continue it, or pick a new hydra.run.dir",
+            )
+        ]
     if not has_checkpoint:
-        return [Problem("train.resume=auto", f"{layout.root} finished at step {step} and kept no checkpoint to continue from "
-                        "(train.save_steps was null)", "pick a new hydra.run.dir; set train.save_steps to keep checkpoints "
-                        "a later run can continue from")]
+        return [
+            Problem(
+                "train.resume=auto",
+                f"{layout.root} finished at step {step} and kept no checkpoint to continue from "
+                "(train.save_steps was null)",
+                "pick a new hydra.run.dir; set train.save_steps to keep checkpoints a later run can continue from",
+            )
+        ]
     return []
 
 
 def _checkpoint_problems(folder: Path, spec: RunSpec, current: dict[str, Any], key: str) -> list[Problem]:
     """Why `folder` is not a complete checkpoint of this run with steps left to train (none when it is)."""
     if not (folder / COMPLETE_MARKER).is_file():
-        return [Problem(key, f"{folder} is not a complete hydratune checkpoint (no {COMPLETE_MARKER})",
-                        "pick a checkpoint-N folder that has one, or train.resume=auto")]
+        return [
+            Problem(
+                key,
+                f"{folder} is not a complete hydratune checkpoint (no {COMPLETE_MARKER})",
+                "pick a checkpoint-N folder that has one, or train.resume=auto",
+            )
+        ]
     marker = read_marker(folder)
     saved = marker.get("identity", {})
     if "data.cache_key" not in current:  # checked once the data is prepared
@@ -179,13 +207,23 @@ def _checkpoint_problems(folder: Path, spec: RunSpec, current: dict[str, Any], k
     problems = []
     differences = _differences(saved, current)
     if differences:
-        problems.append(Problem(key, f"{folder} belongs to another run: " + "; ".join(differences[:8]),
-                                f"fix the config to match it, {START_OVER}"))
+        problems.append(
+            Problem(
+                key,
+                f"{folder} belongs to another run: " + "; ".join(differences[:8]),
+                f"fix the config to match it, {START_OVER}",
+            )
+        )
     step = marker.get("global_step", step_of(folder))
     # At the budget exactly, a run whose training ended but whose export or evaluation failed is finished.
     if spec.train.max_steps is not None and step > spec.train.max_steps:
-        problems.append(Problem(key, f"{folder} is at step {step}, past train.max_steps={spec.train.max_steps}",
-                                f"set train.max_steps above {step} to continue it, or pick a new hydra.run.dir"))
+        problems.append(
+            Problem(
+                key,
+                f"{folder} is at step {step}, past train.max_steps={spec.train.max_steps}",
+                f"set train.max_steps above {step} to continue it, or pick a new hydra.run.dir",
+            )
+        )
     return problems
 
 
@@ -204,7 +242,7 @@ def checkpoints_dir(spec: RunSpec) -> Path:
 
 
 def decide_on_rank_zero(decide):
-    """Run `decide()` on rank 0 and give every rank its result (or its ConfigError), so ranks never choose differently."""
+    """Run `decide()` on rank 0 and give every rank its result (or its ConfigError): ranks never choose differently."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):

@@ -19,8 +19,13 @@ from hydratune.training.support_matrix import (
 
 
 def training_problems(spec: RunSpec, env: Environment) -> list[Problem]:
-    return [*_method_problems(spec, env), *_post_training_problems(spec, env), *_sharding_problems(spec, env),
-            *_machine_problems(spec, env), *_file_problems(spec)]
+    return [
+        *_method_problems(spec, env),
+        *_post_training_problems(spec, env),
+        *_sharding_problems(spec, env),
+        *_machine_problems(spec, env),
+        *_file_problems(spec),
+    ]
 
 
 def _method_problems(spec: RunSpec, env: Environment) -> list[Problem]:
@@ -28,15 +33,41 @@ def _method_problems(spec: RunSpec, env: Environment) -> list[Problem]:
     m, strategy = spec.method, spec.sharding.strategy
     for row, key in ((m.weights, f"method.weights={m.weights}"), (m.name, f"method={m.name}")):
         if row in SUPPORT_MATRIX and not supported(row, strategy):
-            out.append(Problem(f"{key} with sharding={strategy}", "not supported", SUPPORT_MATRIX[row][strategy].split(": ", 1)[1]))
+            out.append(
+                Problem(
+                    f"{key} with sharding={strategy}", "not supported", SUPPORT_MATRIX[row][strategy].split(": ", 1)[1]
+                )
+            )
     if m.weights == "qlora" and not env.has("bitsandbytes"):
-        out.append(Problem("method.weights=qlora", "needs bitsandbytes, which is not importable", "pip install bitsandbytes, or method.weights=lora"))
+        out.append(
+            Problem(
+                "method.weights=qlora",
+                "needs bitsandbytes, which is not importable",
+                "pip install bitsandbytes, or method.weights=lora",
+            )
+        )
     if spec.optim.name == "adamw_8bit" and not env.has("bitsandbytes"):
-        out.append(Problem("optim.name=adamw_8bit", "needs bitsandbytes, which is not importable", "pip install bitsandbytes, or optim.name=adamw"))
+        out.append(
+            Problem(
+                "optim.name=adamw_8bit",
+                "needs bitsandbytes, which is not importable",
+                "pip install bitsandbytes, or optim.name=adamw",
+            )
+        )
     if m.weights == "full" and m.lora.use_dora:
-        out.append(Problem("method.lora.use_dora", "DoRA is a LoRA variant and does nothing with method.weights=full", "use method.weights=lora"))
+        out.append(
+            Problem(
+                "method.lora.use_dora",
+                "DoRA is a LoRA variant and does nothing with method.weights=full",
+                "use method.weights=lora",
+            )
+        )
     if m.weights == "qlora" and m.quant.compute_dtype == "bfloat16" and not env.cuda_bf16:
-        out.append(Problem("method.quant.compute_dtype=bfloat16", "this machine has no bf16-capable GPU", "use compute_dtype=auto"))
+        out.append(
+            Problem(
+                "method.quant.compute_dtype=bfloat16", "this machine has no bf16-capable GPU", "use compute_dtype=auto"
+            )
+        )
     if spec.train.loss_kernel == "chunked" and chunked_loss_blocked(spec):
         out.append(Problem("train.loss_kernel=chunked", chunked_loss_blocked(spec), "use train.loss_kernel=auto"))
     return out
@@ -48,16 +79,35 @@ def _post_training_problems(spec: RunSpec, env: Environment) -> list[Problem]:
         return []
     out = []
     if m.loss_type is not None and m.loss_type not in LOSS_TYPES[m.name]:
-        out.append(Problem(f"method.loss_type={m.loss_type}", f"not a {m.name} loss",
-                           did_you_mean(m.loss_type, LOSS_TYPES[m.name]) or f"use one of: {', '.join(LOSS_TYPES[m.name])}"))
+        out.append(
+            Problem(
+                f"method.loss_type={m.loss_type}",
+                f"not a {m.name} loss",
+                did_you_mean(m.loss_type, LOSS_TYPES[m.name]) or f"use one of: {', '.join(LOSS_TYPES[m.name])}",
+            )
+        )
     if m.precompute_reference and not m.is_preference:
-        out.append(Problem("method.precompute_reference", f"only dpo and kto use precomputed reference log-probs, not {m.name}",
-                           "remove method.precompute_reference"))
+        out.append(
+            Problem(
+                "method.precompute_reference",
+                f"only dpo and kto use precomputed reference log-probs, not {m.name}",
+                "remove method.precompute_reference",
+            )
+        )
     if m.sft_weight and m.name != "dpo":
-        out.append(Problem("method.sft_weight", f"the SFT term (RPO) is a dpo option, not {m.name}", "remove method.sft_weight"))
+        out.append(
+            Problem(
+                "method.sft_weight", f"the SFT term (RPO) is a dpo option, not {m.name}", "remove method.sft_weight"
+            )
+        )
     if m.name == "kto" and (m.loss_type or "kto") == "kto" and t.micro_batch_size < 2:
-        out.append(Problem(f"train.micro_batch_size={t.micro_batch_size}", "KTO estimates its KL term by pairing each prompt "
-                           "with another row's completion in the micro-batch", "set train.micro_batch_size=2 or more"))
+        out.append(
+            Problem(
+                f"train.micro_batch_size={t.micro_batch_size}",
+                "KTO estimates its KL term by pairing each prompt with another row's completion in the micro-batch",
+                "set train.micro_batch_size=2 or more",
+            )
+        )
     return out + (_grpo_problems(spec, env) if m.name == "grpo" else [])
 
 
@@ -66,41 +116,94 @@ def _grpo_problems(spec: RunSpec, env: Environment) -> list[Problem]:
     m, t, world = spec.method, spec.train, spec.sharding.world_size
     completions = t.micro_batch_size * t.gradient_accumulation_steps * world
     if completions % m.num_generations:
-        out.append(Problem(f"method.num_generations={m.num_generations}",
-                           f"the {completions} completions of a step (micro_batch_size x gradient_accumulation_steps x world size) "
-                           "do not split into whole groups", f"set train.gradient_accumulation_steps so that "
-                           f"{t.micro_batch_size} x it x {world} is a multiple of {m.num_generations}, or change method.num_generations"))
+        out.append(
+            Problem(
+                f"method.num_generations={m.num_generations}",
+                f"the {completions} completions of a step (micro_batch_size x gradient_accumulation_steps x world "
+                f"size) "
+                "do not split into whole groups",
+                f"set train.gradient_accumulation_steps so that "
+                f"{t.micro_batch_size} x it x {world} is a multiple of {m.num_generations}, or change "
+                f"method.num_generations",
+            )
+        )
     if m.generation.startswith("vllm") and not (env.cuda and env.has("vllm")):
-        out.append(Problem(f"method.generation={m.generation}", "vLLM needs a CUDA GPU and the vllm package",
-                           "use method.generation=auto (transformers' generate here)"))
+        out.append(
+            Problem(
+                f"method.generation={m.generation}",
+                "vLLM needs a CUDA GPU and the vllm package",
+                "use method.generation=auto (transformers' generate here)",
+            )
+        )
     if m.generation == "vllm_server" and not m.vllm_server_url:
-        out.append(Problem("method.vllm_server_url", "generation=vllm_server needs the server's address",
-                           "start `trl vllm-serve --model <model>` and set method.vllm_server_url=http://host:8000"))
+        out.append(
+            Problem(
+                "method.vllm_server_url",
+                "generation=vllm_server needs the server's address",
+                "start `trl vllm-serve --model <model>` and set method.vllm_server_url=http://host:8000",
+            )
+        )
     return out
 
 
 def _sharding_problems(spec: RunSpec, env: Environment) -> list[Problem]:
-    out = []
+    """The strategy's processes and nodes, and what the strategy needs installed and set."""
     sh = spec.sharding
-    if sh.strategy in ("fsdp", "deepspeed", "ddp") and sh.world_size < 2:
-        out.append(Problem(f"sharding.nproc_per_node={sh.nproc_per_node}", f"sharding={sh.strategy} needs at least 2 processes in all",
-                           "set sharding.nproc_per_node=2 (or more), or sharding=single"))
-    if sh.strategy == "single" and sh.world_size > 1:
-        out.append(Problem(f"sharding.nproc_per_node={sh.nproc_per_node}", "sharding=single runs one process", "use sharding=ddp to run several"))
-    if sh.strategy == "deepspeed" and not env.has("deepspeed"):
-        out.append(Problem("sharding=deepspeed", "needs deepspeed, which is not importable", "pip install 'hydratune[deepspeed]'"))
-    if sh.strategy == "deepspeed" and sh.deepspeed.offload_params and sh.deepspeed.stage != 3:
-        out.append(Problem("sharding.deepspeed.offload_params", f"parameter offload needs ZeRO stage 3, not {sh.deepspeed.stage}", "set sharding.deepspeed.stage=3"))
-    if sh.node_rank >= sh.nnodes:
-        out.append(Problem(f"sharding.node_rank={sh.node_rank}", f"must be below sharding.nnodes={sh.nnodes}", "number nodes from 0"))
-    if sh.nnodes > 1 and not sh.rdzv_endpoint and not env.under_launcher:
-        out.append(Problem("sharding.rdzv_endpoint", "a multi-node run needs a rendezvous endpoint", "set sharding.rdzv_endpoint=host:port of node 0"))
+    procs = f"sharding.nproc_per_node={sh.nproc_per_node}"
+    deepspeed = sh.strategy == "deepspeed"
+    found = [
+        (
+            sh.strategy in ("fsdp", "deepspeed", "ddp") and sh.world_size < 2,
+            procs,
+            f"sharding={sh.strategy} needs at least 2 processes in all",
+            "set sharding.nproc_per_node=2 (or more), or sharding=single",
+        ),
+        (
+            sh.strategy == "single" and sh.world_size > 1,
+            procs,
+            "sharding=single runs one process",
+            "use sharding=ddp to run several",
+        ),
+        (
+            sh.node_rank >= sh.nnodes,
+            f"sharding.node_rank={sh.node_rank}",
+            f"must be below sharding.nnodes={sh.nnodes}",
+            "number nodes from 0",
+        ),
+        (
+            sh.nnodes > 1 and not sh.rdzv_endpoint and not env.under_launcher,
+            "sharding.rdzv_endpoint",
+            "a multi-node run needs a rendezvous endpoint",
+            "set sharding.rdzv_endpoint=host:port of node 0",
+        ),
+        (
+            env.cuda and sh.strategy != "single" and env.gpu_count and sh.nproc_per_node > env.gpu_count,
+            procs,
+            f"this node has {env.gpu_count} GPUs",
+            f"set sharding.nproc_per_node={env.gpu_count}",
+        ),
+        (
+            deepspeed and not env.has("deepspeed"),
+            "sharding=deepspeed",
+            "needs deepspeed, which is not importable",
+            "pip install 'hydratune[deepspeed]'",
+        ),
+        (
+            deepspeed and sh.deepspeed.offload_params and sh.deepspeed.stage != 3,
+            "sharding.deepspeed.offload_params",
+            f"parameter offload needs ZeRO stage 3, not {sh.deepspeed.stage}",
+            "set sharding.deepspeed.stage=3",
+        ),
+        (
+            sh.backend == "nccl" and not env.cuda,
+            "sharding.backend=nccl",
+            "nccl needs CUDA, which this machine lacks",
+            "use sharding.backend=auto (gloo on the CPU)",
+        ),
+    ]
+    out = [Problem(key, message, fix) for wrong, key, message, fix in found if wrong]
     if sh.strategy == "fsdp" and sh.fsdp.sharding == "hybrid_shard":
         out += _hybrid_problems(spec)
-    if env.cuda and sh.strategy != "single" and env.gpu_count and sh.nproc_per_node > env.gpu_count:
-        out.append(Problem(f"sharding.nproc_per_node={sh.nproc_per_node}", f"this node has {env.gpu_count} GPUs", f"set sharding.nproc_per_node={env.gpu_count}"))
-    if sh.backend == "nccl" and not env.cuda:
-        out.append(Problem("sharding.backend=nccl", "nccl needs CUDA, which this machine lacks", "use sharding.backend=auto (gloo on the CPU)"))
     return out
 
 
@@ -108,11 +211,21 @@ def _hybrid_problems(spec: RunSpec) -> list[Problem]:
     sh = spec.sharding
     replicas = sh.fsdp.replica_count(sh.nnodes)
     if replicas < 2:
-        return [Problem("sharding.fsdp.replicas", "hybrid_shard needs at least 2 replicas (one per node by default)",
-                        "set sharding.fsdp.replicas=2 on one node, or use sharding=fsdp")]
+        return [
+            Problem(
+                "sharding.fsdp.replicas",
+                "hybrid_shard needs at least 2 replicas (one per node by default)",
+                "set sharding.fsdp.replicas=2 on one node, or use sharding=fsdp",
+            )
+        ]
     if sh.world_size % replicas or sh.world_size == replicas:
-        return [Problem(f"sharding.fsdp.replicas={replicas}", f"{sh.world_size} processes do not split into {replicas} replicas of 2 or more shards",
-                        f"set sharding.nproc_per_node to a multiple of {2 * replicas // sh.nnodes or 2}")]
+        return [
+            Problem(
+                f"sharding.fsdp.replicas={replicas}",
+                f"{sh.world_size} processes do not split into {replicas} replicas of 2 or more shards",
+                f"set sharding.nproc_per_node to a multiple of {2 * replicas // sh.nnodes or 2}",
+            )
+        ]
     return []
 
 
@@ -121,12 +234,26 @@ def _machine_problems(spec: RunSpec, env: Environment) -> list[Problem]:
     out = []
     precision = spec.train.precision
     if precision in ("bf16", "fp16") and not env.cuda:
-        out.append(Problem(f"train.precision={precision}", f"{precision} on the CPU is ~300x slower than fp32 here and unsupported", "use train.precision=auto (fp32 on the CPU)"))
+        out.append(
+            Problem(
+                f"train.precision={precision}",
+                f"{precision} on the CPU is ~300x slower than fp32 here and unsupported",
+                "use train.precision=auto (fp32 on the CPU)",
+            )
+        )
     elif precision == "bf16" and not env.cuda_bf16:
-        out.append(Problem("train.precision=bf16", "this GPU does not support bf16", "use train.precision=fp16 or auto"))
+        out.append(
+            Problem("train.precision=bf16", "this GPU does not support bf16", "use train.precision=fp16 or auto")
+        )
     for tracker, package in (("mlflow", "mlflow"), ("wandb", "wandb")):
         if tracker in spec.train.report_to and not env.has(package):
-            out.append(Problem(f"train.report_to={tracker}", f"{package} is not installed", f"pip install {package}, or drop it from train.report_to"))
+            out.append(
+                Problem(
+                    f"train.report_to={tracker}",
+                    f"{package} is not installed",
+                    f"pip install {package}, or drop it from train.report_to",
+                )
+            )
     return out
 
 
@@ -135,7 +262,13 @@ def _file_problems(spec: RunSpec) -> list[Problem]:
     out = []
     ds_file = spec.sharding.deepspeed.config_file
     if spec.sharding.strategy == "deepspeed" and ds_file and not Path(ds_file).is_file():
-        out.append(Problem(f"sharding.deepspeed.config_file={ds_file}", "no such file", "give the path of a DeepSpeed JSON, or null to generate one"))
+        out.append(
+            Problem(
+                f"sharding.deepspeed.config_file={ds_file}",
+                "no such file",
+                "give the path of a DeepSpeed JSON, or null to generate one",
+            )
+        )
     elif spec.sharding.strategy == "deepspeed" and ds_file:
         try:
             load_user_config(Path(ds_file), spec)
@@ -143,5 +276,11 @@ def _file_problems(spec: RunSpec) -> list[Problem]:
             out += error.problems
     resume = spec.train.resume
     if resume and resume != "auto" and not Path(resume).is_dir():
-        out.append(Problem(f"train.resume={resume}", "no such checkpoint directory", "use train.resume=auto, or the path of a checkpoint-N folder"))
+        out.append(
+            Problem(
+                f"train.resume={resume}",
+                "no such checkpoint directory",
+                "use train.resume=auto, or the path of a checkpoint-N folder",
+            )
+        )
     return out

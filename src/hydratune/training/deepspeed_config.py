@@ -54,20 +54,45 @@ def load_user_config(path: Path, spec: RunSpec) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError([Problem(key, f"cannot read it as JSON ({exc})", "fix the file, or set config_file=null to generate one")]) from None
-    problems = [Problem(key, f"has no '{k}' section", "add it (see the DeepSpeed config docs)") for k in REQUIRED_KEYS if k not in config]
+        raise ConfigError(
+            [Problem(key, f"cannot read it as JSON ({exc})", "fix the file, or set config_file=null to generate one")]
+        ) from None
+    problems = [
+        Problem(key, f"has no '{k}' section", "add it (see the DeepSpeed config docs)")
+        for k in REQUIRED_KEYS
+        if k not in config
+    ]
     stage = config.get("zero_optimization", {}).get("stage")
     if stage not in (0, 1, 2, 3):
         problems.append(Problem(key, f"zero_optimization.stage is {stage!r}", "use 1, 2 or 3"))
     if stage == 3 and not config.get("zero_optimization", {}).get("stage3_gather_16bit_weights_on_model_save", False):
-        problems.append(Problem(key, "ZeRO-3 without zero_optimization.stage3_gather_16bit_weights_on_model_save saves no full weights, so export fails",
-                                'add "stage3_gather_16bit_weights_on_model_save": true to zero_optimization'))
+        problems.append(
+            Problem(
+                key,
+                "ZeRO-3 without zero_optimization.stage3_gather_16bit_weights_on_model_save saves no full weights, so "
+                "export fails",
+                'add "stage3_gather_16bit_weights_on_model_save": true to zero_optimization',
+            )
+        )
     micro = config.get("train_micro_batch_size_per_gpu", "auto")
     if micro not in ("auto", spec.train.micro_batch_size):
-        problems.append(Problem(key, f"train_micro_batch_size_per_gpu={micro} disagrees with train.micro_batch_size={spec.train.micro_batch_size}", 'set it to "auto"'))
+        problems.append(
+            Problem(
+                key,
+                f"train_micro_batch_size_per_gpu={micro} disagrees with "
+                f"train.micro_batch_size={spec.train.micro_batch_size}",
+                'set it to "auto"',
+            )
+        )
     accum = config.get("gradient_accumulation_steps", "auto")
     if accum not in ("auto", spec.train.gradient_accumulation_steps):
-        problems.append(Problem(key, f"gradient_accumulation_steps={accum} disagrees with train.gradient_accumulation_steps", 'set it to "auto"'))
+        problems.append(
+            Problem(
+                key,
+                f"gradient_accumulation_steps={accum} disagrees with train.gradient_accumulation_steps",
+                'set it to "auto"',
+            )
+        )
     if problems:
         raise ConfigError(problems)
     return config

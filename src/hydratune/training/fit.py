@@ -14,7 +14,10 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from transformers import set_seed
 
@@ -23,7 +26,7 @@ from hydratune.cache_dirs import cache_root
 from hydratune.config.environment import Environment
 from hydratune.config.spec import RunSpec
 from hydratune.data.errors import DataError
-from hydratune.data.prepare_data import run_preprocess
+from hydratune.data.prepare_data import PreparedData, run_preprocess
 from hydratune.data.supervised_positions import most_supervised_per_micro_batch
 from hydratune.models.model_loading import load_model_config, load_tokenizer
 from hydratune.rewards import READS_REFERENCE, unreadable_references
@@ -52,75 +55,30 @@ log = logging.getLogger(__name__)
 TRAIN_RESULT = "train_result.json"
 
 
-def fit(spec: RunSpec, env: Environment) -> dict:
+@dataclass(frozen=True)
+class FitData:
+    prepared: PreparedData
+    train_rows: Any
+    eval_rows: Any  # None when the held-out loss is not measured
 
+
+def fit(spec: RunSpec, env: Environment) -> dict:
+    """This rank's training, read top to bottom: data, process group, model, trainer, train, save."""
     start = time.perf_counter()
     root = cache_root(spec.run.cache_dir)
     tokenizer = load_tokenizer(spec.model, root)
-    prepared = run_preprocess(spec, tokenizer=tokenizer)  # a cache hit: the launcher or the first rank built it
-    train_rows, eval_rows = prepared.load("train"), prepared.load("eval")
-    check_prepared_rows(spec, train_rows)
-    if spec.method.name == "grpo":
-        eval_rows = None  # GRPO's held-out measure is generation (eval=[gsm8k]), after training
-    loss_task = spec.eval.tasks.get("loss")
-    if loss_task is not None and loss_task.max_rows and eval_rows is not None:
-        eval_rows = eval_rows.select(range(min(loss_task.max_rows, len(eval_rows))))
-
+    data = setup_data(spec, tokenizer)
     precision = resolve_precision(spec.train.precision, env)
-    layer_class = decoder_layer_class(load_model_config(spec.model, root), trust_remote_code=spec.model.trust_remote_code)
-    # TrainingArguments first: under DeepSpeed ZeRO-3 it must exist before the model is built.
-    args = training_arguments(spec, env, precision=precision, has_eval=eval_rows is not None, layer_class=layer_class)
-    args.device  # initializes the process group: ZeRO-3 partitions weights as they load, across all ranks
-    if spec.sharding.strategy == "deepspeed":
-        from datetime import timedelta
-
-        import deepspeed
-
-        # deepspeed.comm wraps the same group
-        deepspeed.init_distributed(dist_backend=args.ddp_backend, timeout=timedelta(seconds=args.ddp_timeout))
-
-    import_deepspeed_only_when_used()
-    if spec.sharding.strategy == "fsdp" and not env.cuda:
-        enable_fsdp_on_cpu()
+    args = setup_distributed(spec, env, root, precision, has_eval=data.eval_rows is not None)
     set_seed(spec.train.seed)  # the adapter's initialization must not depend on what ran before
     peak = PeakMemory()
     peak.start()
     model = build_model(spec, env, root, precision)
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(spec.output_dir / "tensorboard")
-    if "wandb" in spec.train.report_to and args.process_index == 0:
-        start_wandb_run(spec)
-    evaluating = loss_task is not None and eval_rows is not None
-    trainer = build_trainer(
-        spec,
-        model=model,
-        args=args,
-        train_dataset=train_rows,
-        eval_dataset=eval_rows if evaluating else None,
-        data_collator=CountingCollator(pad_token_id=tokenizer.pad_token_id),
-        processing_class=tokenizer,
-        identity=run_identity(spec, prepared.key),
-        keep_checkpoints=spec.train.save_total_limit,
-    )
-    if mlflow_tracking.enabled(spec) and trainer.is_world_process_zero():
-        trainer.add_callback(mlflow_tracking.step_logger(spec.output_dir))
-    if trainer.is_world_process_zero():  # what export and the model card read later: the run keeps them
-        keep_data_records(spec, prepared, tokenizer)
-    resume_from = decide_on_rank_zero(lambda: resolve_resume(spec, prepared.key))
+    trainer = setup_trainer(spec, args, model, tokenizer, data)
+    resume_from = decide_on_rank_zero(lambda: resolve_resume(spec, data.prepared.key))
     if resume_from:
         log.info("resuming from %s", resume_from)
-    metrics: dict[str, float] = {}
-    if evaluating and spec.method.is_preference and not resume_from:
-        # where the held-out preference metrics start (policy = reference: margins 0)
-        metrics.update({f"{k}_start": v for k, v in held_out_metrics(trainer.evaluate()).items()})
-    output = trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = time.perf_counter() - start
-
-    metrics.update({"train_loss": output.training_loss, "global_step": output.global_step})
-    if evaluating:
-        metrics.update(held_out_metrics(trainer.evaluate()))
-        if spec.method.name == "sft":
-            metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
-
+    metrics = train_and_measure(spec, trainer, data, resume_from)
     if "wandb" in spec.train.report_to and trainer.is_world_process_zero():
         finish_wandb_run()  # the next job of a sweep in this process starts its own
     target = RunDirectory(spec.output_dir).weights(spec.method.weights)
@@ -130,17 +88,91 @@ def fit(spec: RunSpec, env: Environment) -> dict:
         result = {
             "metrics": metrics,
             "log_history": trainer.state.log_history,
-            "train_seconds": train_seconds,
+            "train_seconds": time.perf_counter() - start,
             "tokens_seen": trainer.throughput.last[1],
             "resumed_from": resume_from,
             "world_size": args.world_size,
             "precision": precision,
-            "data": {"key": prepared.key, "directory": str(prepared.directory),
-                     "most_supervised_per_micro_batch": most_supervised(spec, train_rows, eval_rows if evaluating else None)},
+            "data": {
+                "key": data.prepared.key,
+                "directory": str(data.prepared.directory),
+                "most_supervised_per_micro_batch": most_supervised(spec, data.train_rows, data.eval_rows),
+            },
             "peak_memory": peak.measured(),
         }
         write_json_atomic(spec.output_dir / TRAIN_RESULT, result)
     trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def setup_data(spec: RunSpec, tokenizer) -> FitData:
+    """The prepared rows (a cache hit: the launcher or the first rank built them), checked, and the
+    held-out rows the loss task measures (at most its max_rows)."""
+    prepared = run_preprocess(spec, tokenizer=tokenizer)
+    train_rows, eval_rows = prepared.load("train"), prepared.load("eval")
+    check_prepared_rows(spec, train_rows)
+    loss_task = spec.eval.tasks.get("loss")
+    if spec.method.name == "grpo" or loss_task is None:
+        eval_rows = None  # GRPO's held-out measure is generation (eval=[gsm8k]), after training
+    elif loss_task.max_rows and eval_rows is not None:
+        eval_rows = eval_rows.select(range(min(loss_task.max_rows, len(eval_rows))))
+    return FitData(prepared, train_rows, eval_rows)
+
+
+def setup_distributed(spec: RunSpec, env: Environment, root: Path, precision: str, *, has_eval: bool):
+    """The TrainingArguments, with the process group up and the patches this strategy needs.
+    They come before the model: under DeepSpeed ZeRO-3 the weights are partitioned as they load."""
+    config = load_model_config(spec.model, root)
+    layer_class = decoder_layer_class(config, trust_remote_code=spec.model.trust_remote_code)
+    args = training_arguments(spec, env, precision=precision, has_eval=has_eval, layer_class=layer_class)
+    args.device  # initializes the process group across all ranks
+    if spec.sharding.strategy == "deepspeed":
+        import deepspeed
+
+        # deepspeed.comm wraps the same group
+        deepspeed.init_distributed(dist_backend=args.ddp_backend, timeout=timedelta(seconds=args.ddp_timeout))
+    import_deepspeed_only_when_used()
+    if spec.sharding.strategy == "fsdp" and not env.cuda:
+        enable_fsdp_on_cpu()
+    return args
+
+
+def setup_trainer(spec: RunSpec, args, model, tokenizer, data: FitData):
+    """The method's trainer with its trackers; rank 0 keeps the data records export and the card read."""
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(RunDirectory(spec.output_dir).tensorboard)
+    if "wandb" in spec.train.report_to and args.process_index == 0:
+        start_wandb_run(spec)
+    trainer = build_trainer(
+        spec,
+        model=model,
+        args=args,
+        train_dataset=data.train_rows,
+        eval_dataset=data.eval_rows,
+        data_collator=CountingCollator(pad_token_id=tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        identity=run_identity(spec, data.prepared.key),
+        keep_checkpoints=spec.train.save_total_limit,
+    )
+    if mlflow_tracking.enabled(spec) and trainer.is_world_process_zero():
+        trainer.add_callback(mlflow_tracking.step_logger(spec.output_dir))
+    if trainer.is_world_process_zero():
+        keep_data_records(spec, data.prepared, tokenizer)
+    return trainer
+
+
+def train_and_measure(spec: RunSpec, trainer, data: FitData, resume_from: str | None) -> dict[str, float]:
+    """Train, with the held-out metrics before (preference methods) and after."""
+    metrics: dict[str, float] = {}
+    evaluating = data.eval_rows is not None
+    if evaluating and spec.method.is_preference and not resume_from:
+        # where the held-out preference metrics start (policy = reference: margins 0)
+        metrics.update({f"{k}_start": v for k, v in held_out_metrics(trainer.evaluate()).items()})
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    metrics.update({"train_loss": output.training_loss, "global_step": output.global_step})
+    if evaluating:
+        metrics.update(held_out_metrics(trainer.evaluate()))
+        if spec.method.name == "sft":
+            metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
     return metrics
 
 
@@ -159,8 +191,11 @@ def start_wandb_run(spec: RunSpec) -> None:
     process shared the first job's directory (W&B reads WANDB_DIR once per process) and its run."""
     import wandb
 
-    wandb.init(project=os.environ.get("WANDB_PROJECT", "hydratune"), name=spec.output_dir.name,
-               dir=os.environ.get("WANDB_DIR") or str(spec.output_dir))
+    wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "hydratune"),
+        name=spec.output_dir.name,
+        dir=os.environ.get("WANDB_DIR") or str(spec.output_dir),
+    )
 
 
 def finish_wandb_run() -> None:
@@ -181,10 +216,12 @@ def check_prepared_rows(spec: RunSpec, train_rows) -> None:
     if bad:
         readers = ", ".join(name for name in spec.method.rewards if name in READS_REFERENCE)
         first = min((train_rows[i] for i in bad), key=lambda row: _in_file_order(row["source_row"]))
-        raise DataError(f"{first['source_row']}: the reference answer {first['answer'][-60:]!r} holds no number that "
-                        f"{readers} can read ({len(bad)} of {len(train_rows)} prompts)",
-                        "give each prompt a reference that is a number (`72`) or ends in `#### 72`, or choose "
-                        "method.rewards that do not read it")
+        raise DataError(
+            f"{first['source_row']}: the reference answer {first['answer'][-60:]!r} holds no number that "
+            f"{readers} can read ({len(bad)} of {len(train_rows)} prompts)",
+            "give each prompt a reference that is a number (`72`) or ends in `#### 72`, or choose "
+            "method.rewards that do not read it",
+        )
 
 
 def _in_file_order(location: str) -> tuple[str, int]:

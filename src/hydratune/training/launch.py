@@ -50,8 +50,13 @@ def torchrun_args(spec: RunSpec) -> list[str]:
     args = [f"--nproc_per_node={sh.nproc_per_node}", "--max_restarts=0", "--monitor_interval=1"]
     if sh.nnodes > 1:
         host, port = split_endpoint(sh.rdzv_endpoint)
-        args += [f"--nnodes={sh.nnodes}", f"--node_rank={sh.node_rank}", f"--master_addr={host}", f"--master_port={port}",
-                 f"--rdzv_conf=timeout={sh.rendezvous_timeout}"]
+        args += [
+            f"--nnodes={sh.nnodes}",
+            f"--node_rank={sh.node_rank}",
+            f"--master_addr={host}",
+            f"--master_port={port}",
+            f"--rdzv_conf=timeout={sh.rendezvous_timeout}",
+        ]
     else:
         args += ["--standalone"]
     # The ranks read the resolved spec the parent saved in the run dir: every override, one run dir.
@@ -121,13 +126,18 @@ def wait_for_nodes(spec: RunSpec) -> None:
     deadline = time.monotonic() + sh.rendezvous_timeout
     others = [r for r in range(sh.nnodes) if r != sh.node_rank]
     where = f"sharding.rdzv_endpoint={sh.rdzv_endpoint}"
-    hint = "start `train` with the same configuration and sharding.node_rank=<rank> on each node, or raise sharding.rendezvous_timeout"
+    hint = (
+        "start `train` with the same configuration and sharding.node_rank=<rank> on each node, or raise "
+        "sharding.rendezvous_timeout"
+    )
 
     def remaining() -> float:
         return deadline - time.monotonic()
 
     if sh.node_rank == 0:
-        store = TCPStore(host, port, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=sh.rendezvous_timeout))
+        store = TCPStore(
+            host, port, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=sh.rendezvous_timeout)
+        )
     else:
         store = _connect(host, port, remaining, where, hint)
     store.set(f"hydratune/node/{sh.node_rank}", socket.gethostname())
@@ -139,7 +149,9 @@ def wait_for_nodes(spec: RunSpec) -> None:
     else:
         _await_keys(store, {0: "hydratune/go"}, remaining, where, hint, "to start")
         store.set(f"hydratune/left/{sh.node_rank}", "1")
-        _await_closed(store, remaining)  # else this node's torchrun could reach the check-in store, not node 0's torchrun
+        _await_closed(
+            store, remaining
+        )  # else this node's torchrun could reach the check-in store, not node 0's torchrun
     log.info("all %d nodes joined at %s", sh.nnodes, sh.rdzv_endpoint)
 
 
@@ -161,7 +173,9 @@ def _connect(host: str, port: int, remaining, where: str, hint: str):
             return TCPStore(host, port, is_master=False, timeout=timedelta(seconds=max(1.0, min(10.0, remaining()))))
         except (RuntimeError, OSError):  # node 0 not up yet (DistStoreError is a RuntimeError)
             if remaining() <= 0:
-                raise LaunchError(f"{where}: node 0 did not open the rendezvous in time; missing nodes: 0 ({hint})") from None
+                raise LaunchError(
+                    f"{where}: node 0 did not open the rendezvous in time; missing nodes: 0 ({hint})"
+                ) from None
             log.info("waiting for node 0 at %s:%d (%.0f s left)", host, port, remaining())
 
 
@@ -175,6 +189,12 @@ def _await_keys(store, keys: dict[int, str], remaining, where: str, hint: str, w
             names = ", ".join(map(str, missing))
             raise LaunchError(f"{where}: {len(missing)} node(s) did not come in time; missing nodes: {names} ({hint})")
         if time.monotonic() - last_log >= 10:
-            log.info("waiting for node(s) %s %s at %s (%.0f s left)", ", ".join(map(str, missing)), what, where.split("=", 1)[1], remaining())
+            log.info(
+                "waiting for node(s) %s %s at %s (%.0f s left)",
+                ", ".join(map(str, missing)),
+                what,
+                where.split("=", 1)[1],
+                remaining(),
+            )
             last_log = time.monotonic()
         time.sleep(0.2)

@@ -9,10 +9,10 @@ the supervised positions are gathered, and each chunk's logits are made, reduced
 of cross-entropies, turned in place into their own gradient and dropped: the gradients of
 the hidden states (and of the head, where it trains) are computed in the forward pass, so
 backward only scales them (the approach of Liger's fused linear cross-entropy). Recomputing
-each chunk's logits in backward instead (activation checkpointing) cost an extra pass of
-the head and the softmax: with it the training bench's SmolLM2-135M LoRA step ran at 0.83x
-the plain loss's speed on the CPU, without it 1.17-1.18x in two bench runs (BENCHMARKS.md).
-The loss is the plain one (same sum over supervised tokens, same divisor) to float rounding.
+each chunk's logits in backward instead (activation checkpointing) would cost an extra pass
+of the head and the softmax; bench/loss_kernel.py measures both against the plain loss
+(BENCHMARKS.md). The loss is the plain one (same sum over supervised tokens, same divisor)
+to float rounding.
 """
 
 from __future__ import annotations
@@ -39,7 +39,15 @@ def use_chunked_loss(spec, model) -> bool:
         return False  # an explicit `chunked` that is blocked was refused by validation
     reason = unsupported_reason(model)
     if reason and kernel == "chunked":
-        raise ConfigError([Problem("train.loss_kernel=chunked", f"{reason}, so its loss is not a plain cross-entropy", "use train.loss_kernel=auto")])
+        raise ConfigError(
+            [
+                Problem(
+                    "train.loss_kernel=chunked",
+                    f"{reason}, so its loss is not a plain cross-entropy",
+                    "use train.loss_kernel=auto",
+                )
+            ]
+        )
     return reason is None
 
 
@@ -75,9 +83,13 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=states.device)
         grad_states = torch.empty_like(states) if want_grads else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_grads and weight.requires_grad else None
-        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if want_grads and bias is not None and bias.requires_grad else None
+        grad_bias = (
+            torch.zeros_like(bias, dtype=torch.float32)
+            if want_grads and bias is not None and bias.requires_grad
+            else None
+        )
         for start in range(0, targets.numel(), chunk):
-            rows, target = states[start:start + chunk], targets[start:start + chunk]
+            rows, target = states[start : start + chunk], targets[start : start + chunk]
             logits = F.linear(rows, weight, bias).float()
             log_norm = torch.logsumexp(logits, dim=-1)
             total += (log_norm - logits.gather(1, target[:, None]).squeeze(1)).sum()
@@ -86,7 +98,7 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 grad_logits = logits.sub_(log_norm[:, None]).exp_()
                 grad_logits[torch.arange(len(target), device=target.device), target] -= 1
                 grad_logits = grad_logits.to(rows.dtype)
-                grad_states[start:start + chunk] = grad_logits @ weight
+                grad_states[start : start + chunk] = grad_logits @ weight
                 if grad_weight is not None:
                     grad_weight += (grad_logits.t() @ rows).float()
                 if grad_bias is not None:
@@ -102,13 +114,19 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_total):
         grad_states, grad_weight, grad_bias = ctx.saved_tensors
         weight_dtype, bias_dtype = ctx.dtypes
-        return (None if grad_states is None else grad_states * grad_total.to(grad_states.dtype),
-                None if grad_weight is None else (grad_weight * grad_total).to(weight_dtype),
-                None if grad_bias is None else (grad_bias * grad_total).to(bias_dtype),
-                None, None, None)
+        return (
+            None if grad_states is None else grad_states * grad_total.to(grad_states.dtype),
+            None if grad_weight is None else (grad_weight * grad_total).to(weight_dtype),
+            None if grad_bias is None else (grad_bias * grad_total).to(bias_dtype),
+            None,
+            None,
+            None,
+        )
 
 
-def supervised_loss_sum(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Linear, chunk: int | None = None) -> torch.Tensor:
+def supervised_loss_sum(
+    hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Linear, chunk: int | None = None
+) -> torch.Tensor:
     """Sum of next-token cross-entropies over supervised positions. `hidden`: (batch, seq, dim)
     final hidden states; `labels`: (batch, seq), IGNORE_INDEX where not trained."""
     targets = labels[:, 1:]

@@ -59,7 +59,7 @@ def tracking_uri(spec: RunSpec) -> str:
 
 
 def _sqlite_file(uri: str) -> Optional[Path]:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
 def _client(uri: str):
@@ -144,7 +144,7 @@ def start_run(spec: RunSpec) -> Optional[str]:
     run = client.create_run(experiment_id, run_name=spec.output_dir.name, tags=tags)
     params = [Param(k, v) for k, v in flat_params(spec).items()]
     for i in range(0, len(params), BATCH):
-        client.log_batch(run.info.run_id, params=params[i:i + BATCH])
+        client.log_batch(run.info.run_id, params=params[i : i + BATCH])
     write_json_atomic(spec.output_dir / RUN_ID_FILE, {"tracking_uri": uri, "run_id": run.info.run_id})
     log.info("MLflow run %s in %s (experiment %s)", run.info.run_id, uri, spec.train.mlflow.experiment)
     return run.info.run_id
@@ -162,10 +162,13 @@ def log_metrics(client, run_id: str, metrics: dict[str, Any], step: int) -> None
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    batch = [Metric(key, float(value), now, step) for key, value in metrics.items()
-             if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    batch = [
+        Metric(key, float(value), now, step)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
     for i in range(0, len(batch), 1000):
-        client.log_batch(run_id, metrics=batch[i:i + 1000])
+        client.log_batch(run_id, metrics=batch[i : i + 1000])
 
 
 def step_logger(run_dir: Path):

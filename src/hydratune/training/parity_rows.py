@@ -42,7 +42,11 @@ def _token_ids(row: dict, tokenizer) -> tuple[list[int], list[int]]:
     if "prompt_ids" in row:
         ids = row["prompt_ids"] + (row.get("chosen_ids") or row.get("completion_ids") or [])
     else:
-        ids = list(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        ids = list(
+            tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
+        )
     return ids, [len(ids)]
 
 

@@ -6,8 +6,8 @@ On GPUs: `torch.cuda.max_memory_allocated` since the model was built. On the CPU
 resident set size above the resident size just before the model was built, with glibc's free
 heap returned first (Linux resets the kernel's high-water mark through /proc/self/clear_refs,
 so the peak is this run's). The RSS also holds the free heap glibc keeps during training,
-which the GPU figure (live tensors only) leaves out: 1.4x the live peak for LoRA and QLoRA on
-the embedded model (bench/plan_memory.py). How much it keeps depends on the process's history
+which the GPU figure (live tensors only) leaves out (bench/plan_memory.py measures how much,
+BENCHMARKS.md has the figures). How much it keeps depends on the process's history
 (glibc raises its mmap threshold after freeing large blocks); MALLOC_MMAP_THRESHOLD_=131072
 makes the RSS follow live memory, at a cost in speed.
 """
@@ -33,9 +33,8 @@ def _status_kib(field: str) -> int | None:
 
 def _return_free_heap() -> None:
     """Give glibc's free heap back to the kernel before the baseline is read. Preprocessing in
-    the same process (a cache miss) leaves hundreds of MB free but resident: counted in the
-    baseline and then reused by training, they hid most of the tiny model's peak: 27 MB
-    measured for a full fine-tune on a cold cache, 118 MB on a warm one."""
+    the same process (a cache miss) leaves much of its heap free but resident: counted in the
+    baseline and then reused by training, it would hide most of a small model's peak."""
     import ctypes
     import gc
 

@@ -60,8 +60,17 @@ class MemoryEstimate:
 
     @property
     def total(self) -> float:
-        return (self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.attention
-                + self.runtime + self.reference + self.generation)
+        return (
+            self.weights
+            + self.gradients
+            + self.optimizer
+            + self.activations
+            + self.logits
+            + self.attention
+            + self.runtime
+            + self.reference
+            + self.generation
+        )
 
 
 @dataclass(frozen=True)
@@ -142,16 +151,41 @@ def decoder_layer_class(config, *, trust_remote_code: bool = False) -> str:
         return _layer_class(AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code))
 
 
-def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention: str = "sdpa", cuda: bool = False,
-                    most_supervised: int | None = None) -> MemoryEstimate:
+def estimate_memory(
+    spec: RunSpec,
+    shape: ModelShape,
+    precision: str,
+    attention: str = "sdpa",
+    cuda: bool = False,
+    most_supervised: int | None = None,
+) -> MemoryEstimate:
     """Bytes per device. Full fine-tuning keeps fp32 master weights (autocast to bf16/fp16);
     LoRA keeps the frozen base in the compute dtype and the adapter in fp32; QLoRA keeps
     the decoder Linear weights in 4 bits (0.5 byte, plus ~0.127 bit of constants with
     double quantization, 0.5 bit without). `most_supervised`: the most supervised positions
     in one micro-batch of the prepared data; unknown before preprocessing (a whole chunk)."""
     act_bytes = 4 if precision == "fp32" else 2
-    method, sh = spec.method.weights, spec.sharding
-    n = shape.total_params
+    state = _sharded_state(spec, shape, *_training_state(spec, shape, act_bytes))
+    logits, positions, chunked = _logit_bytes(spec, shape, most_supervised)
+    return MemoryEstimate(
+        state.weights,
+        state.gradients,
+        state.optimizer,
+        _activation_bytes(spec, shape, act_bytes),
+        state.host,
+        reference=_reference_bytes(spec, shape, act_bytes, state.weight_divisor),
+        generation=_generation_bytes(spec, shape, act_bytes),
+        logits=logits,
+        attention=_attention_bytes(spec, shape, act_bytes) if attention == "sdpa" and not cuda else 0.0,
+        runtime=0.0 if cuda else float(CPU_RUNTIME_BYTES),
+        chunked_loss=chunked,
+        loss_positions=positions if chunked else None,
+    )
+
+
+def _training_state(spec: RunSpec, shape: ModelShape, act_bytes: int) -> tuple[float, float, float]:
+    """(weights, gradients, optimizer states) in bytes on one device before any sharding."""
+    method, n = spec.method.weights, shape.total_params
     if method == "full":
         trainable, weights = n, 4.0 * n
     elif method == "lora":
@@ -161,25 +195,35 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
         quantized = shape.linear_params * (0.5 + constants / 8)
         weights = quantized + act_bytes * (n - shape.linear_params) + 4.0 * shape.lora_params
         trainable = shape.lora_params
-    gradients = 4.0 * trainable
-    optimizer = (2.0 if spec.optim.name == "adamw_8bit" else 8.0) * trainable
+    return weights, 4.0 * trainable, (2.0 if spec.optim.name == "adamw_8bit" else 8.0) * trainable
 
-    world = sh.world_size
-    host = 0.0
+
+@dataclass(frozen=True)
+class _DeviceState:
+    weights: float
+    gradients: float
+    optimizer: float
+    host: float  # what offload keeps in CPU memory instead
+    weight_divisor: int  # how many devices share the weights (1 when they are not sharded)
+
+
+def _sharded_state(spec: RunSpec, shape: ModelShape, weights: float, grads: float, optimizer: float) -> _DeviceState:
+    """What the sharding strategy leaves on one device, and what offload moves to the host."""
+    sh = spec.sharding
     shard_weights = shard_grads = shard_optim = False
+    divisor = 1
     if sh.strategy == "fsdp":
         shard_grads = shard_optim = True
         shard_weights = sh.fsdp.sharding in ("full_shard", "hybrid_shard")
-        divisor = sh.nproc_per_node if sh.fsdp.sharding == "hybrid_shard" else world
+        divisor = sh.nproc_per_node if sh.fsdp.sharding == "hybrid_shard" else sh.world_size
     elif sh.strategy == "deepspeed":
         stage = sh.deepspeed.stage
         shard_optim, shard_grads, shard_weights = True, stage >= 2, stage >= 3
-        divisor = world
-    else:
-        divisor = 1
+        divisor = sh.world_size
     weights = weights / divisor if shard_weights else weights
-    gradients = gradients / divisor if shard_grads else gradients
+    gradients = grads / divisor if shard_grads else grads
     optimizer = optimizer / divisor if shard_optim else optimizer
+    host = 0.0
     offload_all = sh.strategy == "fsdp" and sh.fsdp.cpu_offload
     if offload_all or (sh.strategy == "deepspeed" and sh.deepspeed.offload_optimizer):
         host += optimizer
@@ -189,60 +233,61 @@ def estimate_memory(spec: RunSpec, shape: ModelShape, precision: str, attention:
         # ZeRO-3 offload streams parameters to the GPU one layer at a time
         weights = weights / max(shape.num_layers, 1)
         gradients = 0.0 if offload_all else gradients
+    return _DeviceState(weights, gradients, optimizer, host, divisor if shard_weights else 1)
 
+
+def _activation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int) -> float:
+    """What the decoder layers save for backward in one micro-batch."""
     tokens = spec.train.micro_batch_size * sequence_tokens(spec)
     h, kv, ffn = shape.hidden_size, shape.kv_size, shape.intermediate_size
     # Saved for backward per token per layer: norms' inputs, q/k/v/attention output,
     # gate/up/act/product of the MLP (7h + 2kv + 4ffn elements).
     per_layer = tokens * (7 * h + 2 * kv + 4 * ffn) * act_bytes
-    if method != "full" and spec.method.lora.dropout > 0:
+    if spec.method.weights != "full" and spec.method.lora.dropout > 0:
         # PEFT keeps each adapted layer's dropped-out input and its mask for backward: q, k, v,
         # o, gate and up read h-wide inputs, down an ffn-wide one (all-linear; fewer otherwise).
         per_layer += tokens * (6 * h + ffn) * (act_bytes + 1)
     if spec.train.gradient_checkpointing:
-        layers = shape.num_layers * tokens * h * act_bytes + per_layer
-    else:
-        layers = shape.num_layers * per_layer
+        return float(shape.num_layers * tokens * h * act_bytes + per_layer)
+    return float(shape.num_layers * per_layer)
+
+
+def _logit_bytes(spec: RunSpec, shape: ModelShape, most_supervised: int | None) -> tuple[float, int, bool]:
+    """(bytes, positions, chunked) of the loss's logits: the chunked loss's chunk of supervised positions
+    (fewer where the data holds fewer), or every position for the plain loss."""
+    tokens = spec.train.micro_batch_size * sequence_tokens(spec)
     chunked = uses_chunked_loss(spec, shape)
-    # chunked: one chunk of supervised positions (fewer where the data holds fewer). plain: every position.
     positions = min(CHUNK_TOKENS, tokens, tokens if most_supervised is None else most_supervised) if chunked else tokens
     logits = (CHUNKED_LOGIT_COPIES if chunked else PLAIN_LOGIT_COPIES) * positions * shape.vocab_size * 4
-    if chunked and method == "full":
+    if chunked and spec.method.weights == "full":
         # the head's fp32 gradient, which the chunked loss makes in its forward pass and holds
         # until backward adds it to the weight's own (counted under gradients)
         logits += 4.0 * shape.vocab_size * shape.hidden_size
-    scores = 0.0
-    if attention == "sdpa" and not cuda:
-        # Not what the CPU kernel keeps: for the training bench's LoRA step autograd saves q, the
-        # expanded k and v, the output and logsumexp per layer, no probabilities (measured with
-        # bench/saved_activations.py: 2.61 GiB saved against this plan's 2.42 GiB of activations).
-        # The term stands in for backward's temporaries: with glibc's free heap returned after
-        # every layer, the embedded model's peak is 0.91-1.09x this estimate for full, LoRA and
-        # QLoRA (bench/plan_memory.py). The heap a run keeps on top (1.29x for LoRA, 1.51x for
-        # QLoRA) is the allocator's, not modeled.
-        saved_layers = 1 if spec.train.gradient_checkpointing else shape.num_layers
-        length = sequence_tokens(spec)
-        scores = float((saved_layers + 1) * spec.train.micro_batch_size * shape.num_heads * length * length * act_bytes)
-    return MemoryEstimate(weights, gradients, optimizer, float(layers), host,
-                          reference=_reference_bytes(spec, shape, act_bytes, divisor if shard_weights else 1),
-                          generation=_generation_bytes(spec, shape, act_bytes),
-                          logits=float(logits), attention=scores, runtime=0.0 if cuda else float(CPU_RUNTIME_BYTES), chunked_loss=chunked,
-                          loss_positions=positions if chunked else None)
+    return float(logits), positions, chunked
 
 
-# Full-vocabulary fp32 copies of the logits alive at the loss's peak. Plain: 2.5 measured on the
-# tiny model (logits, log-softmax and gradients, some freed early). Chunked: a chunk's logits and
-# logsumexp's temporary; the gradient is written over the logits. Before the data exists a chunk
-# is counted whole; run.json's estimate counts the most supervised positions a micro-batch of the
-# prepared data holds, where that is fewer.
+def _attention_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int) -> float:
+    """SDPA on the CPU, sized as its attention scores. Not what the CPU kernel keeps (it saves q, the
+    expanded k and v, the output and logsumexp per layer, no probabilities: bench/saved_activations.py):
+    the term stands in for backward's temporaries. How the whole estimate compares with the measured
+    peak is in BENCHMARKS.md; the heap glibc keeps on top of live memory is the allocator's, not modeled."""
+    saved_layers = 1 if spec.train.gradient_checkpointing else shape.num_layers
+    length = sequence_tokens(spec)
+    return float((saved_layers + 1) * spec.train.micro_batch_size * shape.num_heads * length * length * act_bytes)
+
+
+# Full-vocabulary fp32 copies of the logits alive at the loss's peak. Plain: the logits, log-softmax
+# and gradients, some freed early. Chunked: a chunk's logits and logsumexp's temporary; the gradient
+# is written over the logits. Before the data exists a chunk is counted whole; run.json's estimate
+# counts the most supervised positions a micro-batch of the prepared data holds, where that is fewer.
+# The single-process memory test holds the estimate to the measured peak on the tiny model.
 PLAIN_LOGIT_COPIES = 2.75
 CHUNKED_LOGIT_COPIES = 2.0
 
 # What a CPU training process allocates beyond the terms above: autograd's and the optimizer's
-# bookkeeping, the data loader's batches, malloc's per-thread arenas. With the RSS following live
-# memory (MALLOC_MMAP_THRESHOLD_=131072), the tiny model's peak at 8 rows of 128 tokens sat 6, 20
-# and 24 MiB above the other terms for full, QLoRA and LoRA (tests/training/test_single_process.py).
-# On GPUs, max_memory_allocated counts tensors only.
+# bookkeeping, the data loader's batches, malloc's per-thread arenas: the residual the tiny model's
+# peak shows above the other terms (tests/training/test_single_process.py measures it with the RSS
+# following live memory). On GPUs, max_memory_allocated counts tensors only.
 CPU_RUNTIME_BYTES = 16 * 2**20
 
 
@@ -274,7 +319,9 @@ def _generation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int) -> float
     if m.name != "grpo":
         return 0.0
     tokens = spec.train.micro_batch_size * (spec.dataset.max_length + m.max_completion_length)
-    return float(tokens * shape.num_layers * 2 * shape.kv_size * act_bytes + spec.train.micro_batch_size * shape.vocab_size * 4)
+    return float(
+        tokens * shape.num_layers * 2 * shape.kv_size * act_bytes + spec.train.micro_batch_size * shape.vocab_size * 4
+    )
 
 
 def train_flops_per_token(spec: RunSpec, shape: ModelShape) -> float:
@@ -302,8 +349,9 @@ def make_plan(spec: RunSpec, env: Environment, config, most_supervised: int | No
         global_batch_tokens=rows * sequence_tokens(spec),
         shape=shape,
         trainable_params=shape.total_params if spec.method.weights == "full" else shape.lora_params,
-        memory=estimate_memory(spec, shape, precision, resolve_attention(spec.model.attn_implementation, env), env.cuda,
-                               most_supervised),
+        memory=estimate_memory(
+            spec, shape, precision, resolve_attention(spec.model.attn_implementation, env), env.cuda, most_supervised
+        ),
         train_flops_per_token=train_flops_per_token(spec, shape),
     )
 
@@ -323,13 +371,19 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         "==============",
         f"model        {spec.model.name}{' (random init)' if spec.model.random_init else ''}",
         f"method       {spec.method.name}, weights {spec.method.weights}"
-        + (f" (rank {spec.method.lora.rank}, alpha {spec.method.lora.alpha:g})" if spec.method.weights != "full" else "")
+        + (
+            f" (rank {spec.method.lora.rank}, alpha {spec.method.lora.alpha:g})"
+            if spec.method.weights != "full"
+            else ""
+        )
         + _reference_line(spec),
-        f"sharding     {sh.strategy}: {sh.nnodes} node(s) x {sh.nproc_per_node} process(es) = world size {plan.world_size}",
+        f"sharding     {sh.strategy}: {sh.nnodes} node(s) x {sh.nproc_per_node} process(es) = world size "
+        f"{plan.world_size}",
         f"precision    {plan.precision}, attention {plan.attention}",
         f"dataset      {spec.dataset.path} ({spec.dataset.format}), rows of {spec.dataset.max_length} tokens, "
         f"packing {'on' if spec.dataset.packing and spec.method.name == 'sft' else 'off'}",
-        f"batch        {spec.train.micro_batch_size} rows/device x {spec.train.gradient_accumulation_steps} accumulation x {plan.world_size} = "
+        f"batch        {spec.train.micro_batch_size} rows/device x {spec.train.gradient_accumulation_steps} "
+        f"accumulation x {plan.world_size} = "
         f"{plan.global_batch_rows} rows = {plan.global_batch_tokens:,} tokens per optimizer step",
         f"steps        {spec.train.max_steps if spec.train.max_steps else f'{spec.train.epochs:g} epoch(s)'}",
         f"parameters   {_human(s.total_params)} total, {_human(plan.trainable_params)} trainable "
@@ -339,16 +393,30 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         f"  weights      {m.weights / GIB:8.2f} GiB",
         f"  gradients    {m.gradients / GIB:8.2f} GiB",
         f"  optimizer    {m.optimizer / GIB:8.2f} GiB",
-        f"  activations  {m.activations / GIB:8.2f} GiB ({spec.train.micro_batch_size} x {sequence_tokens(spec)} tokens, "
+        f"  activations  {m.activations / GIB:8.2f} GiB ({spec.train.micro_batch_size} x {sequence_tokens(spec)} "
+        f"tokens, "
         f"checkpointing {'on' if spec.train.gradient_checkpointing else 'off'})",
         f"  logits       {m.logits / GIB:8.2f} GiB ("
-        + (f"chunked loss: at most {m.loss_positions} supervised positions at once"
-           + (", and the head's gradient)" if spec.method.weights == "full" else ")") if m.chunked_loss else "every position, fp32)"),
-        *([f"  attention    {m.attention / GIB:8.2f} GiB (SDPA on the CPU, sized as its attention scores)"] if m.attention else []),
+        + (
+            f"chunked loss: at most {m.loss_positions} supervised positions at once"
+            + (", and the head's gradient)" if spec.method.weights == "full" else ")")
+            if m.chunked_loss
+            else "every position, fp32)"
+        ),
+        *(
+            [f"  attention    {m.attention / GIB:8.2f} GiB (SDPA on the CPU, sized as its attention scores)"]
+            if m.attention
+            else []
+        ),
         *([f"  runtime      {m.runtime / GIB:8.2f} GiB (the CPU process beyond its tensors)"] if m.runtime else []),
         *([f"  reference    {m.reference / GIB:8.2f} GiB (a frozen copy of the start model)"] if m.reference else []),
-        *([f"  generation   {m.generation / GIB:8.2f} GiB (KV cache of {spec.train.micro_batch_size} completions)"] if m.generation else []),
-        f"  total        {m.total / GIB:8.2f} GiB" + (f"  (+{m.host_offload / GIB:.2f} GiB offloaded to CPU memory)" if m.host_offload else ""),
+        *(
+            [f"  generation   {m.generation / GIB:8.2f} GiB (KV cache of {spec.train.micro_batch_size} completions)"]
+            if m.generation
+            else []
+        ),
+        f"  total        {m.total / GIB:8.2f} GiB"
+        + (f"  (+{m.host_offload / GIB:.2f} GiB offloaded to CPU memory)" if m.host_offload else ""),
         f"output       {spec.output_dir}",
     ]
     return "\n".join(lines)
@@ -370,7 +438,9 @@ def _reference_line(spec: RunSpec) -> str:
 def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / "plan.json", {"spec": without_credentials(dataclasses.asdict(spec)), "plan": plan.to_dict()})
+    write_json_atomic(
+        directory / "plan.json", {"spec": without_credentials(dataclasses.asdict(spec)), "plan": plan.to_dict()}
+    )
 
 
 def plan_run(spec: RunSpec, *, quiet: bool = False, save: bool = True, most_supervised: int | None = None) -> Plan:
@@ -380,8 +450,15 @@ def plan_run(spec: RunSpec, *, quiet: bool = False, save: bool = True, most_supe
     try:
         config = load_model_config(spec.model, cache_root(spec.run.cache_dir), convert=False)
     except (OSError, ValueError) as error:  # Hub unreachable, gated, misspelled, or not a model directory
-        raise ConfigError([Problem(f"model.name={spec.model.name}", f"cannot read the model's config ({str(error).splitlines()[0]})",
-                                   "check the name and your network or HF token (huggingface-cli login), or use a local directory")]) from None
+        raise ConfigError(
+            [
+                Problem(
+                    f"model.name={spec.model.name}",
+                    f"cannot read the model's config ({str(error).splitlines()[0]})",
+                    "check the name and your network or HF token (huggingface-cli login), or use a local directory",
+                )
+            ]
+        ) from None
     plan = make_plan(spec, detect_environment(), config, most_supervised)
     if not quiet:
         print(render_plan(spec, plan), flush=True)

@@ -58,13 +58,23 @@ def method_arguments(spec: RunSpec, env: Environment) -> dict[str, Any]:
         losses, weights = [loss], [1.0]
         if m.sft_weight:
             losses, weights = [loss, "sft"], [1.0, m.sft_weight]  # RPO: DPO plus an NLL term on the chosen replies
-        return {**common, "loss_type": losses, "loss_weights": weights, "max_length": ds.max_length,
-                "precompute_ref_log_probs": m.precompute_reference}
+        return {
+            **common,
+            "loss_type": losses,
+            "loss_weights": weights,
+            "max_length": ds.max_length,
+            "precompute_ref_log_probs": m.precompute_reference,
+        }
     if m.name == "kto":
-        return {**common, "max_length": ds.max_length, "precompute_ref_log_probs": m.precompute_reference,
-                "desirable_weight": m.desirable_weight, "undesirable_weight": m.undesirable_weight,
-                # the KL estimate pairs neighbours in a batch; the data stage stored the rows shuffled
-                "train_sampling_strategy": "sequential"}
+        return {
+            **common,
+            "max_length": ds.max_length,
+            "precompute_ref_log_probs": m.precompute_reference,
+            "desirable_weight": m.desirable_weight,
+            "undesirable_weight": m.undesirable_weight,
+            # the KL estimate pairs neighbours in a batch; the data stage stored the rows shuffled
+            "train_sampling_strategy": "sequential",
+        }
     generation = resolve_generation(m.generation, env)
     grpo = {
         **common,
@@ -92,11 +102,9 @@ def resolve_generation(choice: str, env: Environment) -> str:
 def build_trainer(spec: RunSpec, **kwargs: Any):
     """The method's trainer, with hydratune's mixin; kwargs are the HF Trainer's."""
     if spec.method.name == "sft":
-
         return HydratuneTrainer(chunked_loss=use_chunked_loss(spec, kwargs["model"]), **kwargs)
     trl_trainer, _ = _trl_classes(spec.method.name)
     if spec.method.name == "grpo":
-
         trainer_class = type("HydratuneGRPOTrainer", (HydratuneMixin, trl_trainer), {})
         kwargs.pop("data_collator", None)  # GRPO samples its own batches
         return trainer_class(reward_funcs=[for_trainer(name) for name in spec.method.rewards], **kwargs)
@@ -114,10 +122,16 @@ class PretokenizedRows:
         if "prompt_ids" not in dataset.column_names:
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         if getattr(self, "calculate_KL", False):
+
             def add_kl_completion_ids(rows):
                 rows["KL_completion_ids"] = [rows["completion_ids"][-1]] + rows["completion_ids"][:-1]
                 return rows
 
-            dataset = dataset.map(add_kl_completion_ids, batched=True, batch_size=args.per_device_train_batch_size,
-                                  keep_in_memory=True, desc=f"KL completions of the {dataset_name} rows")
+            dataset = dataset.map(
+                add_kl_completion_ids,
+                batched=True,
+                batch_size=args.per_device_train_batch_size,
+                keep_in_memory=True,
+                desc=f"KL completions of the {dataset_name} rows",
+            )
         return dataset

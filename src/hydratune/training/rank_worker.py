@@ -40,7 +40,8 @@ def main(argv: list[str]) -> None:
     rank = os.environ.get("RANK", "0")
     try:
         spec = load_spec(run_dir)
-        leave_bitsandbytes_unimported(spec)  # before fit's imports bring in peft
+        leave_bitsandbytes_unimported(spec)
+        # Imported only now: the training stack imports peft, which imports bitsandbytes where it is installed.
         from hydratune.training.fit import fit
 
         fit(spec, detect_environment())

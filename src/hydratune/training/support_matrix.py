@@ -27,8 +27,22 @@ SUPPORT_MATRIX: dict[str, dict[str, str]] = {
 
 # The loss variants TRL's trainers implement, per method (the first is the default).
 LOSS_TYPES = {
-    "dpo": ("sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "aot", "aot_unpaired",
-            "apo_zero", "apo_down", "discopop", "sigmoid_norm"),
+    "dpo": (
+        "sigmoid",
+        "ipo",
+        "hinge",
+        "robust",
+        "bco_pair",
+        "sppo_hard",
+        "nca_pair",
+        "exo_pair",
+        "aot",
+        "aot_unpaired",
+        "apo_zero",
+        "apo_down",
+        "discopop",
+        "sigmoid_norm",
+    ),
     "kto": ("kto", "apo_zero_unpaired"),
     "grpo": ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
 }
@@ -55,7 +69,9 @@ def chunked_loss_blocked(spec: RunSpec) -> str | None:
     if spec.method.name != "sft":
         return f"method={spec.method.name} computes its own loss"
     if strategy == "fsdp" or (strategy == "deepspeed" and spec.sharding.deepspeed.stage == 3):
-        return f"the output layer's weight is sharded under sharding={strategy}" + (" (ZeRO-3)" if strategy == "deepspeed" else "")
+        return f"the output layer's weight is sharded under sharding={strategy}" + (
+            " (ZeRO-3)" if strategy == "deepspeed" else ""
+        )
     return None
 
 

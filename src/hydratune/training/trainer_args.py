@@ -58,7 +58,7 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
         data_seed=t.seed,
         train_sampling_strategy="sequential" if t.data_order == "sequential" else "random",
         logging_steps=t.logging_steps,
-        # mlflow is logged by hydratune's own callback (outputs/mlflow_tracking.py), with the spec and results
+        # mlflow is logged by hydratune's own callback (training/mlflow_tracking.py), with the spec and results
         report_to=[tracker for tracker in t.report_to if tracker != "mlflow"] or "none",
         run_name=spec.output_dir.name,
         save_strategy="steps" if t.save_steps else "no",
@@ -82,7 +82,9 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
             from accelerate.parallelism_config import ParallelismConfig
 
             replicas = sh.fsdp.replica_count(sh.nnodes)
-            kwargs["parallelism_config"] = ParallelismConfig(dp_replicate_size=replicas, dp_shard_size=sh.world_size // replicas)
+            kwargs["parallelism_config"] = ParallelismConfig(
+                dp_replicate_size=replicas, dp_shard_size=sh.world_size // replicas
+            )
     if sh.strategy == "deepspeed":
         kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision)
     return config_class(spec)(**{**kwargs, **method_arguments(spec, env)})

@@ -72,6 +72,11 @@ def leave_bitsandbytes_unimported(spec) -> None:
     """
     import sys
 
-    if spec.method.weights == "qlora" or spec.optim.name == "adamw_8bit" or "peft" in sys.modules or "bitsandbytes" in sys.modules:
+    if (
+        spec.method.weights == "qlora"
+        or spec.optim.name == "adamw_8bit"
+        or "peft" in sys.modules
+        or "bitsandbytes" in sys.modules
+    ):
         return
     sys.modules["bitsandbytes"] = None  # `import bitsandbytes` raises ImportError; find_spec says None

@@ -30,7 +30,9 @@ class Task:
     generative: bool = True
     # generative tasks only:
     load_problems: Optional[Callable[..., list[Question]]] = None  # (options, cache_root) -> problems
-    build_prompt: Optional[Callable[..., list[dict[str, str]]]] = None  # (problem, shots, system_prompt) -> conversation
+    build_prompt: Optional[Callable[..., list[dict[str, str]]]] = (
+        None  # (problem, shots, system_prompt) -> conversation
+    )
     load_shots: Optional[Callable[..., Sequence[Question]]] = None  # (options, cache_root) -> worked examples
     score: Optional[Callable[[str, Question], dict[str, Any]]] = None  # reply -> {metric: bool, extracted...}
     # or a task scored by another library on the whole model (lm-evaluation-harness):

@@ -28,7 +28,13 @@ def _rows(options: Gsm8kTaskSpec, split: str, cache_root: Path, limit: Optional[
         if limit is not None and len(problems) >= limit:
             break
         question, answer = row.data["question"], row.data["answer"]
-        problems.append(Question(question, gold_answer(answer), {"question": question, "gold": as_text(gold_answer(answer)), "answer": answer}))
+        problems.append(
+            Question(
+                question,
+                gold_answer(answer),
+                {"question": question, "gold": as_text(gold_answer(answer)), "answer": answer},
+            )
+        )
     return problems
 
 

@@ -36,18 +36,31 @@ def task_manager(options: HarnessTaskSpec):
     return TaskManager(include_path=options.include_path, verbosity="ERROR")
 
 
-def harness_problems(options: HarnessTaskSpec, tasks_key: str = "eval.tasks.lm_eval.tasks",
-                     path_key: str = "eval.tasks.lm_eval.include_path") -> list[Problem]:
+def harness_problems(
+    options: HarnessTaskSpec,
+    tasks_key: str = "eval.tasks.lm_eval.tasks",
+    path_key: str = "eval.tasks.lm_eval.include_path",
+) -> list[Problem]:
     """What would make the harness fail after training: no task, a missing folder, an unknown name."""
     if not options.tasks:
         example = "arc_easy,hellaswag" if tasks_key.startswith("--") else "[arc_easy,hellaswag]"
         return [Problem(tasks_key, "names no task", f"e.g. {tasks_key}={example}")]
     if options.include_path and not Path(options.include_path).expanduser().is_dir():
-        return [Problem(f"{path_key}={options.include_path}", "no such folder", "give the folder holding your task YAML files")]
+        return [
+            Problem(
+                f"{path_key}={options.include_path}", "no such folder", "give the folder holding your task YAML files"
+            )
+        ]
     known = set(task_manager(options).all_tasks)
-    return [Problem(f"{tasks_key}={name}", "is not a task or group the harness knows",
-                    f"list them with `lm-eval ls tasks`; a custom task's YAML goes in the folder {path_key} names")
-            for name in options.tasks if name not in known]
+    return [
+        Problem(
+            f"{tasks_key}={name}",
+            "is not a task or group the harness knows",
+            f"list them with `lm-eval ls tasks`; a custom task's YAML goes in the folder {path_key} names",
+        )
+        for name in options.tasks
+        if name not in known
+    ]
 
 
 def reported_metrics(options: HarnessTaskSpec) -> Optional[list[str]]:
@@ -59,8 +72,9 @@ def reported_metrics(options: HarnessTaskSpec) -> Optional[list[str]]:
         cfg = getattr(index.get(task), "cfg", None)
         if not cfg:  # a task defined in Python
             return None
-        metrics = [m["metric"] for m in cfg.get("metric_list") or [] if isinstance(m.get("metric"), str)] or \
-            list(DEFAULT_METRICS.get(cfg.get("output_type"), ()))
+        metrics = [m["metric"] for m in cfg.get("metric_list") or [] if isinstance(m.get("metric"), str)] or list(
+            DEFAULT_METRICS.get(cfg.get("output_type"), ())
+        )
         if not metrics:
             return None
         filters = [f["name"] for f in cfg.get("filter_list") or []] or ["none"]
@@ -69,7 +83,11 @@ def reported_metrics(options: HarnessTaskSpec) -> Optional[list[str]]:
 
 
 # The harness's metrics for a task that lists none (lm_eval.api.registry.DEFAULT_METRIC_REGISTRY).
-DEFAULT_METRICS = {"loglikelihood": ("perplexity", "acc"), "multiple_choice": ("acc", "acc_norm"), "generate_until": ("exact_match",)}
+DEFAULT_METRICS = {
+    "loglikelihood": ("perplexity", "acc"),
+    "multiple_choice": ("acc", "acc_norm"),
+    "generate_until": ("exact_match",),
+}
 
 
 def _leaf_tasks(names, index) -> list[str]:
@@ -98,9 +116,16 @@ def objective_problems(options: HarnessTaskSpec, objective: str) -> list[Problem
     name = objective.removeprefix("lm_eval.")
     if name in reported or name in {r.split(".", 1)[0] for r in reported}:  # a metric, or a task for its first one
         return []
-    shown = ", ".join(f"lm_eval.{r}" for r in reported[:6]) + (f", ... ({len(reported)} in all)" if len(reported) > 6 else "")
-    return [Problem(f"eval.objective={objective}", "names no metric the chosen harness tasks report",
-                    f"set eval.objective= to one of: {shown}")]
+    shown = ", ".join(f"lm_eval.{r}" for r in reported[:6]) + (
+        f", ... ({len(reported)} in all)" if len(reported) > 6 else ""
+    )
+    return [
+        Problem(
+            f"eval.objective={objective}",
+            "names no metric the chosen harness tasks report",
+            f"set eval.objective= to one of: {shown}",
+        )
+    ]
 
 
 def first_metric(options: HarnessTaskSpec, task: str, measured: Sequence[str]) -> Optional[str]:
@@ -131,17 +156,27 @@ def run(options: HarnessTaskSpec, model_tokenizer, cache_root, system_prompt: Op
     start = time.perf_counter()
     results = lm_eval.simple_evaluate(
         model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=options.batch_size),
-        tasks=list(options.tasks), num_fewshot=options.num_fewshot, limit=options.limit, log_samples=True,
-        task_manager=task_manager(options), apply_chat_template=options.apply_chat_template,
-        system_instruction=system_prompt, bootstrap_iters=0,  # intervals come from the per-document scores
+        tasks=list(options.tasks),
+        num_fewshot=options.num_fewshot,
+        limit=options.limit,
+        log_samples=True,
+        task_manager=task_manager(options),
+        apply_chat_template=options.apply_chat_template,
+        system_instruction=system_prompt,
+        bootstrap_iters=0,  # intervals come from the per-document scores
     )
     seconds = time.perf_counter() - start
     predictions, other, opaque = [], {}, set()
     for harness_task, samples in sorted(results["samples"].items()):
         for sample in sorted(samples, key=lambda s: (s["filter"], s["doc_id"])):
             suffix = "" if sample["filter"] == "none" else f".{sample['filter']}"
-            record = {"harness_task": harness_task, "doc_id": sample["doc_id"], "filter": sample["filter"],
-                      "target": str(sample["target"]), "response": str(sample["filtered_resps"])[:1000]}
+            record = {
+                "harness_task": harness_task,
+                "doc_id": sample["doc_id"],
+                "filter": sample["filter"],
+                "target": str(sample["target"]),
+                "response": str(sample["filtered_resps"])[:1000],
+            }
             for metric in sample["metrics"]:
                 name = f"{harness_task}.{metric}{suffix}"
                 if isinstance(sample[metric], (bool, int, float)):  # not a metric's raw items (brier_score's arrays)
@@ -149,7 +184,9 @@ def run(options: HarnessTaskSpec, model_tokenizer, cache_root, system_prompt: Op
                 else:
                     opaque.add(name)
             predictions.append(record)
-    names = sorted({k for p in predictions for k in p if k.startswith(tuple(f"{t}." for t in results["samples"]))} | opaque)
+    names = sorted(
+        {k for p in predictions for k in p if k.startswith(tuple(f"{t}." for t in results["samples"]))} | opaque
+    )
     binary = [n for n in names if n not in opaque and _is_binary([p[n] for p in predictions if n in p])]
     for name in names:
         if name not in binary:  # the harness's own aggregate (per-document values may be tuples: brier_score)
@@ -159,8 +196,13 @@ def run(options: HarnessTaskSpec, model_tokenizer, cache_root, system_prompt: Op
             if name in p:
                 p[name] = bool(p[name])
     documents = len({(p["harness_task"], p["doc_id"]) for p in predictions})
-    return {"metric_names": binary, "predictions": predictions, "seconds": seconds,
-            "problems_per_second": documents / seconds if seconds else 0.0, "unpaired_metrics": other}
+    return {
+        "metric_names": binary,
+        "predictions": predictions,
+        "seconds": seconds,
+        "problems_per_second": documents / seconds if seconds else 0.0,
+        "unpaired_metrics": other,
+    }
 
 
 TASK = Task(

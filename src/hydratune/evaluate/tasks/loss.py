@@ -9,4 +9,10 @@ from __future__ import annotations
 from hydratune.config.spec import LossTaskSpec
 from hydratune.evaluate.tasks import Task
 
-TASK = Task(name="loss", options=LossTaskSpec, metrics=("eval_loss", "eval_perplexity", "eval_reward_accuracy", "eval_reward_margin"), higher_is_better=False, generative=False)
+TASK = Task(
+    name="loss",
+    options=LossTaskSpec,
+    metrics=("eval_loss", "eval_perplexity", "eval_reward_accuracy", "eval_reward_margin"),
+    higher_is_better=False,
+    generative=False,
+)

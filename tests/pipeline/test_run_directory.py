@@ -33,8 +33,14 @@ def users_folder(directory: Path) -> Path:
 
 def train_in(cwd: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`train` as typed in `cwd` (the console script, so `hydra.run.dir=.` is that folder)."""
-    return subprocess.run([shutil.which("train"), *TINY, *overrides], capture_output=True, text=True, cwd=cwd, timeout=600,
-                          env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+    return subprocess.run(
+        [shutil.which("train"), *TINY, *overrides],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})),
+    )
 
 
 def test_overwrite_never_clears_the_users_files(tmp_path):
@@ -44,12 +50,18 @@ def test_overwrite_never_clears_the_users_files(tmp_path):
     for extra in (["run.dry_run=true"], []):
         out = train_in(folder, "+experiment=quickstart", "hydra.run.dir=.", "run.overwrite=true", *extra)
         assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
-        assert "is the directory you run from, which hydratune never clears" in out.stderr and "Traceback" not in out.stderr
+        assert (
+            "is the directory you run from, which hydratune never clears" in out.stderr
+            and "Traceback" not in out.stderr
+        )
         assert snapshot(folder) == before
     # from elsewhere: the folder's own files are named, and nothing goes
     out = train_in(tmp_path, "+experiment=quickstart", f"hydra.run.dir={folder}", "run.overwrite=true")
     assert out.returncode == 2
-    assert "holds files hydratune did not write (mydata/, thesis.tex)" in out.stderr and "move those files away" in out.stderr
+    assert (
+        "holds files hydratune did not write (mydata/, thesis.tex)" in out.stderr
+        and "move those files away" in out.stderr
+    )
     assert snapshot(folder) == before
     # without overwrite: not a run, so not the run's
     out = train_in(tmp_path, f"hydra.run.dir={folder}", "run.dry_run=true")
@@ -73,7 +85,9 @@ def test_overwrite_clears_a_runs_own_entries_and_a_dry_run_writes_nothing(tmp_pa
     run = tmp_path / "run"
     train(run, "train.max_steps=2", "train.save_steps=2")
     finished = snapshot(run)
-    assert {"spec.json", "run.json", "train.log", ".hydra/overrides.yaml", "checkpoints/checkpoint-2", "merged"} <= set(finished)
+    assert {"spec.json", "run.json", "train.log", ".hydra/overrides.yaml", "checkpoints/checkpoint-2", "merged"} <= set(
+        finished
+    )
 
     dry = train(run, "train.max_steps=2", "optim.lr=1e-3", "run.overwrite=true", "run.dry_run=true")
     assert "dry run: the run clears" in dry.stdout and "nothing was written there" in dry.stdout

@@ -10,7 +10,7 @@ import sys
 from hydratune.commands.cli import compose_spec
 from hydratune.training.plan import estimate_memory, make_plan, model_shape
 
-from .conftest import REPO, cpu_env
+from ..conftest import REPO, cpu_env
 
 
 def _shape_and_spec(*overrides):
@@ -18,8 +18,13 @@ def _shape_and_spec(*overrides):
 
     spec = compose_spec(["+experiment=quickstart", *overrides], env=cpu_env())
     config = LlamaConfig(
-        vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+        vocab_size=1000,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
     )
     return spec, config
 
@@ -62,9 +67,20 @@ def test_dry_run_prints_plan_for_every_experiment(tmp_path):
     """Every shipped experiment plans through the console script: one multirun over all of them
     (one process, where a process per experiment spent most of its time importing)."""
     result = subprocess.run(
-        [sys.executable, "-m", "hydratune.commands.train", "-m", f"+experiment={','.join(EXPERIMENTS)}", "run.dry_run=true",
-         f"hydra.sweep.dir={tmp_path}"],
-        capture_output=True, text=True, cwd=REPO, timeout=600, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        [
+            sys.executable,
+            "-m",
+            "hydratune.commands.train",
+            "-m",
+            f"+experiment={','.join(EXPERIMENTS)}",
+            "run.dry_run=true",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
     assert result.returncode == 0, result.stderr[-5000:]
     # Hydra announces each job, "[HYDRA] \t#<n> : +experiment=<name> run.dry_run=true", before its plan
@@ -72,10 +88,12 @@ def test_dry_run_prints_plan_for_every_experiment(tmp_path):
     planned = {out.split()[0]: out for out in outputs}
     assert sorted(planned) == EXPERIMENTS, result.stdout[-3000:]
     # what post-training adds is planned too: the reference model, and GRPO's sampling
-    expected = {"arithmetic_dpo": ["reference: the base with the adapter off"],
-                "ultrafeedback_dpo": ["reference log-probs precomputed once"],
-                "arithmetic_grpo": ["reference: the base with the adapter off; 4 completions per prompt", "generation "],
-                "gsm8k_grpo": ["8 completions per prompt", "generation "]}
+    expected = {
+        "arithmetic_dpo": ["reference: the base with the adapter off"],
+        "ultrafeedback_dpo": ["reference log-probs precomputed once"],
+        "arithmetic_grpo": ["reference: the base with the adapter off; 4 completions per prompt", "generation "],
+        "gsm8k_grpo": ["8 completions per prompt", "generation "],
+    }
     for experiment, out in planned.items():
         assert "memory per device" in out and "trainable" in out, (experiment, out)
         assert all(text in out for text in expected.get(experiment, [])), (experiment, out)
@@ -98,8 +116,19 @@ def test_full_weights_count_a_reference_copy_unless_precomputed():
 
 def test_unreachable_hub_model_is_a_clear_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "hydratune.commands.train", "model.name=no-such-org/no-such-model", "run.dry_run=true", f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "hydratune.commands.train",
+            "model.name=no-such-org/no-such-model",
+            "run.dry_run=true",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "model.name=no-such-org/no-such-model: cannot read the model's config" in result.stderr
@@ -121,7 +150,10 @@ def test_chunked_loss_term_is_sized_by_the_data():
     assert estimate_memory(spec, shape, "fp32", most_supervised=10_000).logits == unknown.logits
     plain, _ = _shape_and_spec("train.micro_batch_size=4", "dataset.max_length=256", "train.loss_kernel=plain")
     every_position = estimate_memory(plain, shape, "fp32", most_supervised=100)
-    assert every_position.logits == PLAIN_LOGIT_COPIES * 4 * 256 * shape.vocab_size * 4 and every_position.loss_positions is None
+    assert (
+        every_position.logits == PLAIN_LOGIT_COPIES * 4 * 256 * shape.vocab_size * 4
+        and every_position.loss_positions is None
+    )
 
 
 def test_most_supervised_positions_per_micro_batch():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from ..conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,9 @@ EMBEDDED = "embedded:smollm2-135m-instruct"
 
 
 def chat(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([shutil.which("hydratune-chat"), *args], input=stdin, capture_output=True, text=True, cwd=REPO, timeout=600)
+    return subprocess.run(
+        [shutil.which("hydratune-chat"), *args], input=stdin, capture_output=True, text=True, cwd=REPO, timeout=600
+    )
 
 
 def greedy_reply(model_dir_or_name: str, messages: list[dict], max_new_tokens: int) -> str:
@@ -35,7 +37,7 @@ def greedy_reply(model_dir_or_name: str, messages: list[dict], max_new_tokens: i
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 def test_one_shot_prompt_answers_on_stdout():
@@ -51,27 +53,40 @@ def test_interactive_chat_keeps_history_until_reset():
     assert out.returncode == 0, out.stderr[-3000:]
     replies = [part.split("\n\nyou> ")[0].strip() for part in out.stdout.split("model> ")[1:]]
     first = greedy_reply(EMBEDDED, [{"role": "user", "content": question}], 8)
-    second = greedy_reply(EMBEDDED, [{"role": "user", "content": question}, {"role": "assistant", "content": first},
-                                     {"role": "user", "content": follow_up}], 8)
+    second = greedy_reply(
+        EMBEDDED,
+        [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": first},
+            {"role": "user", "content": follow_up},
+        ],
+        8,
+    )
     assert replies == [first, second, first], out.stdout
     assert "(conversation cleared)" in out.stdout
 
 
 def test_a_run_directory_chats_with_merged_and_the_runs_system_prompt(tmp_path):
-    from .training.runs import train
+    from ..training.runs import train
 
     system = "Answer in one word."
     result = train(tmp_path / "run", "train.max_steps=1", f"dataset.system_prompt='{system}'")
     merged = tmp_path / "run" / "merged"
     # the run's closing summary names this command first among the next steps
     assert "hydratune: run complete" in result.stdout
-    (suggested,) = [line.split("next", 1)[1].split("#")[0].split() for line in result.stdout.splitlines() if line.startswith("  next ")]
+    (suggested,) = [
+        line.split("next", 1)[1].split("#")[0].split()
+        for line in result.stdout.splitlines()
+        if line.startswith("  next ")
+    ]
     assert suggested[0] == "hydratune-chat" and Path(suggested[1]).resolve() == (tmp_path / "run").resolve()
     spec = json.loads((tmp_path / "run" / "spec.json").read_text())
     assert spec["dataset"]["system_prompt"] == system
     out = chat(suggested[1], "--prompt", "Hello", "--max-new-tokens", "6")
     assert out.returncode == 0, out.stderr[-3000:]
-    expected = greedy_reply(str(merged), [{"role": "system", "content": system}, {"role": "user", "content": "Hello"}], 6)
+    expected = greedy_reply(
+        str(merged), [{"role": "system", "content": system}, {"role": "user", "content": "Hello"}], 6
+    )
     assert out.stdout.strip() == expected
 
 
@@ -113,18 +128,24 @@ def test_replies_stop_at_the_end_of_turn_for_an_adapter_and_a_model_folder(tmp_p
     tokenizer = AutoTokenizer.from_pretrained(base)
     tokenizer.chat_template = template
     adapter = tmp_path / "adapter"
-    get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules="all-linear")).save_pretrained(adapter)
+    get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules="all-linear")
+    ).save_pretrained(adapter)
     tokenizer.save_pretrained(adapter)
     with_template = tmp_path / "with-template"
     shutil.copytree(base, with_template)
     tokenizer.save_pretrained(with_template)
     model = AutoModelForCausalLM.from_pretrained(base).eval()
-    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True,
-                                           return_dict=True, return_tensors="pt")
-    ids = model.generate(**inputs, max_new_tokens=60, do_sample=False)[0, inputs["input_ids"].shape[1]:].tolist()
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}],
+        add_generation_prompt=True,
+        return_dict=True,
+        return_tensors="pt",
+    )
+    ids = model.generate(**inputs, max_new_tokens=60, do_sample=False)[0, inputs["input_ids"].shape[1] :].tolist()
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert end in ids and len(ids) > ids.index(end) + 1  # the model goes on past its end of turn
-    first_turn = tokenizer.decode(ids[:ids.index(end)], skip_special_tokens=True).strip()
+    first_turn = tokenizer.decode(ids[: ids.index(end)], skip_special_tokens=True).strip()
     for target in (adapter, with_template):
         out = chat(str(target), "--prompt", "What is 2 + 3?", "--max-new-tokens", "60")
         assert out.returncode == 0, out.stderr[-2000:]

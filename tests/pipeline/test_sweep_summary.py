@@ -20,8 +20,14 @@ QUICK = [*TINY, "train.max_steps=2", "eval=[none]"]
 
 
 def multirun(sweep_dir, *args, check=True) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "hydratune.commands.train", "-m", *QUICK, *args, f"hydra.sweep.dir={sweep_dir}"],
-                         capture_output=True, text=True, cwd=REPO, timeout=900, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    out = subprocess.run(
+        [sys.executable, "-m", "hydratune.commands.train", "-m", *QUICK, *args, f"hydra.sweep.dir={sweep_dir}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     if check:
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out

@@ -26,10 +26,10 @@ def wandb_history(run_dir) -> list[dict]:
         if block - pos % block < 7:  # a block's tail too short for a header is padding
             pos += block - pos % block
             continue
-        _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", raw[pos : pos + 7])
         if kind == 0 and length == 0:
             break
-        pending += raw[pos + 7:pos + 7 + length]
+        pending += raw[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # a whole record, or the last piece of one
             rec = wandb_internal_pb2.Record()
@@ -69,10 +69,30 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
     store, port = tmp_path / "store", free_port()
     store.mkdir()
     env = dict(os.environ, MLFLOW_AUTH_CONFIG_PATH=str(config / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY="test-only")
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--workers", "1",
-                               "--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--artifacts-destination", str(store / "artifacts"),
-                               "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=config, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--app-name",
+            "basic-auth",
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{store}/mlflow.db",
+            "--artifacts-destination",
+            str(store / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=config,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while True:
         try:
@@ -97,10 +117,18 @@ def test_mlflow_and_offline_wandb_receive_the_run_and_no_secret_is_recorded(tmp_
     monkeypatch.setenv("HF_TOKEN", SECRET)
     host = mlflow_server.removeprefix("http://")
     run_dir = tmp_path / "run"
-    train(run_dir, "train.max_steps=3", "train.report_to=[mlflow,wandb]", f"train.mlflow.tracking_uri=http://admin:{SECRET}@{host}",
-          f"method.vllm_server_url=https://me:{SECRET}@vllm.example:8000", "eval=[loss,gsm8k]",
-          "eval.tasks.gsm8k.path=generated:arithmetic", "eval.tasks.gsm8k.config_name=null",
-          "eval.tasks.gsm8k.max_samples=4", "eval.tasks.gsm8k.max_new_tokens=4")
+    train(
+        run_dir,
+        "train.max_steps=3",
+        "train.report_to=[mlflow,wandb]",
+        f"train.mlflow.tracking_uri=http://admin:{SECRET}@{host}",
+        f"method.vllm_server_url=https://me:{SECRET}@vllm.example:8000",
+        "eval=[loss,gsm8k]",
+        "eval.tasks.gsm8k.path=generated:arithmetic",
+        "eval.tasks.gsm8k.config_name=null",
+        "eval.tasks.gsm8k.max_samples=4",
+        "eval.tasks.gsm8k.max_new_tokens=4",
+    )
     logged = [(e["step"], e["loss"]) for e in record(run_dir)["log_history"] if "loss" in e]
     assert len(logged) == 3
 
@@ -120,10 +148,22 @@ def test_mlflow_and_offline_wandb_receive_the_run_and_no_secret_is_recorded(tmp_
     metrics = record(run_dir)["metrics"]
     assert run.data.metrics["gsm8k.strict_accuracy"] == metrics["gsm8k.strict_accuracy"]
     table = json.loads((run_dir / "eval" / "metrics.json").read_text())["tuned"]["gsm8k"]["metrics"]["strict_accuracy"]
-    assert [run.data.metrics["gsm8k.strict_accuracy.ci95_low"], run.data.metrics["gsm8k.strict_accuracy.ci95_high"]] == table["ci95"]
+    assert [
+        run.data.metrics["gsm8k.strict_accuracy.ci95_low"],
+        run.data.metrics["gsm8k.strict_accuracy.ci95_high"],
+    ] == table["ci95"]
     assert "base.gsm8k.strict_accuracy" in run.data.metrics
-    files = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
-    assert {"run.json", "spec.json", "curves.png", "eval/metrics.json", "eval/predictions.jsonl", "eval/predictions_base.jsonl"} <= files
+    files = {a.path for a in client.list_artifacts(run.info.run_id)} | {
+        a.path for a in client.list_artifacts(run.info.run_id, "eval")
+    }
+    assert {
+        "run.json",
+        "spec.json",
+        "curves.png",
+        "eval/metrics.json",
+        "eval/predictions.jsonl",
+        "eval/predictions_base.jsonl",
+    } <= files
     local = client.download_artifacts(run.info.run_id, "run.json", str(tmp_path / "downloaded"))
     assert json.loads(open(local).read())["metrics"] == metrics
 
@@ -148,9 +188,24 @@ def test_each_job_of_a_sweep_gets_its_own_wandb_run(tmp_path, monkeypatch):
     from ..training.runs import TINY
 
     sweep = tmp_path / "sweep"
-    out = subprocess.run([sys.executable, "-m", "hydratune.commands.train", "-m", *TINY, "train.max_steps=2", "train.report_to=[wandb]",
-                          "optim.learning_rate=1e-3,2e-3", f"hydra.sweep.dir={sweep}"], capture_output=True, text=True,
-                         cwd=REPO, timeout=900, env=dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline"))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hydratune.commands.train",
+            "-m",
+            *TINY,
+            "train.max_steps=2",
+            "train.report_to=[wandb]",
+            "optim.learning_rate=1e-3,2e-3",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+        env=dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline"),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     for job in (sweep / "0", sweep / "1"):
         logged = [(e["step"], e["loss"]) for e in record(job)["log_history"] if "loss" in e]
