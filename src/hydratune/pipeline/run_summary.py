@@ -8,12 +8,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydratune.run_layout import RunDirectory
+
+# The outputs the summary points to: a RunDirectory path by name, and what it holds.
 OUTPUTS = {
     "adapter": "the trained adapter (PEFT)",
     "merged": "full weights: transformers and vLLM load this",
     "eval": "metrics.json and every prediction",
-    "run.json": "spec, plan, memory, metrics and the log",
-    "curves.png": "loss and learning-rate curves",
+    "record": "spec, plan, memory, metrics and the log",
+    "curves": "loss and learning-rate curves",
     "tensorboard": "tensorboard --logdir here",
 }
 
@@ -47,7 +50,7 @@ def trained_line(record: dict[str, Any]) -> str:
 
 def metric_lines(record: dict[str, Any], run_dir: Path) -> list[str]:
     """Generation tasks as tuned vs base with 95% intervals and McNemar's p; else the flat metrics."""
-    metrics_file = run_dir / "eval" / "metrics.json"
+    metrics_file = RunDirectory(run_dir).eval_metrics
     summary = json.loads(metrics_file.read_text()).get("summary", {}) if metrics_file.is_file() else {}
     lines = []
     for task, by_metric in summary.items():
@@ -69,7 +72,8 @@ def _share(m: dict[str, Any]) -> str:
 
 
 def run_summary(record: dict[str, Any], run_dir: Path) -> str:
-    where = shown(run_dir)
+    where, layout = shown(run_dir), RunDirectory(run_dir)
+    outputs = [(getattr(layout, name), what) for name, what in OUTPUTS.items()]
     lines = [
         "",
         "hydratune: run complete",
@@ -77,18 +81,16 @@ def run_summary(record: dict[str, Any], run_dir: Path) -> str:
         f"  took      {record['wall_seconds']['total']:.0f} s (train {record['wall_seconds']['train']:.0f} s)",
         f"  outputs   {where}/",
     ]
-    lines += [
-        f"              {name + ('/' if (run_dir / name).is_dir() else ''):<13} {what}"
-        for name, what in OUTPUTS.items()
-        if (run_dir / name).exists()
-    ]
+    for path, what in outputs:
+        if path.exists():
+            lines.append(f"              {path.name + ('/' if path.is_dir() else ''):<13} {what}")
     metrics = metric_lines(record, run_dir)
     if metrics:
         lines += ["  metrics   " + metrics[0], *("            " + line for line in metrics[1:])]
     commands = [(f"hydratune-chat {where}", "talk to merged/")]
-    if (run_dir / "eval" / "metrics.json").is_file():  # the run has generation tasks to score again
+    if layout.eval_metrics.is_file():  # the run has generation tasks to score again
         commands.append((f"hydratune-eval {where} --max-samples 200", "score it on more problems"))
-    if (run_dir / "adapter").is_dir():
+    if layout.adapter.is_dir():
         commands.append((f"hydratune-export {where}", "rebuild merged/ from the adapter"))
     commands.append((f"hydratune-export {where} --push-to-hub OWNER/NAME", "publish merged/ with a model card"))
     width = max(len(command) for command, _ in commands)

@@ -122,7 +122,7 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     )
     if sample is not None:
         print(f"\nSample from merged/:\n  prompt: {spec.train.sample_prompt}\n  reply:  {sample}\n", flush=True)
-    curves = plot_curves(result["log_history"], spec.output_dir / "curves.png")
+    curves = plot_curves(result["log_history"], RunDirectory(spec.output_dir).curves)
     eval_start = time.perf_counter()
     metrics = {**_loss_metrics(result["metrics"]), **evaluate_run(spec)}
     eval_seconds = time.perf_counter() - eval_start

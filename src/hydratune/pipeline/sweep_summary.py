@@ -22,10 +22,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hydratune.atomic_dir import write_json_atomic
+from hydratune.run_layout import RunDirectory
 from hydratune.training.mlflow_tracking import finish_sweep
 from hydratune.url_credentials import has_credentials, strip_credentials
-
-JOB_STATUS = "job_status.json"
 
 
 class SweepSummary(Callback):
@@ -47,7 +46,7 @@ class SweepSummary(Callback):
         if job_return.status == JobStatus.FAILED:
             error = job_return._return_value
             status["error"] = strip_credentials("".join(traceback.format_exception_only(type(error), error)).strip())
-        write_json_atomic(job_dir / JOB_STATUS, status)
+        write_json_atomic(RunDirectory(job_dir).job_status, status)
         write_summary(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -72,7 +71,7 @@ def _mean_tokens_per_second(log_history: list[dict]) -> float | None:
 
 def collect_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
-    for status_file in sorted(sweep_dir.glob(f"*/{JOB_STATUS}")):
+    for status_file in sorted(sweep_dir.glob("*/job_status.json")):
         job = json.loads(status_file.read_text())
         row = {
             "job": job["job"],
@@ -82,7 +81,7 @@ def collect_rows(sweep_dir: Path) -> list[dict[str, Any]]:
             "error": job["error"],
             "run_dir": str(status_file.parent),
         }
-        run_file = status_file.parent / "run.json"
+        run_file = RunDirectory(status_file.parent).record
         if run_file.is_file():
             record = json.loads(run_file.read_text())
             row["objective_name"] = record["objective"]["name"]

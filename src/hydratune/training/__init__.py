@@ -1,1 +1,2 @@
-"""Training: the base model, the method (full, LoRA, QLoRA) and the sharding backend on HF Trainer."""
+"""Training: the method (full, LoRA, QLoRA; SFT, DPO, KTO, GRPO) on the HF Trainer under each
+sharding strategy, the plan, checkpoints and resume, launching ranks, the training check."""

@@ -238,7 +238,7 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 
 def checkpoints_dir(spec: RunSpec) -> Path:
-    return spec.output_dir / "checkpoints"
+    return RunDirectory(spec.output_dir).checkpoints
 
 
 def decide_on_rank_zero(decide):

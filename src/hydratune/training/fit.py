@@ -52,8 +52,6 @@ from hydratune.training.upstream_patches import (
 
 log = logging.getLogger(__name__)
 
-TRAIN_RESULT = "train_result.json"
-
 
 @dataclass(frozen=True)
 class FitData:
@@ -100,7 +98,7 @@ def fit(spec: RunSpec, env: Environment) -> dict:
             },
             "peak_memory": peak.measured(),
         }
-        write_json_atomic(spec.output_dir / TRAIN_RESULT, result)
+        write_json_atomic(RunDirectory(spec.output_dir).train_result, result)
     trainer.accelerator.wait_for_everyone()
     return metrics
 
@@ -270,4 +268,4 @@ def save_weights(trainer: HydratuneMixin, target: Path) -> None:
 
 
 def read_train_result(spec: RunSpec) -> dict:
-    return json.loads((spec.output_dir / TRAIN_RESULT).read_text())
+    return json.loads(RunDirectory(spec.output_dir).train_result.read_text())

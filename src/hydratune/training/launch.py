@@ -26,12 +26,12 @@ from pathlib import Path
 
 from hydratune.config.spec import RunSpec
 from hydratune.errors import HydratuneError
+from hydratune.run_layout import RunDirectory
 from hydratune.url_credentials import pass_to_ranks, settings_with_credentials
 
 log = logging.getLogger(__name__)
 
 LAUNCHER_PID = "HYDRATUNE_LAUNCHER_PID"  # rank_worker dies with this process
-ERRORS_DIR = "errors"  # <run>/errors/rank<N>.txt: the traceback of a rank that failed
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -98,7 +98,7 @@ def describe_failure(error, run_dir: Path) -> str:
     """One message for the ranks that failed, first failure first, with each rank's cause."""
     causes = []
     for rank, failure in sorted(error.failures.items(), key=lambda item: item[1].timestamp):
-        traceback_file = run_dir / ERRORS_DIR / f"rank{rank}.txt"
+        traceback_file = RunDirectory(run_dir).errors / f"rank{rank}.txt"
         if failure.exitcode < 0:
             cause = f"was killed by {failure.signal_name()}"
         elif traceback_file.is_file():

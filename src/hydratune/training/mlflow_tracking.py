@@ -27,11 +27,11 @@ from filelock import FileLock
 
 from hydratune.atomic_dir import write_json_atomic
 from hydratune.config.spec import RunSpec
+from hydratune.run_layout import RunDirectory
 from hydratune.url_credentials import split_credentials, without_credentials
 
 log = logging.getLogger(__name__)
 
-RUN_ID_FILE = "mlflow_run.json"
 PARENT_ID_FILE = "mlflow_parent.json"
 DEFAULT_STORE = "outputs/mlflow.db"
 SWEEP_TAG = "hydratune.sweep_dir"
@@ -145,13 +145,13 @@ def start_run(spec: RunSpec) -> Optional[str]:
     params = [Param(k, v) for k, v in flat_params(spec).items()]
     for i in range(0, len(params), BATCH):
         client.log_batch(run.info.run_id, params=params[i : i + BATCH])
-    write_json_atomic(spec.output_dir / RUN_ID_FILE, {"tracking_uri": uri, "run_id": run.info.run_id})
+    write_json_atomic(RunDirectory(spec.output_dir).mlflow_run, {"tracking_uri": uri, "run_id": run.info.run_id})
     log.info("MLflow run %s in %s (experiment %s)", run.info.run_id, uri, spec.train.mlflow.experiment)
     return run.info.run_id
 
 
 def _saved_run(run_dir: Path) -> Optional[tuple[Any, str]]:
-    path = run_dir / RUN_ID_FILE
+    path = RunDirectory(run_dir).mlflow_run
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
@@ -190,9 +190,9 @@ def step_logger(run_dir: Path):
     return MlflowStepLogger()
 
 
-def _interval_metrics(eval_dir: Path) -> dict[str, float]:
+def _interval_metrics(run_dir: Path) -> dict[str, float]:
     """The 95% intervals of the evaluation table, beside the values logged as metrics."""
-    path = eval_dir / "metrics.json"
+    path = RunDirectory(run_dir).eval_metrics
     if not path.is_file():
         return {}
     out = {}
@@ -207,11 +207,12 @@ def _interval_metrics(eval_dir: Path) -> dict[str, float]:
 
 
 def _files(run_dir: Path) -> Iterable[tuple[Path, Optional[str]]]:
-    for name in ("run.json", "spec.json", "plan.json", "curves.png"):
-        if (run_dir / name).is_file():
-            yield run_dir / name, None
-    for path in sorted((run_dir / "eval").glob("*")) if (run_dir / "eval").is_dir() else ():
-        if path.suffix in (".json", ".jsonl"):
+    layout = RunDirectory(run_dir)
+    for path in (layout.record, layout.spec, layout.plan, layout.curves):
+        if path.is_file():
+            yield path, None
+    for path in sorted(layout.eval.glob("*")) if layout.eval.is_dir() else ():
+        if path.suffix in (".json", ".jsonl"):  # the run's own evaluation; a later one (eval/<time>/) is not the run's
             yield path, "eval"
 
 
@@ -221,7 +222,7 @@ def finish_run(run_dir: Path, metrics: dict[str, Any], step: int) -> None:
     if saved is None:
         return
     client, run_id = saved
-    log_metrics(client, run_id, {**metrics, **_interval_metrics(run_dir / "eval")}, step)
+    log_metrics(client, run_id, {**metrics, **_interval_metrics(run_dir)}, step)
     for path, folder in _files(run_dir):
         client.log_artifact(run_id, str(path), artifact_path=folder)
     client.set_terminated(run_id, status="FINISHED")

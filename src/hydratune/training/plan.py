@@ -17,6 +17,7 @@ from hydratune.config.environment import Environment, detect_environment
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import RunSpec
 from hydratune.models.model_loading import load_model_config, resolve_attention
+from hydratune.run_layout import RunDirectory
 from hydratune.training.support_matrix import (
     CHUNK_TOKENS,
     chunked_loss_blocked,
@@ -439,7 +440,7 @@ def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
-        directory / "plan.json", {"spec": without_credentials(dataclasses.asdict(spec)), "plan": plan.to_dict()}
+        RunDirectory(directory).plan, {"spec": without_credentials(dataclasses.asdict(spec)), "plan": plan.to_dict()}
     )
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from hydratune.config.environment import detect_environment
 from hydratune.config.spec_file import load_spec
-from hydratune.training.launch import ERRORS_DIR, LAUNCHER_PID
+from hydratune.run_layout import RunDirectory
+from hydratune.training.launch import LAUNCHER_PID
 from hydratune.training.upstream_patches import leave_bitsandbytes_unimported
 
 
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> None:
 
         fit(spec, detect_environment())
     except Exception as error:
-        errors = run_dir / ERRORS_DIR
+        errors = RunDirectory(run_dir).errors
         errors.mkdir(exist_ok=True)
         (errors / f"rank{rank}.txt").write_text(traceback.format_exc())
         print(f"rank {rank}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
