@@ -1,7 +1,7 @@
 """The layout of a run directory: every path a run writes, named once.
 
-Training, export, evaluation, the summary and the model card take their paths from here,
-and `run.overwrite=true` clears only what is listed here: anything else in a run
+Training, export, evaluation, tracking, the summary and the model card take their paths from
+here, and `run.overwrite=true` clears only what is named here: anything else in a run
 directory is the user's, and hydratune never deletes it.
 """
 
@@ -11,26 +11,14 @@ import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
-# What `train` writes, file by file and folder by folder (a sweep job's directory too).
-FILES = (
-    "spec.json",
-    "plan.json",
-    "run.json",
-    "train_result.json",
-    "parity_rows.safetensors",
-    "data_report.json",
-    "curves.png",
-    "mlflow_run.json",
-    "job_status.json",
-)
-FOLDERS = (".hydra", "checkpoints", "adapter", "trained", "merged", "eval", "tensorboard", "wandb", "errors")
-# The job's log (`train.log`), the merge's lock, and what an interrupted export leaves beside merged/.
-PATTERNS = ("*.log", ".merged.lock", ".merged.tmp-*", ".merged.old-*", ".consolidated.tmp-*")
+# Besides the entries RunDirectory names: the job's log (`train.log`), and what an interrupted
+# export leaves beside merged/ (its scratch, the previous merged/ moved aside).
+PATTERNS = ("*.log", ".merged.tmp-*", ".merged.old-*", ".consolidated.tmp-*")
 
 
 def written_by_a_run(name: str) -> bool:
     """Whether an entry of a run directory is one a hydratune run writes."""
-    return name in FILES or name in FOLDERS or any(fnmatch.fnmatchcase(name, p) for p in PATTERNS)
+    return name in _NAMED or any(fnmatch.fnmatchcase(name, p) for p in PATTERNS)
 
 
 @dataclass(frozen=True)
@@ -125,6 +113,11 @@ class RunDirectory:
         """errors/rank<N>.txt: the traceback of a training rank that failed."""
         return self.root / "errors"
 
+    @property
+    def wandb(self) -> Path:
+        """W&B's runs (offline with WANDB_MODE=offline), unless WANDB_DIR is set."""
+        return self.root / "wandb"
+
     def log(self, job_name: str) -> Path:
         return self.root / f"{job_name}.log"
 
@@ -134,3 +127,11 @@ class RunDirectory:
 
     def finished(self) -> bool:
         return self.record.is_file()
+
+
+# The top-level entries the properties above name: with PATTERNS, all that run.overwrite=true may clear.
+_NAMED = frozenset(
+    getattr(RunDirectory(Path()), name).parts[0]
+    for name, value in vars(RunDirectory).items()
+    if isinstance(value, property)
+)

@@ -17,7 +17,7 @@ import sys
 from typing import Optional, TextIO
 
 from hydratune.cache_dirs import cache_root as default_cache_root
-from hydratune.commands.cli import user_errors_exit
+from hydratune.commands.cli import add_model_source_flags, user_errors_exit
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.models.chat_templates import stop_token_ids
 
@@ -33,12 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.0, help="0 (the default) decodes greedily")
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0, help="for sampling")
-    parser.add_argument("--cache-dir", help="hydratune cache (default $HYDRATUNE_CACHE or ~/.cache/hydratune)")
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="run the model's own code from its directory or Hub repository (a run's setting is kept without it)",
-    )
+    add_model_source_flags(parser)
     args = parser.parse_args(argv)
     if args.max_new_tokens < 1:
         parser.error(f"--max-new-tokens={args.max_new_tokens}: must be at least 1")

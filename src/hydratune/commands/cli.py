@@ -9,6 +9,7 @@ a valid key need not exist in the composed config to be set.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from contextlib import contextmanager
@@ -108,6 +109,17 @@ def override_keys(args: list[str]) -> tuple[str, ...]:
 def exit_on_config_error(error: ConfigError) -> None:
     print(error.render(), file=sys.stderr)
     sys.exit(ConfigError.exit_code)
+
+
+def add_model_source_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the commands that load a run's, a folder's or the Hub's model: where the cache is, and
+    whether the model's own code may run."""
+    parser.add_argument("--cache-dir", help="hydratune cache (default $HYDRATUNE_CACHE or ~/.cache/hydratune)")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model's own code from its directory or Hub repository (a run's setting is kept without it)",
+    )
 
 
 @contextmanager

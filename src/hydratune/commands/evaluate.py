@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hydratune.cache_dirs import cache_root as default_cache_root
-from hydratune.commands.cli import user_errors_exit
+from hydratune.commands.cli import add_model_source_flags, user_errors_exit
 from hydratune.config.problems import ConfigError, Problem, raise_if_any
 from hydratune.config.spec import ModelSpec
 from hydratune.evaluate.run_evaluation import run_evaluation
@@ -82,12 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         "--base", help="compare with this base model (default: the run's or the adapter's base); 'none' to skip"
     )
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--cache-dir", help="hydratune cache (default $HYDRATUNE_CACHE or ~/.cache/hydratune)")
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="run the model's own code from its directory or Hub repository (a run's setting is kept without it)",
-    )
+    add_model_source_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
 

@@ -189,7 +189,7 @@ def start_wandb_run(spec: RunSpec) -> None:
     process shared the first job's directory (W&B reads WANDB_DIR once per process) and its run."""
     import wandb
 
-    wandb.init(
+    wandb.init(  # W&B writes into <dir>/wandb: RunDirectory.wandb unless WANDB_DIR is set
         project=os.environ.get("WANDB_PROJECT", "hydratune"),
         name=spec.output_dir.name,
         dir=os.environ.get("WANDB_DIR") or str(spec.output_dir),
