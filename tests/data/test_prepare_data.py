@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -304,12 +305,15 @@ def test_overlong_rows_truncated_or_dropped_and_counted(tmp_path):
 
 @pytest.mark.slow
 def test_gsm8k_through_the_real_preprocess_command(gsm8k_dir, tmp_path):
+    # A copy of its own: the examples' GSM8K runs share the session's cache, and the cache is keyed on
+    # the data's (absolute) path, so this first build would otherwise be their cache hit.
+    data = shutil.copytree(gsm8k_dir, tmp_path / "gsm8k")
     cmd = [
         sys.executable,
         "-m",
         "hydratune.commands.preprocess",
         "+experiment=gsm8k_lora",
-        f"dataset.path={gsm8k_dir}",
+        f"dataset.path={data}",
         "dataset.max_length=512",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]
