@@ -1,9 +1,11 @@
-"""run_training(spec): plan -> preprocess -> fit (on every rank) -> export -> evaluate -> run.json.
+"""The run's recipe: claim the directory -> plan -> preprocess -> fit (on every rank) -> export
+-> evaluate -> record (run.json and the summary).
 
-One process (single, or under an outside launcher) does it all, its main rank
-finishing the run. When the strategy needs several local processes and no launcher
-started this one, it prepares the data, relaunches fit() under torchrun with the
-resolved spec, waits, then finishes the run itself.
+The directory is claimed (and a resume decided) before anything is written into it. One
+process (single, or under an outside launcher) does it all, its main rank finishing the
+run. When the strategy needs several local processes and no launcher started this one, it
+prepares the data, relaunches fit() under torchrun with the resolved spec, waits, then
+finishes the run itself.
 """
 
 from __future__ import annotations
