@@ -38,11 +38,9 @@ def test_method_trains_and_exports(method, lr, tmp_path):
     # The plan's memory estimate is within 20% of the measured peak: on this tiny model mostly one
     # 256-position chunk of the loss's logits over the 49k vocabulary, which 8 rows fill (2 rows
     # supervise 125 positions, and run.json sizes the term by that). The plan estimates live
-    # memory; the RSS also holds what glibc keeps, and how much depends on the process's history:
-    # a process that had just built the data peaked 45 MB higher than one that found it cached.
-    # With every allocation of 128 KiB or more mapped on its own (MALLOC_MMAP_THRESHOLD_), the RSS
-    # follows live memory: 1.04x the estimate for QLoRA, 1.06x for LoRA, 0.95x for full; 1.14-1.25x
-    # with glibc's default.
+    # memory; the RSS also holds what glibc keeps, and how much depends on the process's history
+    # (a process that has just built the data keeps more). With every allocation of 128 KiB or more
+    # mapped on its own (MALLOC_MMAP_THRESHOLD_), the RSS follows live memory.
     assert rec["plan"]["memory"]["loss_positions"] == min(256, rec["data"]["most_supervised_per_micro_batch"])
     assert 0.8 <= rec["memory"]["measured_over_estimate"] <= 1.2, rec["memory"]
     if method == "full":

@@ -5,11 +5,12 @@ state, activations), not the interpreter and libraries loaded before.
 On GPUs: `torch.cuda.max_memory_allocated` since the model was built. On the CPU: the peak
 resident set size above the resident size just before the model was built, with glibc's free
 heap returned first (Linux resets the kernel's high-water mark through /proc/self/clear_refs,
-so the peak is this run's). The RSS also holds the free heap glibc keeps during training,
-which the GPU figure (live tensors only) leaves out (bench/plan_memory.py measures how much,
-BENCHMARKS.md has the figures). How much it keeps depends on the process's history
-(glibc raises its mmap threshold after freeing large blocks); MALLOC_MMAP_THRESHOLD_=131072
-makes the RSS follow live memory, at a cost in speed.
+so the peak is this run's), less the file-backed pages mapped since: the code of libraries that
+training runs for the first time, which the run does not allocate and the plan does not count.
+The RSS still holds the free heap glibc keeps during training, which the GPU figure (live
+tensors only) leaves out (bench/plan_memory.py measures how much, BENCHMARKS.md has the figures).
+How much it keeps depends on the process's history (glibc raises its mmap threshold after freeing
+large blocks); MALLOC_MMAP_THRESHOLD_=131072 makes the RSS follow live memory, at a cost in speed.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class PeakMemory:
     def __init__(self) -> None:
         self.cuda = torch.cuda.is_available()
         self.baseline = 0
+        self.file_baseline = 0
 
     def start(self) -> None:
         if self.cuda:
@@ -61,12 +63,19 @@ class PeakMemory:
         except OSError:
             pass
         self.baseline = 1024 * (_status_kib("VmRSS") or 0)
+        self.file_baseline = 1024 * (_status_kib("RssFile") or 0)
 
     def measured(self) -> dict | None:
         """{'bytes': peak above the baseline, 'as': what was measured}, or None where it cannot be read."""
         if self.cuda:
             return {"bytes": torch.cuda.max_memory_allocated() - self.baseline, "as": "torch.cuda.max_memory_allocated"}
-        peak = _status_kib("VmHWM")
-        if peak is None:
+        peak, mapped = _status_kib("VmHWM"), _status_kib("RssFile")
+        if peak is None or mapped is None:
             return None
-        return {"bytes": 1024 * peak - self.baseline, "as": "peak RSS above the RSS before the model was built"}
+        # Library code stays mapped once touched: what is mapped at the end holds what was at the peak,
+        # plus the code saving ran for the first time (so this errs low, by that code).
+        code = max(0, 1024 * mapped - self.file_baseline)
+        return {
+            "bytes": 1024 * peak - self.baseline - code,
+            "as": "peak RSS above the RSS before the model was built, less the file-backed pages mapped since",
+        }

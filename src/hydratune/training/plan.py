@@ -55,7 +55,6 @@ class MemoryEstimate:
     generation: float = 0.0  # grpo: the KV cache of the sampled completions
     logits: float = 0.0  # the LM head's output and the loss over it
     attention: float = 0.0  # attention scores, where the kernel materializes them (SDPA on the CPU)
-    runtime: float = 0.0  # the CPU process's allocations beyond the tensors above
     chunked_loss: bool = False
     loss_positions: int | None = None  # chunked: the most supervised positions a micro-batch holds at once
 
@@ -68,7 +67,6 @@ class MemoryEstimate:
             + self.activations
             + self.logits
             + self.attention
-            + self.runtime
             + self.reference
             + self.generation
         )
@@ -178,7 +176,6 @@ def estimate_memory(
         generation=_generation_bytes(spec, shape, act_bytes),
         logits=logits,
         attention=_attention_bytes(spec, shape, act_bytes) if attention == "sdpa" and not cuda else 0.0,
-        runtime=0.0 if cuda else float(CPU_RUNTIME_BYTES),
         chunked_loss=chunked,
         loss_positions=positions if chunked else None,
     )
@@ -284,12 +281,6 @@ def _attention_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int) -> float:
 # The single-process memory test holds the estimate to the measured peak on the tiny model.
 PLAIN_LOGIT_COPIES = 2.75
 CHUNKED_LOGIT_COPIES = 2.0
-
-# What a CPU training process allocates beyond the terms above: autograd's and the optimizer's
-# bookkeeping, the data loader's batches, malloc's per-thread arenas: the residual the tiny model's
-# peak shows above the other terms (tests/training/test_single_process.py measures it with the RSS
-# following live memory). On GPUs, max_memory_allocated counts tensors only.
-CPU_RUNTIME_BYTES = 16 * 2**20
 
 
 def uses_chunked_loss(spec: RunSpec, shape: ModelShape) -> bool:
@@ -409,7 +400,6 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
             if m.attention
             else []
         ),
-        *([f"  runtime      {m.runtime / GIB:8.2f} GiB (the CPU process beyond its tensors)"] if m.runtime else []),
         *([f"  reference    {m.reference / GIB:8.2f} GiB (a frozen copy of the start model)"] if m.reference else []),
         *(
             [f"  generation   {m.generation / GIB:8.2f} GiB (KV cache of {spec.train.micro_batch_size} completions)"]
