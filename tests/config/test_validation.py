@@ -216,6 +216,27 @@ CASES = [
         [Q, "method=grpo", "eval=[none]", "method.num_generations=4"],
     ),
     (
+        [Q, "method=grpo", "eval=[none]", "method.num_generations=8", "method.steps_per_generation=3"],
+        {},
+        "method.num_generations=8",
+        "set method.steps_per_generation=2 (4 x 2 x 1 completions",
+        [Q, "method=grpo", "eval=[none]", "method.num_generations=8", "method.steps_per_generation=2"],
+    ),
+    (
+        [Q, "method=grpo", "eval=[none]", "method.epsilon_high=0.1"],
+        {},
+        "method.epsilon_high=0.1",
+        "set method.epsilon_high above 0.2",
+        [Q, "method=grpo", "eval=[none]", "method.epsilon_high=0.28"],
+    ),
+    (
+        [Q, "method.num_iterations=2"],
+        {},
+        "method.num_iterations=2",
+        "remove method.num_iterations",
+        [Q],
+    ),
+    (
         [Q, "method=grpo", "eval=[none]", "method.rewards=[gsm8k_corect]"],
         {},
         "method.rewards=gsm8k_corect",

@@ -172,6 +172,31 @@ def test_runs_under_ddp(method, tmp_path):
         assert any(e["rewards/text_length/std"] > 0 for e in rec["log_history"] if "loss" in e)
 
 
+def test_grpo_settings_reach_trls_trainer(tmp_path):
+    """DAPO's clip-higher and truncation mask, GSPO's sequence ratio, batch-scaled rewards, and
+    completions reused for 2 passes of 2 steps each: TRL's trainer ran with each, and sampled once
+    in 4 steps (on-policy it samples every step)."""
+    import torch
+
+    run = tmp_path / "run"
+    settings = {
+        "epsilon_high": 0.28,
+        "importance_sampling_level": "sequence",
+        "scale_rewards": "batch",
+        "mask_truncated_completions": True,
+        "num_iterations": 2,
+        "steps_per_generation": 2,
+    }
+    train(run, *GRPO, "train.max_steps=4", *(f"method.{k}={v}" for k, v in settings.items()))
+    used = torch.load(run / "adapter" / "training_args.bin", weights_only=False)  # what the trainer ran with
+    assert type(used).__name__ == "GRPOConfig"
+    assert {k: getattr(used, k) for k in settings} == settings
+    assert record(run)["versions"]["trl"]  # TRL's defaults change between releases: a run names the one it ran
+    steps = [e for e in record(run)["log_history"] if "loss" in e]
+    assert [e["step"] for e in steps] == [1, 2, 3, 4]
+    assert [e["step"] for e in steps if "num_tokens" in e] == [1]  # one sampling round fed all four steps
+
+
 def test_grpo_refuses_prompts_whose_reference_no_reward_can_read(tmp_path):
     """Bare numbers are references the rewards read; a word is not, and would score every completion 0."""
     data = tmp_path / "prompts.jsonl"

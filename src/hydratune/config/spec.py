@@ -186,7 +186,34 @@ class MethodSpec:
         "grpo: reward functions, by registered name (see src/hydratune/rewards/) or `module:function`.",
     )
     reward_weights: tuple[float, ...] = knob((), "grpo: one weight per reward; empty weighs them all 1.")
-    epsilon: float = knob(0.2, "grpo: clipping range of the policy ratio.", gt=0)
+    epsilon: float = knob(0.2, "grpo: clipping range of the policy ratio (below 1).", gt=0)
+    epsilon_high: Optional[float] = knob(
+        None,
+        "grpo: the upper clipping bound, when it is wider than epsilon (DAPO's clip-higher uses 0.28); "
+        "null: epsilon on both sides.",
+        gt=0,
+    )
+    importance_sampling_level: Literal["token", "sequence"] = knob(
+        "token",
+        "grpo: the policy ratio per token, or one per completion from its mean log-ratio (sequence: GSPO).",
+    )
+    scale_rewards: Literal["group", "batch", "none"] = knob(
+        "group",
+        "grpo: divide advantages by the rewards' standard deviation in the group, in the whole batch, "
+        "or not at all (none: Dr. GRPO).",
+    )
+    mask_truncated_completions: bool = knob(
+        False, "grpo: leave completions cut off at max_completion_length out of the loss (DAPO)."
+    )
+    num_iterations: int = knob(
+        1, "grpo: optimizer passes over each batch of completions (mu); above 1 the ratio is clipped.", ge=1
+    )
+    steps_per_generation: Optional[int] = knob(
+        None,
+        "grpo: optimizer steps one round of sampling feeds; null: gradient_accumulation_steps (one round per "
+        "step). The round's completions (micro_batch_size x world size x this) must be whole groups.",
+        ge=1,
+    )
     generation: Literal["auto", "transformers", "vllm_colocate", "vllm_server"] = knob(
         "auto",
         "grpo: who samples. auto: vLLM colocated on GPUs with vllm installed, else transformers' generate. "

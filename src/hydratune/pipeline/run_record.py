@@ -26,6 +26,7 @@ PACKAGES = (
     "torch",
     "transformers",
     "peft",
+    "trl",  # dpo, kto and grpo run its trainers, whose defaults change between releases
     "accelerate",
     "datasets",
     "deepspeed",

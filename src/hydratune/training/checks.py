@@ -4,11 +4,12 @@ strategy, the precision and trackers this machine can run, a DeepSpeed file, a c
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from hydratune.config.environment import Environment
 from hydratune.config.problems import ConfigError, Problem, did_you_mean
-from hydratune.config.spec import RunSpec
+from hydratune.config.spec import MethodSpec, RunSpec
 from hydratune.training.deepspeed_config import load_user_config
 from hydratune.training.support_matrix import (
     LOSS_TYPES,
@@ -73,11 +74,31 @@ def _method_problems(spec: RunSpec, env: Environment) -> list[Problem]:
     return out
 
 
+# Sampling and clipping settings only GRPO has: set on another method they would do nothing.
+GRPO_ONLY = (
+    "epsilon_high",
+    "importance_sampling_level",
+    "scale_rewards",
+    "mask_truncated_completions",
+    "num_iterations",
+    "steps_per_generation",
+)
+
+
+def _grpo_settings_set_elsewhere(m: MethodSpec) -> list[Problem]:
+    defaults = MethodSpec()
+    return [
+        Problem(f"method.{key}={getattr(m, key)}", f"a grpo setting, not {m.name}'s", f"remove method.{key}")
+        for key in GRPO_ONLY
+        if getattr(m, key) != getattr(defaults, key)
+    ]
+
+
 def _post_training_problems(spec: RunSpec, env: Environment) -> list[Problem]:
     m, t = spec.method, spec.train
+    out = [] if m.name == "grpo" else _grpo_settings_set_elsewhere(m)
     if m.name == "sft":
-        return []
-    out = []
+        return out
     if m.loss_type is not None and m.loss_type not in LOSS_TYPES[m.name]:
         out.append(
             Problem(
@@ -114,17 +135,30 @@ def _post_training_problems(spec: RunSpec, env: Environment) -> list[Problem]:
 def _grpo_problems(spec: RunSpec, env: Environment) -> list[Problem]:
     out = []
     m, t, world = spec.method, spec.train, spec.sharding.world_size
-    completions = t.micro_batch_size * t.gradient_accumulation_steps * world
+    # One round of sampling feeds steps_per_generation micro-batches on every rank (TRL's generation batch).
+    rounds, rounds_key = (
+        (m.steps_per_generation, "method.steps_per_generation")
+        if m.steps_per_generation
+        else (t.gradient_accumulation_steps, "train.gradient_accumulation_steps")
+    )
+    completions = t.micro_batch_size * rounds * world
     if completions % m.num_generations:
+        whole = m.num_generations // math.gcd(t.micro_batch_size * world, m.num_generations)
         out.append(
             Problem(
                 f"method.num_generations={m.num_generations}",
-                f"the {completions} completions of a step (micro_batch_size x gradient_accumulation_steps x world "
-                f"size) "
-                "do not split into whole groups",
-                f"set train.gradient_accumulation_steps so that "
-                f"{t.micro_batch_size} x it x {world} is a multiple of {m.num_generations}, or change "
-                f"method.num_generations",
+                f"the {completions} completions of a sampling round (micro_batch_size x "
+                f"{rounds_key.split('.')[1]} x world size) do not split into whole groups",
+                f"set {rounds_key}={whole} ({t.micro_batch_size} x {whole} x {world} completions, whole groups of "
+                f"{m.num_generations}), or change method.num_generations",
+            )
+        )
+    if m.epsilon_high is not None and m.epsilon_high < m.epsilon:
+        out.append(
+            Problem(
+                f"method.epsilon_high={m.epsilon_high}",
+                f"the upper clipping bound is below method.epsilon={m.epsilon} (clip-higher widens it)",
+                f"set method.epsilon_high above {m.epsilon} (DAPO: 0.28), or remove it",
             )
         )
     if m.generation.startswith("vllm") and not (env.cuda and env.has("vllm")):
