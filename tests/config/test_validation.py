@@ -271,6 +271,28 @@ CASES = [
         "set sharding.rdzv_endpoint=host:port of node 0",
         [Q, "sharding=ddp", "sharding.nnodes=2", "sharding.rdzv_endpoint=node0:29500"],
     ),
+    # under srun: the step's tasks are the run's processes, or its nodes with each its own rank
+    (
+        [Q, "sharding=ddp"],
+        {"slurm_tasks": 3},
+        "sharding.nnodes=1",
+        "srun -n 2",
+        ([Q, "sharding=ddp"], {"slurm_tasks": 2}),
+    ),
+    (
+        [Q, "sharding=ddp", "sharding.nnodes=2", "sharding.rdzv_endpoint=node0:29500"],
+        {"slurm_tasks": 2, "slurm_node": 1},
+        "sharding.node_rank=0",
+        "pass sharding.node_rank=$SLURM_NODEID",
+        [Q, "sharding=ddp", "sharding.nnodes=2", "sharding.rdzv_endpoint=node0:29500", "sharding.node_rank=1"],
+    ),
+    (
+        [Q, "sharding=ddp", "sharding.nnodes=2", "sharding.rdzv_endpoint=node0:29500"],
+        {"slurm_tasks": 2, "slurm_local": 1},
+        "sharding.nnodes=2",
+        "srun --ntasks-per-node=1",
+        ([Q, "sharding=ddp", "sharding.nnodes=2", "sharding.rdzv_endpoint=node0:29500"], {"slurm_tasks": 2}),
+    ),
     (
         [Q, "sharding=ddp", "sharding.node_rank=3"],
         {},

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from hydratune.config.environment import detect_environment
+from hydratune.config.environment import adopt_slurm_environment, detect_environment
 from hydratune.config.local_paths import absolute_paths
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import KEY_ALIASES, RunSpec
@@ -231,6 +231,8 @@ def spec_from_config(
         spec = absolute_paths(build_run_spec(cfg, output_dir=output_dir))
     except ConfigError as error:
         raise ConfigError([*extra_problems, *error.problems]) from None
+    if env is None:
+        adopt_slurm_environment(spec.sharding.world_size)  # srun's tasks as the ranks, when they are
     try:
         check_run_spec(spec, env or detect_environment())
     except ConfigError as error:

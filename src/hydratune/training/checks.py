@@ -236,9 +236,45 @@ def _sharding_problems(spec: RunSpec, env: Environment) -> list[Problem]:
         ),
     ]
     out = [Problem(key, message, fix) for wrong, key, message, fix in found if wrong]
+    out += _slurm_problems(spec, env)
     if sh.strategy == "fsdp" and sh.fsdp.sharding == "hybrid_shard":
         out += _hybrid_problems(spec)
     return out
+
+
+def _slurm_problems(spec: RunSpec, env: Environment) -> list[Problem]:
+    """Under srun, the step's tasks are either the run's processes (one task per rank) or its
+    nodes (one task per node, whose `train` starts the node's ranks); anything else would start
+    several runs into one directory."""
+    sh, tasks = spec.sharding, env.slurm_tasks
+    if tasks < 2 or tasks == sh.world_size:
+        return []
+    if tasks != sh.nnodes:
+        return [
+            Problem(
+                f"sharding.nnodes={sh.nnodes}",
+                f"srun started {tasks} tasks for a run of {sh.world_size} process(es) on {sh.nnodes} node(s)",
+                f"start one task per process (srun -n {sh.world_size}), or one task per node with "
+                f"sharding.nnodes={tasks} (examples/slurm/ has both)",
+            )
+        ]
+    if env.slurm_local:
+        return [
+            Problem(
+                f"sharding.nnodes={sh.nnodes}",
+                "srun started several tasks on this node, and one task per node starts the node's processes",
+                "start one task per node (srun --ntasks-per-node=1)",
+            )
+        ]
+    if env.slurm_node != sh.node_rank:
+        return [
+            Problem(
+                f"sharding.node_rank={sh.node_rank}",
+                f"this task runs on node {env.slurm_node} of the srun step",
+                "pass sharding.node_rank=$SLURM_NODEID on each node (examples/slurm/train_per_node.sbatch does)",
+            )
+        ]
+    return []
 
 
 def _hybrid_problems(spec: RunSpec) -> list[Problem]:
