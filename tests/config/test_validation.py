@@ -134,20 +134,6 @@ CASES = [
         "set sharding.nproc_per_node=2 (or more), or sharding=single",
         [Q, "sharding=single"],
     ),
-    (
-        [Q, "method=qlora", "sharding=fsdp"],
-        {},
-        "method.weights=qlora with sharding=fsdp",
-        "use sharding=ddp",
-        [Q, "method=qlora", "sharding=ddp"],
-    ),
-    (
-        [Q, "method=qlora", "sharding=deepspeed_zero3"],
-        {},
-        "method.weights=qlora with sharding=deepspeed",
-        "use sharding=ddp",
-        [Q, "method=qlora", "sharding=ddp"],
-    ),
     # post-training: the data must be the method's kind, its options its own, GRPO's batch whole groups
     (
         [Q, "method=dpo"],
@@ -174,19 +160,6 @@ CASES = [
             "dataset.path=generated:arithmetic_preferences",
             "method.loss_type=sigmoid",
         ],
-    ),
-    (
-        [
-            Q,
-            "method=dpo",
-            "dataset.format=preference",
-            "dataset.path=generated:arithmetic_preferences",
-            "sharding=fsdp",
-        ],
-        {},
-        "method=dpo with sharding=fsdp",
-        "use sharding=ddp",
-        [Q, "method=dpo", "dataset.format=preference", "dataset.path=generated:arithmetic_preferences", "sharding=ddp"],
     ),
     (
         [

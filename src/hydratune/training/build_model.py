@@ -37,7 +37,7 @@ def lora_config(method: MethodSpec):
     )
 
 
-def quantization_config(method: MethodSpec, precision: str):
+def quantization_config(method: MethodSpec, precision: str, storage: torch.dtype = torch.uint8):
     from transformers import BitsAndBytesConfig
 
     q = method.quant
@@ -47,7 +47,14 @@ def quantization_config(method: MethodSpec, precision: str):
         bnb_4bit_quant_type=q.quant_type,
         bnb_4bit_use_double_quant=q.double_quant,
         bnb_4bit_compute_dtype=compute,
+        bnb_4bit_quant_storage=storage,
     )
+
+
+def shards_weights(spec: RunSpec) -> bool:
+    """FSDP2 and ZeRO-3 split every parameter across ranks."""
+    sh = spec.sharding
+    return sh.strategy == "fsdp" or (sh.strategy == "deepspeed" and sh.deepspeed.stage == 3)
 
 
 def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: str):
@@ -56,7 +63,10 @@ def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: st
     dtype = torch.float32 if method == "full" else DTYPES[precision]
     kwargs = {}
     if method == "qlora":
-        kwargs["quantization_config"] = quantization_config(spec.method, precision)
+        # Sharded, the 4-bit weights are packed into elements of the model's dtype, as FSDP-QLoRA
+        # and ZeRO-3 QLoRA do: the strategy then splits them like any other parameter.
+        storage = dtype if shards_weights(spec) else torch.uint8
+        kwargs["quantization_config"] = quantization_config(spec.method, precision, storage)
         if env.cuda:
             import os
 
@@ -74,6 +84,7 @@ def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: st
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 
+        keep_4bit_layout(model)
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=spec.train.gradient_checkpointing,
@@ -90,3 +101,15 @@ def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: st
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("model: %s with %s, %d trainable parameters", spec.model.name, method, trainable)
     return model
+
+
+def keep_4bit_layout(model) -> None:
+    """On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight in place for its inference
+    kernel at the first eval-mode forward and marks the weight's quantization state. Under FSDP2 the
+    weight it repacks is a gathered copy, and every later gather was read as repacked: the held-out
+    loss came out wrong. Training's own kernel measures the held-out loss on every strategy."""
+    from bitsandbytes.nn import Linear4bit
+
+    for module in model.modules():
+        if isinstance(module, Linear4bit):
+            module.support_avx512bf16_for_cpu = False

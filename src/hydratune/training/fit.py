@@ -162,10 +162,13 @@ def train_and_measure(spec: RunSpec, trainer, data: FitData, resume_from: str | 
     """Train, with the held-out metrics before (preference methods) and after."""
     metrics: dict[str, float] = {}
     evaluating = data.eval_rows is not None
-    if evaluating and spec.method.is_preference and not resume_from:
-        # where the held-out preference metrics start (policy = reference: margins 0)
-        metrics.update({f"{k}_start": v for k, v in held_out_metrics(trainer.evaluate()).items()})
+    # Where the held-out preference metrics start (policy = reference: margins 0), measured by the
+    # Trainer at step 0 of training: before it, FSDP2 cannot prepare the model without its optimizer.
+    trainer.args.eval_on_start = evaluating and spec.method.is_preference and not resume_from
     output = trainer.train(resume_from_checkpoint=resume_from)
+    if trainer.args.eval_on_start:
+        start = next(e for e in trainer.state.log_history if e.get("step") == 0 and "eval_loss" in e)
+        metrics.update({f"{k}_start": v for k, v in held_out_metrics(start).items()})
     metrics.update({"train_loss": output.training_loss, "global_step": output.global_step})
     if evaluating:
         metrics.update(held_out_metrics(trainer.evaluate()))

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from hydratune.config.spec import RunSpec
 
-NOT_YET_RUN = "no: not yet run with this method; use sharding=ddp"
 SUPPORT_MATRIX: dict[str, dict[str, str]] = {
     "full": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
     "lora": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
     "qlora": {
         "single": "yes",
         "ddp": "yes",
-        "fsdp": "no: 4-bit weights are not sharded by FSDP2 here; use sharding=ddp",
-        "deepspeed": "no: 4-bit weights are not partitioned by ZeRO here; use sharding=ddp",
+        "fsdp": "yes",
+        "deepspeed": "yes (ZeRO-1/2/3, offload)",
     },
-    "dpo": {"single": "yes", "ddp": "yes", "fsdp": NOT_YET_RUN, "deepspeed": NOT_YET_RUN},
-    "kto": {"single": "yes", "ddp": "yes", "fsdp": NOT_YET_RUN, "deepspeed": NOT_YET_RUN},
-    "grpo": {"single": "yes", "ddp": "yes", "fsdp": NOT_YET_RUN, "deepspeed": NOT_YET_RUN},
+    "dpo": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
+    "kto": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
+    "grpo": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
 }
 
 # The loss variants TRL's trainers implement, per method (the first is the default).

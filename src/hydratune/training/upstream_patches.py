@@ -19,7 +19,7 @@ def enable_fsdp_on_cpu() -> None:
     FSDP2 and 2x2 HSDP over gloo train and checkpoint). Remove once accelerate
     includes MULTI_CPU in that branch.
     """
-    from accelerate.state import AcceleratorState
+    from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedType
     from torch.distributed.fsdp import CPUOffloadPolicy
 
@@ -32,6 +32,9 @@ def enable_fsdp_on_cpu() -> None:
         original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
         if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
             self.distributed_type = DistributedType.FSDP
+            # Every later AcceleratorState() copies the process state's type over its own (TRL's GRPO
+            # seeds through one before preparing the model): the process state must say FSDP too.
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
             self.fsdp_plugin = fsdp_plugin
             if isinstance(fsdp_plugin.cpu_offload, CPUOffloadPolicy):
                 # pinned host memory needs an accelerator; the offload path itself runs unpinned
