@@ -4,15 +4,17 @@
 The plain path runs the LM head on every position, prompt included, and keeps the whole
 (tokens x vocabulary) logits and their softmax for the backward pass: for a 49k vocabulary
 that is 0.4 GB per 1,000 tokens in fp32, more than the rest of a small model's activations.
-Here the model returns its final hidden states (the head is bypassed for that one call),
-the supervised positions are gathered, and each chunk's logits are made, reduced to a sum
+Here the head's call computes the loss instead of the logits (for that one call): the
+supervised positions are gathered, and each chunk's logits are made, reduced to a sum
 of cross-entropies, turned in place into their own gradient and dropped: the gradients of
 the hidden states (and of the head, where it trains) are computed in the forward pass, so
 backward only scales them (the approach of Liger's fused linear cross-entropy). Recomputing
 each chunk's logits in backward instead (activation checkpointing) would cost an extra pass
 of the head and the softmax; bench/loss_kernel.py measures both against the plain loss
 (BENCHMARKS.md). The loss is the plain one (same sum over supervised tokens, same divisor)
-to float rounding.
+to float rounding. Because it runs inside the head's own call, the head's weight is whole
+there under FSDP2 (the root unit is gathered for its forward) and ZeRO-3 (the module's hook
+gathers it), and its gradient reaches the strategy's reduction as the plain loss's does.
 """
 
 from __future__ import annotations
@@ -64,10 +66,11 @@ def unsupported_reason(model) -> str | None:
 
 
 @contextmanager
-def _head_bypassed(head: torch.nn.Module) -> Iterator[None]:
-    """The model returns its final hidden states as `logits` during the call: the head's
-    forward is replaced on the instance only (its weights and state dict are untouched)."""
-    head.forward = lambda hidden: hidden
+def _head_computes_loss(head: torch.nn.Linear, labels: torch.Tensor) -> Iterator[None]:
+    """The model returns the sum of supervised cross-entropies as `logits` during the call: the
+    head's forward is replaced on the instance only (its weights, hooks and state dict are
+    untouched, so a sharding strategy gathers the weight for the call as for its own forward)."""
+    head.forward = lambda hidden: supervised_loss_sum(hidden, labels, head)
     try:
         yield
     finally:
@@ -144,8 +147,7 @@ def lean_causal_lm_loss(model, inputs: dict, num_items_in_batch) -> torch.Tensor
     causal_lm = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
     head = causal_lm.get_output_embeddings()
     labels = inputs["labels"]
-    with _head_bypassed(head):
-        hidden = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
-    total = supervised_loss_sum(hidden, labels, head)
+    with _head_computes_loss(head, labels):
+        total = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
     count = num_items_in_batch if num_items_in_batch is not None else (labels[:, 1:] != IGNORE_INDEX).sum()
     return total / count

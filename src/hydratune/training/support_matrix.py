@@ -62,15 +62,9 @@ def rescaled_logits(config) -> str | None:
 
 
 def chunked_loss_blocked(spec: RunSpec) -> str | None:
-    """Why the chunked SFT loss cannot run with this spec, or None. It calls the output layer
-    outside the model's forward, where FSDP2 and ZeRO-3 hold its weight sharded."""
-    strategy = spec.sharding.strategy
+    """Why the chunked SFT loss cannot run with this spec, or None."""
     if spec.method.name != "sft":
         return f"method={spec.method.name} computes its own loss"
-    if strategy == "fsdp" or (strategy == "deepspeed" and spec.sharding.deepspeed.stage == 3):
-        return f"the output layer's weight is sharded under sharding={strategy}" + (
-            " (ZeRO-3)" if strategy == "deepspeed" else ""
-        )
     return None
 
 
