@@ -186,7 +186,7 @@ class MethodSpec:
         "grpo: reward functions, by registered name (see src/hydratune/rewards/) or `module:function`.",
     )
     reward_weights: tuple[float, ...] = knob((), "grpo: one weight per reward; empty weighs them all 1.")
-    epsilon: float = knob(0.2, "grpo: clipping range of the policy ratio (below 1).", gt=0)
+    epsilon: float = knob(0.2, "grpo: clipping range of the policy ratio.", gt=0)
     epsilon_high: Optional[float] = knob(
         None,
         "grpo: the upper clipping bound, when it is wider than epsilon (DAPO's clip-higher uses 0.28); "

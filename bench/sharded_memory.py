@@ -1,0 +1,75 @@
+"""Per-rank peak memory of full-weight DPO and GRPO on the embedded SmolLM2-135M with 2 processes,
+under DDP, FSDP2 and ZeRO-3, beside the plan's per-device estimate.
+
+    python bench/sharded_memory.py [--steps 2]
+
+Each run is `train` as a user runs it (the offline arithmetic experiments, full weights, a frozen
+reference copy); the measured peak is run.json's: rank 0's peak RSS above its RSS before the model
+was built, less the file-backed pages mapped since (on a GPU, torch.cuda.max_memory_allocated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+STRATEGIES = ("ddp", "fsdp", "deepspeed_zero3")
+METHODS = {
+    "dpo": ["+experiment=arithmetic_dpo", "train.micro_batch_size=4"],
+    # 2 ranks x 4 completions: one group of 4 per rank
+    "grpo": ["+experiment=arithmetic_grpo", "train.micro_batch_size=4", "method.max_completion_length=32"],
+}
+
+
+def run(method: str, strategy: str, steps: int, out: Path) -> dict:
+    overrides = [
+        *METHODS[method],
+        "method.weights=full",
+        f"sharding={strategy}",
+        f"train.max_steps={steps}",
+        "train.gradient_checkpointing=false",
+        "eval=[none]",
+        "train.sample_prompt=null",
+        "train.report_to=[]",
+        f"hydra.run.dir={out}",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "hydratune.commands.train", *overrides],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
+    memory = json.loads((out / "run.json").read_text())["memory"]
+    return {
+        "plan_gib": memory["estimated_bytes"] / 2**30,
+        "measured_gib": memory["measured_peak_bytes"] / 2**30,
+        "measured_over_plan": memory["measured_over_estimate"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=2)
+    args = parser.parse_args()
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in METHODS:
+            results[method] = {}
+            for strategy in STRATEGIES:
+                entry = run(method, strategy, args.steps, Path(tmp) / f"{method}-{strategy}")
+                results[method][strategy] = entry
+                print(method, strategy, json.dumps(entry), file=sys.stderr, flush=True)
+            ddp = results[method]["ddp"]["measured_gib"]
+            for entry in results[method].values():
+                entry["vs_ddp"] = entry["measured_gib"] / ddp
+    print(json.dumps({"steps": args.steps, "ranks": 2, "methods": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
