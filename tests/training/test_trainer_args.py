@@ -24,6 +24,12 @@ def test_generated_config_follows_the_spec():
     assert z["stage3_gather_16bit_weights_on_model_save"] is True
     assert zero3["optimizer"]["params"]["torch_adam"] is True  # no C++ extension build on the CPU
     assert zero3["train_micro_batch_size_per_gpu"] == "auto"  # filled by the Trainer from the spec
+    # buckets sized to the model, and ZeRO-3 frees gathered weights after each use
+    assert z["reduce_bucket_size"] == z["stage3_prefetch_bucket_size"] == "auto"
+    assert "stage3_max_live_parameters" not in z  # no hidden size given: DeepSpeed's own
+    sized = deepspeed_config(spec("sharding=deepspeed_zero3"), cpu=True, precision="fp32", hidden_size=64)
+    z = sized["zero_optimization"]
+    assert z["stage3_max_live_parameters"] == 2 * 64**2 and z["stage3_max_reuse_distance"] == 0
     zero1 = deepspeed_config(spec("sharding=deepspeed_zero1"), cpu=False, precision="bf16")
     assert zero1["zero_optimization"] == {"stage": 1, "overlap_comm": True, "contiguous_gradients": True}
     assert "optimizer" not in zero1  # on GPUs DeepSpeed uses the Trainer's optimizer

@@ -14,7 +14,7 @@ from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import RunSpec
 
 
-def deepspeed_config(spec: RunSpec, *, cpu: bool, precision: str) -> dict[str, Any]:
+def deepspeed_config(spec: RunSpec, *, cpu: bool, precision: str, hidden_size: int | None = None) -> dict[str, Any]:
     ds = spec.sharding.deepspeed
     if ds.config_file:
         return load_user_config(Path(ds.config_file), spec)
@@ -26,6 +26,16 @@ def deepspeed_config(spec: RunSpec, *, cpu: bool, precision: str) -> dict[str, A
     if ds.stage == 3:
         # merged/ and adapter/ need whole weights: gather them on save
         zero["stage3_gather_16bit_weights_on_model_save"] = True
+        # Buckets sized to the model (the HF Trainer fills "auto" from its hidden size), not
+        # DeepSpeed's fixed 5e8/5e7 elements.
+        zero |= dict.fromkeys(("reduce_bucket_size", "stage3_prefetch_bucket_size"), "auto")
+        zero["stage3_param_persistence_threshold"] = "auto"
+        if hidden_size:
+            # DeepSpeed keeps up to 1e9 gathered parameters alive, and any it will reuse within 1e9:
+            # a model under a billion parameters then stays whole on every rank after the first step.
+            # Released after each use and prefetched a bucket ahead, a rank holds a layer or two.
+            zero["stage3_max_live_parameters"] = 2 * hidden_size**2
+            zero["stage3_max_reuse_distance"] = 0
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": "auto",
         "gradient_accumulation_steps": "auto",

@@ -47,7 +47,9 @@ from hydratune.training.token_throughput import CountingCollator
 from hydratune.training.trainer_args import training_arguments
 from hydratune.training.upstream_patches import (
     enable_fsdp_on_cpu,
+    gather_fsdp2_for_generation,
     import_deepspeed_only_when_used,
+    shard_reference_per_layer,
 )
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,14 @@ def setup_distributed(spec: RunSpec, env: Environment, root: Path, precision: st
     They come before the model: under DeepSpeed ZeRO-3 the weights are partitioned as they load."""
     config = load_model_config(spec.model, root)
     layer_class = decoder_layer_class(config, trust_remote_code=spec.model.trust_remote_code)
-    args = training_arguments(spec, env, precision=precision, has_eval=has_eval, layer_class=layer_class)
+    args = training_arguments(
+        spec,
+        env,
+        precision=precision,
+        has_eval=has_eval,
+        layer_class=layer_class,
+        hidden_size=getattr(config.get_text_config(), "hidden_size", None),
+    )
     args.device  # initializes the process group across all ranks
     if spec.sharding.strategy == "deepspeed":
         import deepspeed
@@ -130,8 +139,13 @@ def setup_distributed(spec: RunSpec, env: Environment, root: Path, precision: st
         # deepspeed.comm wraps the same group
         deepspeed.init_distributed(dist_backend=args.ddp_backend, timeout=timedelta(seconds=args.ddp_timeout))
     import_deepspeed_only_when_used()
-    if spec.sharding.strategy == "fsdp" and not env.cuda:
-        enable_fsdp_on_cpu()
+    if spec.sharding.strategy == "fsdp":
+        if not env.cuda:
+            enable_fsdp_on_cpu()
+        if spec.method.name != "sft":
+            shard_reference_per_layer()
+        if spec.method.name == "grpo":
+            gather_fsdp2_for_generation(reshard_after_forward=spec.sharding.fsdp.sharding != "shard_grad_op")
     return args
 
 

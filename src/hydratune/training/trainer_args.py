@@ -29,8 +29,11 @@ def fsdp_settings(spec: RunSpec, layer_class: str) -> dict:
     return config
 
 
-def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_eval: bool, layer_class: str):
-    """The method's TrainingArguments (TRL's config subclass for dpo, kto, grpo)."""
+def training_arguments(
+    spec: RunSpec, env: Environment, *, precision: str, has_eval: bool, layer_class: str, hidden_size: int | None = None
+):
+    """The method's TrainingArguments (TRL's config subclass for dpo, kto, grpo); the model's decoder
+    layer class and hidden size size FSDP's units and DeepSpeed's buckets."""
 
     t, o, sh = spec.train, spec.optim, spec.sharding
     loss_task = spec.eval.tasks.get("loss")
@@ -86,5 +89,5 @@ def training_arguments(spec: RunSpec, env: Environment, *, precision: str, has_e
                 dp_replicate_size=replicas, dp_shard_size=sh.world_size // replicas
             )
     if sh.strategy == "deepspeed":
-        kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision)
+        kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision, hidden_size=hidden_size)
     return config_class(spec)(**{**kwargs, **method_arguments(spec, env)})

@@ -44,6 +44,82 @@ def enable_fsdp_on_cpu() -> None:
     AcceleratorState.__init__ = init
 
 
+def shard_reference_per_layer() -> None:
+    """Shard the frozen reference model of DPO, KTO and GRPO layer by layer under FSDP2, as the
+    policy is.
+
+    TRL 1.16's `prepare_fsdp` (trl/models/utils.py) calls `fully_shard` on the reference model's
+    root only: the whole model is one unit, so every reference forward gathers all of its weights
+    on every rank (the full copy sharding should avoid, and the all-gather buffer beside it).
+    Each decoder layer (accelerate's auto-wrap policy, the policy's) becomes its own unit first,
+    with TRL's own arguments; the root is then sharded by TRL as before. Remove once TRL wraps
+    the reference model's layers.
+    """
+    import trl.trainer.dpo_trainer
+    import trl.trainer.grpo_trainer
+    import trl.trainer.kto_trainer
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy, get_module_children_bottom_up
+    from torch.distributed.fsdp import FSDPModule
+
+    trainers = (trl.trainer.dpo_trainer, trl.trainer.kto_trainer, trl.trainer.grpo_trainer)
+    original = trainers[0].prepare_fsdp
+    if getattr(original, "_hydratune_per_layer", False):
+        return
+
+    @functools.wraps(original)
+    def prepare_fsdp(model, accelerator):
+        plugin = accelerator.state.fsdp_plugin
+        wrap = fsdp2_prepare_auto_wrap_policy(plugin, model) if plugin.fsdp_version == 2 else None
+        if wrap is not None and not isinstance(model, FSDPModule):
+            for module in get_module_children_bottom_up(model)[:-1]:
+                if wrap(module) and not isinstance(module, FSDPModule):
+                    original(module, accelerator)
+        return original(model, accelerator)
+
+    prepare_fsdp._hydratune_per_layer = True
+    for module in trainers:
+        module.prepare_fsdp = prepare_fsdp
+
+
+def gather_fsdp2_for_generation(reshard_after_forward: bool) -> None:
+    """Gather GRPO's FSDP2 policy once around `generate`, as TRL does under ZeRO-3.
+
+    TRL 1.16 wraps GRPO's `generate` in `DistributedBackend.summon_full_params` (trl/distributed.py),
+    which gathers FSDP1's weights and does nothing for FSDP2: every new token then all-gathers
+    every layer again and frees it. Each unit now stays gathered from its first forward until
+    generation ends, and is sharded again after; training's forward is unchanged. Remove once
+    TRL gathers FSDP2 there.
+    """
+    import contextlib
+
+    from torch.distributed.fsdp import FSDPModule
+    from trl.distributed import DistributedBackend
+
+    original = DistributedBackend.summon_full_params
+    if getattr(original, "_hydratune_fsdp2", False):
+        return
+
+    @contextlib.contextmanager
+    @functools.wraps(original)
+    def summon_full_params(self, module, **kwargs):
+        if self.fsdp_version != 2:
+            with original(self, module, **kwargs):
+                yield
+            return
+        units = [m for m in module.modules() if isinstance(m, FSDPModule)]
+        for unit in units:
+            unit.set_reshard_after_forward(False, recurse=False)
+        try:
+            yield
+        finally:
+            for unit in units:
+                unit.reshard()
+                unit.set_reshard_after_forward(reshard_after_forward, recurse=False)
+
+    summon_full_params._hydratune_fsdp2 = True
+    DistributedBackend.summon_full_params = summon_full_params
+
+
 def import_deepspeed_only_when_used() -> None:
     """Keep accelerate from importing DeepSpeed, and MLflow through it, in runs that do not use
     it: a tiny LoRA run's process took 20-21 s of CPU with this, 24-26 s without, on the 2-core
