@@ -47,7 +47,10 @@ def test_sharding_divides_memory():
     single = estimate_memory(spec1, shape, "fp32")
     spec3, _ = _shape_and_spec("method=full", "sharding=deepspeed_zero3")
     zero3 = estimate_memory(spec3, shape, "fp32")
-    assert zero3.weights == single.weights / 2 and zero3.optimizer == single.optimizer / 2
+    # DeepSpeed's own fp32 copy of the trained weights sits beside Adam's two states, sharded with them
+    assert zero3.weights == single.weights / 2 and zero3.optimizer == single.optimizer * 3 / 2 / 2
+    ddp, _ = _shape_and_spec("method=full", "sharding=ddp")
+    assert estimate_memory(ddp, shape, "fp32").optimizer == single.optimizer
     spec_off, _ = _shape_and_spec("method=full", "sharding=deepspeed_zero3_offload")
     offload = estimate_memory(spec_off, shape, "fp32")
     assert offload.optimizer == 0 and offload.host_offload > 0
@@ -172,3 +175,38 @@ def test_most_supervised_positions_per_micro_batch():
     assert most_supervised_per_micro_batch(2, rows) == 7
     assert most_supervised_per_micro_batch(2, rows.select(range(2)), None) == 4
     assert most_supervised_per_micro_batch(9, rows) == 10
+
+
+def test_longest_row_of_each_kind_sizes_the_plan():
+    """Rows are padded to the longest in their micro-batch: the prepared data's longest row (a
+    prompt with the longer of its replies, a prompt and its completion, a prompt for GRPO) bounds
+    the tokens the plan sizes activations for, never above dataset.max_length."""
+    import datasets
+
+    from hydratune.data.longest_row import longest_row
+
+    pairs = datasets.Dataset.from_dict(
+        {"prompt_ids": [[1] * 5, [1] * 9], "chosen_ids": [[2] * 7, [2] * 1], "rejected_ids": [[3] * 2, [3] * 4]}
+    )
+    assert longest_row(pairs) == 13 and longest_row(pairs.select([0]), None) == 12
+    unpaired = datasets.Dataset.from_dict({"prompt_ids": [[1] * 3, [1] * 2], "completion_ids": [[2] * 1, [2] * 6]})
+    assert longest_row(unpaired) == 8
+    prompts = datasets.Dataset.from_dict({"prompt_tokens": [17, 40, 3]})
+    assert longest_row(prompts.select([2, 0])) == 17
+    assert longest_row(datasets.Dataset.from_dict({"input_ids": [[1] * 6, [1] * 11]})) == 11
+    assert longest_row(None, pairs.select([])) is None
+
+    dpo, config = _shape_and_spec(
+        "method=dpo",
+        "dataset.path=generated:arithmetic_preferences",
+        "dataset.format=preference",
+        "dataset.max_length=256",
+        "train.micro_batch_size=4",
+    )
+    shape = model_shape(dpo, config)
+    unknown, sized = estimate_memory(dpo, shape, "fp32"), estimate_memory(dpo, shape, "fp32", longest_row=64)
+    assert sized.activations == unknown.activations / 4  # chosen and rejected: 2 x 64 tokens instead of 2 x 256
+    assert estimate_memory(dpo, shape, "fp32", longest_row=1000) == unknown
+    grpo, _ = _shape_and_spec("method=grpo", "eval=[none]", "dataset.max_length=256", "method.max_completion_length=64")
+    plan = make_plan(grpo, cpu_env(), config, longest_row=64)
+    assert plan.global_batch_tokens == plan.global_batch_rows * (64 + 64)  # the prompt and its completion

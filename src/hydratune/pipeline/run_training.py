@@ -109,9 +109,15 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     import torch
 
     result = read_train_result(spec)
-    if plan.memory.chunked_loss and result["data"].get("most_supervised_per_micro_batch") is not None:
-        # the loss's term sized by the prepared data, which the printed plan preceded
-        plan = plan_run(spec, quiet=True, most_supervised=result["data"]["most_supervised_per_micro_batch"])
+    sizes = result["data"]
+    if sizes.get("longest_row") is not None or sizes.get("most_supervised_per_micro_batch") is not None:
+        # the estimate sized by the prepared data, which the printed plan preceded
+        plan = plan_run(
+            spec,
+            quiet=True,
+            most_supervised=sizes.get("most_supervised_per_micro_batch") if plan.memory.chunked_loss else None,
+            longest_row=sizes.get("longest_row"),
+        )
     save_dtype = torch.bfloat16 if result["precision"] == "bf16" else torch.float32
     export_start = time.perf_counter()
     export = export_merged(spec, RunDirectory(spec.output_dir).weights(spec.method.weights), save_dtype=save_dtype)

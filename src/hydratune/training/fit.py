@@ -26,6 +26,7 @@ from hydratune.cache_dirs import cache_root
 from hydratune.config.environment import Environment
 from hydratune.config.spec import RunSpec
 from hydratune.data.errors import DataError
+from hydratune.data.longest_row import longest_row
 from hydratune.data.prepare_data import PreparedData, run_preprocess
 from hydratune.data.supervised_positions import most_supervised_per_micro_batch
 from hydratune.models.model_loading import load_model_config, load_tokenizer
@@ -97,6 +98,7 @@ def fit(spec: RunSpec, env: Environment) -> dict:
                 "key": data.prepared.key,
                 "directory": str(data.prepared.directory),
                 "most_supervised_per_micro_batch": most_supervised(spec, data.train_rows, data.eval_rows),
+                "longest_row": longest_row(data.train_rows, data.eval_rows),
             },
             "peak_memory": peak.measured(),
         }

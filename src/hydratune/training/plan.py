@@ -53,6 +53,7 @@ class MemoryEstimate:
     host_offload: float  # bytes moved to CPU memory by offload settings
     reference: float = 0.0  # dpo, kto, grpo: a frozen reference copy (full weights only)
     generation: float = 0.0  # grpo: the KV cache of the sampled completions
+    gathered: float = 0.0  # sharded weights gathered whole while they run: the embedding and two layers
     logits: float = 0.0  # the LM head's output and the loss over it
     attention: float = 0.0  # attention scores, where the kernel materializes them (SDPA on the CPU)
     chunked_loss: bool = False
@@ -69,6 +70,7 @@ class MemoryEstimate:
             + self.attention
             + self.reference
             + self.generation
+            + self.gathered
         )
 
 
@@ -157,25 +159,29 @@ def estimate_memory(
     attention: str = "sdpa",
     cuda: bool = False,
     most_supervised: int | None = None,
+    longest_row: int | None = None,
 ) -> MemoryEstimate:
     """Bytes per device. Full fine-tuning keeps fp32 master weights (autocast to bf16/fp16);
     LoRA keeps the frozen base in the compute dtype and the adapter in fp32; QLoRA keeps
     the decoder Linear weights in 4 bits (0.5 byte, plus ~0.127 bit of constants with
-    double quantization, 0.5 bit without). `most_supervised`: the most supervised positions
-    in one micro-batch of the prepared data; unknown before preprocessing (a whole chunk)."""
+    double quantization, 0.5 bit without). Sized by the prepared data once it exists:
+    `most_supervised`, the most supervised positions in one micro-batch (before, a whole chunk);
+    `longest_row`, the longest row's tokens (before, dataset.max_length)."""
     act_bytes = 4 if precision == "fp32" else 2
     state = _sharded_state(spec, shape, *_training_state(spec, shape, act_bytes))
-    logits, positions, chunked = _logit_bytes(spec, shape, most_supervised)
+    length = sequence_tokens(spec, longest_row)
+    logits, positions, chunked = _logit_bytes(spec, shape, length, most_supervised)
     return MemoryEstimate(
         state.weights,
         state.gradients,
         state.optimizer,
-        _activation_bytes(spec, shape, act_bytes),
+        _activation_bytes(spec, shape, act_bytes, length),
         state.host,
         reference=_reference_bytes(spec, shape, act_bytes, state.weight_divisor),
-        generation=_generation_bytes(spec, shape, act_bytes),
+        generation=_generation_bytes(spec, shape, act_bytes, length),
+        gathered=state.gathered,
         logits=logits,
-        attention=_attention_bytes(spec, shape, act_bytes) if attention == "sdpa" and not cuda else 0.0,
+        attention=_attention_bytes(spec, shape, act_bytes, length) if attention == "sdpa" and not cuda else 0.0,
         chunked_loss=chunked,
         loss_positions=positions if chunked else None,
     )
@@ -193,7 +199,14 @@ def _training_state(spec: RunSpec, shape: ModelShape, act_bytes: int) -> tuple[f
         quantized = shape.linear_params * (0.5 + constants / 8)
         weights = quantized + act_bytes * (n - shape.linear_params) + 4.0 * shape.lora_params
         trainable = shape.lora_params
-    return weights, 4.0 * trainable, (2.0 if spec.optim.name == "adamw_8bit" else 8.0) * trainable
+    optimizer = 2.0 if spec.optim.name == "adamw_8bit" else 8.0
+    if spec.sharding.strategy == "deepspeed":
+        # DeepSpeed holds the model in the compute dtype and keeps its own fp32 copy of what
+        # trains beside the optimizer state (partitioned with it), also when training in fp32.
+        optimizer += 4.0
+        if method == "full":
+            weights = act_bytes * n
+    return weights, 4.0 * trainable, optimizer * trainable
 
 
 @dataclass(frozen=True)
@@ -203,6 +216,7 @@ class _DeviceState:
     optimizer: float
     host: float  # what offload keeps in CPU memory instead
     weight_divisor: int  # how many devices share the weights (1 when they are not sharded)
+    gathered: float  # sharded weights gathered whole at once
 
 
 def _sharded_state(spec: RunSpec, shape: ModelShape, weights: float, grads: float, optimizer: float) -> _DeviceState:
@@ -218,6 +232,11 @@ def _sharded_state(spec: RunSpec, shape: ModelShape, weights: float, grads: floa
         stage = sh.deepspeed.stage
         shard_optim, shard_grads, shard_weights = True, stage >= 2, stage >= 3
         divisor = sh.world_size
+    # FSDP2 and ZeRO-3 gather a unit's weights whole while it runs: the embedding and head (FSDP2's
+    # root unit, gathered through the whole forward and backward) and a decoder layer with the next,
+    # prefetched.
+    layer = (shape.total_params - shape.embedding_params) / max(shape.num_layers, 1)
+    gathered = weights / shape.total_params * (shape.embedding_params + 2 * layer) if shard_weights else 0.0
     weights = weights / divisor if shard_weights else weights
     gradients = grads / divisor if shard_grads else grads
     optimizer = optimizer / divisor if shard_optim else optimizer
@@ -231,12 +250,12 @@ def _sharded_state(spec: RunSpec, shape: ModelShape, weights: float, grads: floa
         # ZeRO-3 offload streams parameters to the GPU one layer at a time
         weights = weights / max(shape.num_layers, 1)
         gradients = 0.0 if offload_all else gradients
-    return _DeviceState(weights, gradients, optimizer, host, divisor if shard_weights else 1)
+    return _DeviceState(weights, gradients, optimizer, host, divisor if shard_weights else 1, gathered)
 
 
-def _activation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int) -> float:
-    """What the decoder layers save for backward in one micro-batch."""
-    tokens = spec.train.micro_batch_size * sequence_tokens(spec)
+def _activation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int, length: int) -> float:
+    """What the decoder layers save for backward in one micro-batch of rows of `length` tokens."""
+    tokens = spec.train.micro_batch_size * length
     h, kv, ffn = shape.hidden_size, shape.kv_size, shape.intermediate_size
     # Saved for backward per token per layer: norms' inputs, q/k/v/attention output,
     # gate/up/act/product of the MLP (7h + 2kv + 4ffn elements).
@@ -250,10 +269,10 @@ def _activation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int) -> float
     return float(shape.num_layers * per_layer)
 
 
-def _logit_bytes(spec: RunSpec, shape: ModelShape, most_supervised: int | None) -> tuple[float, int, bool]:
+def _logit_bytes(spec: RunSpec, shape: ModelShape, length: int, most_supervised: int | None) -> tuple[float, int, bool]:
     """(bytes, positions, chunked) of the loss's logits: the chunked loss's chunk of supervised positions
     (fewer where the data holds fewer), or every position for the plain loss."""
-    tokens = spec.train.micro_batch_size * sequence_tokens(spec)
+    tokens = spec.train.micro_batch_size * length
     chunked = uses_chunked_loss(spec, shape)
     positions = min(CHUNK_TOKENS, tokens, tokens if most_supervised is None else most_supervised) if chunked else tokens
     logits = (CHUNKED_LOGIT_COPIES if chunked else PLAIN_LOGIT_COPIES) * positions * shape.vocab_size * 4
@@ -264,13 +283,12 @@ def _logit_bytes(spec: RunSpec, shape: ModelShape, most_supervised: int | None) 
     return float(logits), positions, chunked
 
 
-def _attention_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int) -> float:
+def _attention_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int, length: int) -> float:
     """SDPA on the CPU, sized as its attention scores. Not what the CPU kernel keeps (it saves q, the
     expanded k and v, the output and logsumexp per layer, no probabilities: bench/saved_activations.py):
     the term stands in for backward's temporaries. How the whole estimate compares with the measured
     peak is in BENCHMARKS.md; the heap glibc keeps on top of live memory is the allocator's, not modeled."""
     saved_layers = 1 if spec.train.gradient_checkpointing else shape.num_layers
-    length = sequence_tokens(spec)
     return float((saved_layers + 1) * spec.train.micro_batch_size * shape.num_heads * length * length * act_bytes)
 
 
@@ -287,10 +305,14 @@ def uses_chunked_loss(spec: RunSpec, shape: ModelShape) -> bool:
     return spec.train.loss_kernel != "plain" and chunked_loss_blocked(spec) is None and not shape.rescales_logits
 
 
-def sequence_tokens(spec: RunSpec) -> int:
+def sequence_tokens(spec: RunSpec, longest_row: int | None = None) -> int:
     """Tokens one micro-batch row puts through the model: a packed row (sft), chosen plus
-    rejected (dpo), prompt plus completion (kto, and each sampled completion of grpo)."""
+    rejected (dpo), prompt plus completion (kto, and each sampled completion of grpo). Rows
+    are padded to the longest in their micro-batch: the prepared data's longest row (for grpo,
+    its longest prompt) bounds them where it is shorter than dataset.max_length."""
     m, length = spec.method, spec.dataset.max_length
+    if longest_row is not None:
+        length = min(length, longest_row)
     return {"dpo": 2 * length, "grpo": length + m.max_completion_length}.get(m.name, length)
 
 
@@ -304,13 +326,13 @@ def _reference_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int, divisor: 
     return act_bytes * shape.total_params / divisor
 
 
-def _generation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int) -> float:
+def _generation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int, length: int) -> float:
     """GRPO samples micro_batch_size completions at once: keys and values of every layer
-    for prompt plus completion tokens, plus the last position's logits."""
+    for prompt plus completion tokens (`length`), plus the last position's logits."""
     m = spec.method
     if m.name != "grpo":
         return 0.0
-    tokens = spec.train.micro_batch_size * (spec.dataset.max_length + m.max_completion_length)
+    tokens = spec.train.micro_batch_size * length
     return float(
         tokens * shape.num_layers * 2 * shape.kv_size * act_bytes + spec.train.micro_batch_size * shape.vocab_size * 4
     )
@@ -328,7 +350,9 @@ def train_flops_per_token(spec: RunSpec, shape: ModelShape) -> float:
     return forward + backward + recompute
 
 
-def make_plan(spec: RunSpec, env: Environment, config, most_supervised: int | None = None) -> Plan:
+def make_plan(
+    spec: RunSpec, env: Environment, config, most_supervised: int | None = None, longest_row: int | None = None
+) -> Plan:
 
     shape = model_shape(spec, config)
     precision = resolve_precision(spec.train.precision, env)
@@ -338,11 +362,17 @@ def make_plan(spec: RunSpec, env: Environment, config, most_supervised: int | No
         precision=precision,
         attention=resolve_attention(spec.model.attn_implementation, env),
         global_batch_rows=rows,
-        global_batch_tokens=rows * sequence_tokens(spec),
+        global_batch_tokens=rows * sequence_tokens(spec, longest_row),
         shape=shape,
         trainable_params=shape.total_params if spec.method.weights == "full" else shape.lora_params,
         memory=estimate_memory(
-            spec, shape, precision, resolve_attention(spec.model.attn_implementation, env), env.cuda, most_supervised
+            spec,
+            shape,
+            precision,
+            resolve_attention(spec.model.attn_implementation, env),
+            env.cuda,
+            most_supervised,
+            longest_row,
         ),
         train_flops_per_token=train_flops_per_token(spec, shape),
     )
@@ -385,7 +415,8 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         f"  weights      {m.weights / GIB:8.2f} GiB",
         f"  gradients    {m.gradients / GIB:8.2f} GiB",
         f"  optimizer    {m.optimizer / GIB:8.2f} GiB",
-        f"  activations  {m.activations / GIB:8.2f} GiB ({spec.train.micro_batch_size} x {sequence_tokens(spec)} "
+        f"  activations  {m.activations / GIB:8.2f} GiB ({spec.train.micro_batch_size} x "
+        f"{plan.global_batch_tokens // plan.global_batch_rows} "
         f"tokens, "
         f"checkpointing {'on' if spec.train.gradient_checkpointing else 'off'})",
         f"  logits       {m.logits / GIB:8.2f} GiB ("
@@ -404,6 +435,11 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         *(
             [f"  generation   {m.generation / GIB:8.2f} GiB (KV cache of {spec.train.micro_batch_size} completions)"]
             if m.generation
+            else []
+        ),
+        *(
+            [f"  gathered     {m.gathered / GIB:8.2f} GiB (sharded weights gathered to run: embedding, two layers)"]
+            if m.gathered
             else []
         ),
         f"  total        {m.total / GIB:8.2f} GiB"
@@ -434,9 +470,17 @@ def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
     )
 
 
-def plan_run(spec: RunSpec, *, quiet: bool = False, save: bool = True, most_supervised: int | None = None) -> Plan:
+def plan_run(
+    spec: RunSpec,
+    *,
+    quiet: bool = False,
+    save: bool = True,
+    most_supervised: int | None = None,
+    longest_row: int | None = None,
+) -> Plan:
     """The plan from the model's config alone (no weights), printed and saved as plan.json;
-    sized by the prepared data where `most_supervised` is given (after preprocessing)."""
+    sized by the prepared data where `most_supervised` and `longest_row` are given (after
+    preprocessing)."""
 
     try:
         config = load_model_config(spec.model, cache_root(spec.run.cache_dir), convert=False)
@@ -450,7 +494,7 @@ def plan_run(spec: RunSpec, *, quiet: bool = False, save: bool = True, most_supe
                 )
             ]
         ) from None
-    plan = make_plan(spec, detect_environment(), config, most_supervised)
+    plan = make_plan(spec, detect_environment(), config, most_supervised, longest_row)
     if not quiet:
         print(render_plan(spec, plan), flush=True)
     if save:
