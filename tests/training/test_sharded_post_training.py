@@ -21,11 +21,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 TOLERANCE = 1e-4
 WEIGHTS = 0.05
 
-# (method, weights, sharded strategies): the reference is the adapter-off base for QLoRA, a frozen
-# copy sharded by the strategy for full weights.
+# (name, overrides, sharded strategies): the reference is the adapter-off base for QLoRA, a frozen
+# copy sharded by the strategy for full weights, or its log-probs computed once under the strategy
+# before training (precompute_reference).
 PREFERENCE = [
-    ("dpo", "qlora", ("fsdp", "deepspeed_zero3")),
-    ("kto", "full", ("fsdp", "deepspeed_zero3_offload")),
+    ("dpo-qlora", ("method=dpo", "method.weights=qlora"), ("fsdp", "deepspeed_zero3")),
+    ("kto-full", ("method=kto", "method.weights=full"), ("fsdp", "deepspeed_zero3_offload")),
+    (
+        "dpo-full-precomputed",
+        ("method=dpo", "method.weights=full", "method.precompute_reference=true"),
+        ("fsdp_offload", "deepspeed_zero2"),
+    ),
 ]
 GRPO_CELLS = [("full", "fsdp"), ("lora", "deepspeed_zero3")]
 
@@ -52,9 +58,9 @@ def largest_gap(a: dict, b: dict) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a.keys() & b.keys())
 
 
-@pytest.mark.parametrize("method,weights,strategies", PREFERENCE, ids=[f"{m}-{w}" for m, w, _ in PREFERENCE])
-def test_preference_training_under_sharding_equals_ddp(method, weights, strategies, tmp_path):
-    overrides = dpo(tmp_path, f"method={method}", f"method.weights={weights}", "train.micro_batch_size=2")
+@pytest.mark.parametrize("overrides,strategies", [p[1:] for p in PREFERENCE], ids=[p[0] for p in PREFERENCE])
+def test_preference_training_under_sharding_equals_ddp(overrides, strategies, tmp_path):
+    overrides = dpo(tmp_path, *overrides, "train.micro_batch_size=2")
     for strategy in ("ddp", *strategies):
         train(tmp_path / strategy, *overrides, f"sharding={strategy}", "train.max_steps=2")
     ddp, ddp_weights = record(tmp_path / "ddp"), merged_weights(tmp_path / "ddp")
