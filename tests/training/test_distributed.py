@@ -105,8 +105,10 @@ def test_matrix_covers_every_supported_cell():
     covered.add(("lora", "ddp"))  # test_ddp_matches_single_process_with_same_global_batch, test_resume, test_processes
     covered |= {("full", "fsdp"), ("full", "deepspeed")}  # examples/multi_gpu (test_examples.check_multi_gpu)
     covered |= {("dpo", "ddp"), ("kto", "ddp"), ("grpo", "ddp")}  # test_post_training
-    for method, weights, strategies in PREFERENCE:  # test_sharded_post_training
-        covered |= {(row, presets[s]) for s in strategies for row in (method, weights)}
+    for _, overrides, strategies in PREFERENCE:  # test_sharded_post_training
+        rows = [o.split("=", 1)[1] for o in overrides if o.startswith(("method=", "method.weights="))]
+        assert len(rows) == 2
+        covered |= {(row, presets[s]) for s in strategies for row in rows}
     covered |= {(row, presets[s]) for weights, s in GRPO_CELLS for row in ("grpo", weights)}
     wanted = {(m, s) for m, row in SUPPORT_MATRIX.items() for s in row if s != "single" and supported(m, s)}
     assert wanted <= covered
