@@ -115,7 +115,7 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
         plan = plan_run(
             spec,
             quiet=True,
-            most_supervised=sizes.get("most_supervised_per_micro_batch") if plan.memory.chunked_loss else None,
+            most_supervised=sizes.get("most_supervised_per_micro_batch"),
             longest_row=sizes.get("longest_row"),
         )
     save_dtype = torch.bfloat16 if result["precision"] == "bf16" else torch.float32

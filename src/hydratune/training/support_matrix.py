@@ -13,12 +13,7 @@ from hydratune.config.spec import RunSpec
 SUPPORT_MATRIX: dict[str, dict[str, str]] = {
     "full": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
     "lora": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
-    "qlora": {
-        "single": "yes",
-        "ddp": "yes",
-        "fsdp": "yes",
-        "deepspeed": "yes (ZeRO-1/2/3, offload)",
-    },
+    "qlora": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
     "dpo": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
     "kto": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
     "grpo": {"single": "yes", "ddp": "yes", "fsdp": "yes", "deepspeed": "yes (ZeRO-1/2/3, offload)"},
