@@ -31,11 +31,18 @@ ITEMS = [
 ]
 
 
-def _problem(rng: random.Random) -> tuple[str, Callable[[int], str], int]:
+# A worked solution as a function of its first step's result (a wrong one is carried through),
+# an offset on its second step's result, and whether the second step misreads a count.
+Solution = Callable[..., str]
+
+
+def _problem(rng: random.Random) -> tuple[str, Solution, int]:
     """A question, its worked answer as a function of the first step's result, and that result.
 
-    Passing a wrong first result gives a solution with one wrong step, carried through
-    consistently to a wrong final answer (the rejected side of a preference pair)."""
+    The answer function also takes `second_offset` (the second step's result off by that much)
+    and `misread` (the second step uses a count as the question states it instead of as it is
+    meant). Defaults give the correct solution; the others give the rejected side of a
+    preference pair: a solution with one wrong step, carried through to a wrong final answer."""
     name = rng.choice(NAMES)
     item, items = rng.choice(ITEMS)
     kind = rng.randrange(3)
@@ -47,14 +54,15 @@ def _problem(rng: random.Random) -> tuple[str, Callable[[int], str], int]:
             f"{name} buys {count} {items} that cost ${price} each and pays with a ${bill} bill. How much change does "
             f"{name} get?"
         )
-        return (
-            question,
-            lambda c: (
+
+        def change(c: int, second_offset: int = 0, misread: bool = False) -> str:
+            rest = bill - c + second_offset
+            return (
                 f"The {items} cost {count} * {price} = <<{count}*{price}={c}>>{c} dollars.\n"
-                f"The change is {bill} - {c} = <<{bill}-{c}={bill - c}>>{bill - c} dollars.\n#### {bill - c}"
-            ),
-            cost,
-        )
+                f"The change is {bill} - {c} = <<{bill}-{c}={rest}>>{rest} dollars.\n#### {rest}"
+            )
+
+        return question, change, cost
     if kind == 1:  # boxes, give away
         boxes, per_box = rng.randint(2, 9), rng.randint(3, 12)
         total = boxes * per_box
@@ -63,15 +71,15 @@ def _problem(rng: random.Random) -> tuple[str, Callable[[int], str], int]:
             f"{name} has {boxes} boxes with {per_box} {items} in each box and gives away {given} {items}. How many "
             f"{items} are left?"
         )
-        return (
-            question,
-            lambda t: (
+
+        def left(t: int, second_offset: int = 0, misread: bool = False) -> str:
+            rest = t - given + second_offset
+            return (
                 f"{name} has {boxes} * {per_box} = <<{boxes}*{per_box}={t}>>{t} {items}.\n"
-                f"After giving some away, {t} - {given} = <<{t}-{given}={t - given}>>{t - given} are left.\n#### "
-                f"{t - given}"
-            ),
-            total,
-        )
+                f"After giving some away, {t} - {given} = <<{t}-{given}={rest}>>{rest} are left.\n#### {rest}"
+            )
+
+        return question, left, total
     # daily rate over days, then share
     per_day, days, friends = rng.randint(2, 9), rng.randint(2, 7), rng.randint(2, 4)
     each = per_day * days
@@ -79,15 +87,16 @@ def _problem(rng: random.Random) -> tuple[str, Callable[[int], str], int]:
         f"{name} makes {per_day} {items} a day for {days} days, and so do {friends - 1} friends. How many {items} do "
         f"they make together?"
     )
-    return (
-        question,
-        lambda e: (
+
+    def together(e: int, second_offset: int = 0, misread: bool = False) -> str:
+        people = friends - 1 if misread else friends  # misread: the friends without the maker
+        total = e * people + second_offset
+        return (
             f"Each person makes {per_day} * {days} = <<{per_day}*{days}={e}>>{e} {items}.\n"
-            f"Together they make {e} * {friends} = <<{e}*{friends}={e * friends}>>{e * friends} {items}.\n#### "
-            f"{e * friends}"
-        ),
-        each,
-    )
+            f"Together they make {e} * {people} = <<{e}*{people}={total}>>{total} {items}.\n#### {total}"
+        )
+
+    return question, together, each
 
 
 def generate(rows: int, seed: int) -> list[dict[str, str]]:
@@ -101,21 +110,32 @@ def generate(rows: int, seed: int) -> list[dict[str, str]]:
 
 
 def generate_preferences(rows: int, seed: int) -> list[dict[str, str]]:
-    """Preference pairs (format preference): the correct worked solution is chosen, the same
-    solution with its first step off by a few is rejected. The questions are those of
-    `generate(rows, seed)`; the errors come from a second seeded stream."""
+    """Preference pairs (format preference): the correct worked solution is chosen; the rejected
+    one has one wrong step: the first result off by a few (carried through), the second result
+    off by a few, or, where the question has one, a count misread (friends without the maker).
+    The questions are those of `generate(rows, seed)`; the errors come from a second seeded stream."""
     rng, errors = random.Random(seed), random.Random(seed + 1)
+    offsets = [-3, -2, -1, 1, 2, 3]
     out = []
     for _ in range(rows):
         question, answer, first = _problem(rng)
-        wrong = first + errors.choice([-3, -2, -1, 1, 2, 3])
-        out.append({"prompt": question, "chosen": answer(first), "rejected": answer(wrong)})
+        correct = answer(first)
+        wrong = correct
+        while wrong == correct:  # a misread count of 1 friend multiplies by 1: draw again
+            step = errors.randrange(3)
+            if step == 0:
+                wrong = answer(first + errors.choice(offsets))
+            elif step == 1:
+                wrong = answer(first, second_offset=errors.choice(offsets))
+            else:
+                wrong = answer(first, misread=True)
+        out.append({"prompt": question, "chosen": correct, "rejected": wrong})
     return out
 
 
 GENERATORS: dict[str, tuple[Callable[[int, int], list[dict[str, str]]], int]] = {
     "arithmetic": (generate, GENERATOR_VERSION),
-    "arithmetic_preferences": (generate_preferences, 1),
+    "arithmetic_preferences": (generate_preferences, 2),
 }
 
 
