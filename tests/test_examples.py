@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def shortened(args: list[str], tmp: Path) -> list[str]:
             extra += ["model.random_init=false"]  # starts from an earlier (tiny) run's weights
         if any("experiment=" in a or "eval" in a for a in args):
             extra += ["eval.tasks.loss.max_rows=2"]
-        if any("gsm8k" in a for a in args):
+        if any("gsm8k" in a or "arithmetic_" in a for a in args):  # experiments that score generated problems
             extra += ["eval.tasks.gsm8k.max_samples=2", "eval.tasks.gsm8k.max_new_tokens=8"]
         if any("+sweep=optuna" in a for a in args):
             extra += ["hydra.sweeper.n_trials=2"]
@@ -235,9 +236,50 @@ def test_readme_main_command_runs_as_written(tmp_path):
     assert record["metrics"]["gsm8k.strict_accuracy"] > record["metrics"]["base.gsm8k.strict_accuracy"], record[
         "metrics"
     ]
-    assert "paired p =" in summary
+    assert_summary_recounts(summary, run / "eval")
     # progress of the long steps: merging, then each model's problems
     logged = out.stdout + out.stderr
     assert "merged/: merging the adapter" in logged and "gsm8k on tuned: 100/100 problems (" in logged
     losses = [e["loss"] for e in record["log_history"] if "loss" in e]
     assert losses[-1] < losses[0] / 2, losses
+
+
+SUMMARY_GAIN = re.compile(
+    r"gsm8k\.(?P<metric>\w+): start (?P<start>[\d.]+)% \[(?P<start_low>[\d.]+), (?P<start_high>[\d.]+)\] "
+    r"\((?P<start_correct>\d+)/(?P<n>\d+)\) -> result (?P<result>[\d.]+)% \[(?P<result_low>[\d.]+), "
+    r"(?P<result_high>[\d.]+)\] \((?P<result_correct>\d+)/(?P=n)\)\n +(?P<points>[+-][\d.]+) points, "
+    r"McNemar p = (?P<p>\S+): (?P<only_result>\d+) solved by the result only, (?P<only_start>\d+) by the start only"
+)
+
+
+def assert_summary_recounts(summary: str, eval_dir: Path) -> None:
+    """The summary's start-vs-result lines equal a recount of the prediction files: the shares, their
+    Wilson intervals and McNemar's exact p computed again here with scipy, not with hydratune's code."""
+    import json
+
+    from scipy.stats import binomtest
+
+    start = [json.loads(line) for line in (eval_dir / "predictions_base.jsonl").read_text().splitlines()]
+    result = [json.loads(line) for line in (eval_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [r["question"] for r in start] == [r["question"] for r in result] and start
+    found = {m["metric"]: m for m in SUMMARY_GAIN.finditer(summary)}
+    assert set(found) == {"strict_accuracy", "flexible_accuracy"}, summary
+    for metric, shown in found.items():
+        start_ok, result_ok = [bool(r[metric]) for r in start], [bool(r[metric]) for r in result]
+        assert int(shown["n"]) == len(start)
+        for side, ok in (("start", start_ok), ("result", result_ok)):
+            correct = sum(ok)
+            interval = binomtest(correct, len(ok)).proportion_ci(method="wilson")
+            assert int(shown[f"{side}_correct"]) == correct, (metric, side)
+            for key, value in (
+                (side, correct / len(ok)),
+                (f"{side}_low", interval.low),
+                (f"{side}_high", interval.high),
+            ):
+                assert abs(float(shown[key]) - 100 * value) <= 0.05 + 1e-9, (metric, key, shown[key], value)
+        only_result = sum(r and not s for s, r in zip(start_ok, result_ok))
+        only_start = sum(s and not r for s, r in zip(start_ok, result_ok))
+        assert (int(shown["only_result"]), int(shown["only_start"])) == (only_result, only_start), metric
+        p = binomtest(only_result, only_result + only_start).pvalue if only_result + only_start else 1.0
+        assert shown["p"] == f"{p:.3g}", (metric, shown["p"], p)
+        assert abs(float(shown["points"]) - 100 * (sum(result_ok) - sum(start_ok)) / len(start)) <= 0.05 + 1e-9

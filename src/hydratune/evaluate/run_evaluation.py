@@ -153,10 +153,15 @@ def compare(tuned: dict[str, dict], base: Optional[dict[str, dict]]) -> dict[str
             entry = {"tuned": value}
             if base is not None and name in base:
                 entry["base"] = base[name]["metrics"][metric]
-                entry["mcnemar"] = mcnemar_exact(
+                paired = mcnemar_exact(
                     [p[metric] for p in result["predictions"] if metric in p],
                     [p[metric] for p in base[name]["predictions"] if metric in p],
                 )
+                entry["mcnemar"] = {
+                    "only_tuned_correct": paired["only_first_correct"],
+                    "only_base_correct": paired["only_second_correct"],
+                    "p_value": paired["p_value"],
+                }
             summary[name][metric] = entry
     return summary
 

@@ -49,21 +49,44 @@ def trained_line(record: dict[str, Any]) -> str:
 
 
 def metric_lines(record: dict[str, Any], run_dir: Path) -> list[str]:
-    """Generation tasks as tuned vs base with 95% intervals and McNemar's p; else the flat metrics."""
+    """What the run changed: each generation task's score of the start model (`model.name`) and of
+    the result, with 95% intervals and McNemar's paired p; metrics measured before and after
+    training (`<name>_start` and `<name>`) as start -> result; the rest as they are."""
     metrics_file = RunDirectory(run_dir).eval_metrics
     summary = json.loads(metrics_file.read_text()).get("summary", {}) if metrics_file.is_file() else {}
-    lines = []
-    for task, by_metric in summary.items():
-        for metric, sides in by_metric.items():
-            cells = [f"{side} {_share(sides[side])}" for side in ("base", "tuned") if side in sides]
-            if "mcnemar" in sides:
-                cells.append(f"paired p = {sides['mcnemar']['p_value']:.3g}")
-            lines.append(f"{task}.{metric}: " + "   ".join(cells))
+    lines = [
+        line
+        for task, by_metric in summary.items()
+        for metric, sides in by_metric.items()
+        for line in gain_lines(f"{task}.{metric}", sides)
+    ]
     shown_tasks = {f"{task}." for task in summary} | {f"base.{task}." for task in summary}
-    for name, value in record["metrics"].items():
-        if name != "global_step" and not any(name.startswith(prefix) for prefix in shown_tasks):
-            lines.append(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
+    flat = {k: v for k, v in record["metrics"].items() if k != "global_step" and not k.startswith(tuple(shown_tasks))}
+    for name, value in flat.items():
+        if name.endswith("_start") and name.removesuffix("_start") in flat:
+            continue
+        if f"{name}_start" in flat:
+            lines.append(f"{name}: start {_number(flat[f'{name}_start'])} -> result {_number(value)}")
+        else:
+            lines.append(f"{name}: {_number(value)}")
     return lines
+
+
+def gain_lines(name: str, sides: dict[str, Any]) -> list[str]:
+    """`gsm8k.strict_accuracy: start 21.5% [16.4, 27.7] (43/200) -> result 30.0% [24.1, 36.7] (60/200)`
+    and under it the change, McNemar's p and the problems only one of the two solved."""
+    if "base" not in sides:
+        return [f"{name}: {_share(sides['tuned'])}"]
+    start, result, paired = sides["base"], sides["tuned"], sides["mcnemar"]
+    return [
+        f"{name}: start {_share(start)} -> result {_share(result)}",
+        f"  {100 * (result['value'] - start['value']):+.1f} points, McNemar p = {paired['p_value']:.3g}: "
+        f"{paired['only_tuned_correct']} solved by the result only, {paired['only_base_correct']} by the start only",
+    ]
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _share(m: dict[str, Any]) -> str:
