@@ -1,61 +1,121 @@
-"""Loss and learning-rate curves of a run as a PNG; GRPO runs add their rewards, KL and clipping."""
+"""A run's curves as one PNG: loss and learning rate; GRPO adds its rewards, KL and clipping;
+DPO and KTO add the implicit rewards of the chosen and rejected replies, their margin, and the
+share of pairs ranked right. Each panel is a series per training step, with the held-out
+evaluations as points of the same colour."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
-# What a GRPO step logs beside its loss, plotted in a third panel (TRL's log names).
+# What a GRPO step logs beside its loss, drawn dashed with its rewards (TRL's log names).
 GRPO_EXTRAS = ("kl", "clip_ratio/region_mean")
+# What TRL's preference trainers log per step (and with an `eval_` prefix per evaluation).
+PREFERENCE_REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/margins")
+PREFERENCE_ACCURACY = "rewards/accuracies"
+
+Points = list[tuple[int, float]]
 
 
-def _series(log_history: list[dict], key: str) -> list[tuple[int, float]]:
+@dataclass
+class Series:
+    label: str
+    points: Points
+    held_out: Points = field(default_factory=list)  # drawn as points
+    spread: dict[int, float] = field(default_factory=dict)  # drawn as a band around the line
+    dashed: bool = False
+
+
+@dataclass
+class Panel:
+    ylabel: str
+    series: list[Series]
+    ylim: Optional[tuple[float, float]] = None
+    zero_line: bool = False
+
+
+def _series(log_history: list[dict], key: str) -> Points:
+    """A key's values at the training steps (the entries that carry the training loss)."""
     return [(e["step"], e[key]) for e in log_history if key in e and "loss" in e]
 
 
+def _held_out(log_history: list[dict], key: str) -> Points:
+    return [(e["step"], e[f"eval_{key}"]) for e in log_history if f"eval_{key}" in e]
+
+
+def panels(log_history: list[dict]) -> list[Panel]:
+    """What the PNG shows, panel by panel; nothing when no training step was logged."""
+    if not _series(log_history, "loss"):
+        return []
+    out = [
+        Panel("loss", [Series("loss", _series(log_history, "loss"), _held_out(log_history, "loss"))]),
+        Panel("learning rate", [Series("learning rate", _series(log_history, "learning_rate"))]),
+    ]
+    rewards = sorted({k for e in log_history for k in e if k.startswith("rewards/") and k.endswith("/mean")})
+    if rewards:
+        out.append(
+            Panel(
+                "reward (mean, band: spread)",
+                [
+                    Series(
+                        key.removeprefix("rewards/").removesuffix("/mean"),
+                        _series(log_history, key),
+                        spread=dict(_series(log_history, key.replace("/mean", "/std"))),
+                    )
+                    for key in rewards
+                ]
+                + [
+                    Series(key, _series(log_history, key), dashed=True)
+                    for key in GRPO_EXTRAS
+                    if _series(log_history, key)
+                ],
+            )
+        )
+    preference = [
+        Series(key.removeprefix("rewards/"), _series(log_history, key), _held_out(log_history, key))
+        for key in PREFERENCE_REWARDS
+        if _series(log_history, key)
+    ]
+    if preference:
+        out.append(Panel("implicit reward (beta * log-ratio)", preference, zero_line=True))
+    accuracy = _series(log_history, PREFERENCE_ACCURACY)
+    if accuracy:
+        ranked = Series("pairs ranked right", accuracy, _held_out(log_history, PREFERENCE_ACCURACY))
+        out.append(Panel("reward accuracy", [ranked], ylim=(-0.05, 1.05)))
+    return out
+
+
 def plot_curves(log_history: list[dict], path: Path) -> Path | None:
+    shown = panels(log_history)
+    if not shown:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = [(e["step"], e["loss"], e.get("learning_rate")) for e in log_history if "loss" in e]
-    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
-    if not train:
-        return None
-    rewards = sorted({k for e in log_history for k in e if k.startswith("rewards/") and k.endswith("/mean")})
-    panels = 3 if rewards else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.5))
-    ax_loss, ax_lr = axes[0], axes[1]
-    ax_loss.plot([s for s, _, _ in train], [loss for _, loss, _ in train], label="train loss")
-    if evals:
-        ax_loss.plot([s for s, _ in evals], [loss for _, loss in evals], "o-", label="eval loss")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("loss")
-    ax_loss.legend()
-    ax_lr.plot([s for s, _, _ in train], [lr for _, _, lr in train], color="tab:orange")
-    ax_lr.set_xlabel("step")
-    ax_lr.set_ylabel("learning rate")
-    if rewards:
-        ax = axes[2]
-        for key in rewards:
-            points = _series(log_history, key)
-            spread = dict(_series(log_history, key.replace("/mean", "/std")))
-            steps, means = [s for s, _ in points], [m for _, m in points]
-            ax.plot(steps, means, label=key.removeprefix("rewards/").removesuffix("/mean"))
-            if spread:
-                ax.fill_between(
-                    steps,
-                    [m - spread.get(s, 0) for s, m in points],
-                    [m + spread.get(s, 0) for s, m in points],
-                    alpha=0.15,
-                )
-        for key in GRPO_EXTRAS:
-            points = _series(log_history, key)
-            if points:
-                ax.plot([s for s, _ in points], [v for _, v in points], "--", label=key)
+    fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 3.5))
+    for ax, panel in zip(axes, shown):
+        for s in panel.series:
+            steps = [step for step, _ in s.points]
+            values = [value for _, value in s.points]
+            (line,) = ax.plot(steps, values, "--" if s.dashed else "-", label=s.label)
+            if s.spread:
+                low = [v - s.spread.get(step, 0) for step, v in s.points]
+                high = [v + s.spread.get(step, 0) for step, v in s.points]
+                ax.fill_between(steps, low, high, alpha=0.15, color=line.get_color())
+            if s.held_out:
+                held_steps, held_values = zip(*s.held_out)
+                ax.plot(held_steps, held_values, "o", color=line.get_color(), label=f"{s.label} (held out)")
+        if panel.zero_line:
+            ax.axhline(0, color="grey", linewidth=0.5)
+        if panel.ylim:
+            ax.set_ylim(*panel.ylim)
         ax.set_xlabel("step")
-        ax.set_ylabel("reward (mean, band: spread)")
-        ax.legend(fontsize=7)
+        ax.set_ylabel(panel.ylabel)
+        if len(panel.series) > 1 or panel.series[0].held_out:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
