@@ -25,8 +25,14 @@ from pathlib import Path
 STRATEGIES = ("ddp", "fsdp", "deepspeed_zero3")
 METHODS = {
     "dpo": ["+experiment=arithmetic_dpo", "train.micro_batch_size=4"],
-    # 2 ranks x 4 completions: one group of 4 per rank
-    "grpo": ["+experiment=arithmetic_grpo", "train.micro_batch_size=4", "method.max_completion_length=32"],
+    # 2 ranks x 4 completions: one group of 4 per rank, with the KL term's frozen reference copy
+    "grpo": [
+        "+experiment=arithmetic_grpo",
+        "train.micro_batch_size=4",
+        "method.num_generations=4",
+        "method.beta=0.04",
+        "method.max_completion_length=32",
+    ],
 }
 
 

@@ -152,8 +152,11 @@ def assert_one_parent_mlflow_run(store: str, sweep_dir: Path, rows: list[dict]) 
 
 
 def check_post_training(outputs: Path) -> None:
-    """GRPO from the SFT run: its record names that run as parent, every step logs the rewards,
-    completion lengths, KL and clipping, and merged/ is a model that generates."""
+    """GRPO from the SFT run: its record names that run as parent, every step logs the reward,
+    completion lengths, groups without signal and clipping, and merged/ is a model that generates;
+    DPO from it scores held-out answers of both and draws its margin and accuracy."""
+    import json
+
     from .training.runs import assert_merged_loads_and_generates, record
 
     sft, grpo = outputs / "examples" / "chain" / "sft", outputs / "examples" / "chain" / "grpo"
@@ -164,14 +167,18 @@ def check_post_training(outputs: Path) -> None:
     for key in (
         "rewards/gsm8k_correct/mean",
         "rewards/gsm8k_correct/std",
-        "rewards/gsm8k_format/mean",
         "completions/mean_length",
-        "kl",
+        "frac_reward_zero_std",
         "clip_ratio/region_mean",
     ):
         assert all(key in e for e in steps), key
     assert (grpo / "curves.png").is_file()
     assert_merged_loads_and_generates(grpo)
+    dpo = outputs / "examples" / "chain" / "dpo"
+    summary = json.loads((dpo / "eval" / "metrics.json").read_text())["summary"]["gsm8k"]["strict_accuracy"]
+    assert summary["base"]["n"] == summary["tuned"]["n"] == 2 and "p_value" in summary["mcnemar"]
+    assert {"loss.eval_reward_margin_start", "loss.eval_reward_margin"} <= set(record(dpo)["metrics"])
+    assert (dpo / "curves.png").is_file()
 
 
 # What an example's outputs must show beyond its commands succeeding.

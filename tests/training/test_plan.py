@@ -94,7 +94,7 @@ def test_dry_run_prints_plan_for_every_experiment(tmp_path):
     expected = {
         "arithmetic_dpo": ["reference: the base with the adapter off"],
         "ultrafeedback_dpo": ["reference log-probs precomputed once"],
-        "arithmetic_grpo": ["reference: the base with the adapter off; 4 completions per prompt", "generation "],
+        "arithmetic_grpo": ["8 completions per prompt, no KL term (no reference)", "generation "],
         "gsm8k_grpo": ["8 completions per prompt", "generation "],
     }
     for experiment, out in planned.items():
