@@ -121,7 +121,7 @@ def generate_preferences(rows: int, seed: int) -> list[dict[str, str]]:
         question, answer, first = _problem(rng)
         correct = answer(first)
         wrong = correct
-        while wrong == correct:  # a misread count of 1 friend multiplies by 1: draw again
+        while wrong == correct:  # only a question with friends can be misread: elsewhere, draw again
             step = errors.randrange(3)
             if step == 0:
                 wrong = answer(first + errors.choice(offsets))
