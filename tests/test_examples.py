@@ -269,6 +269,10 @@ def assert_summary_recounts(summary: str, eval_dir: Path) -> None:
     start = [json.loads(line) for line in (eval_dir / "predictions_base.jsonl").read_text().splitlines()]
     result = [json.loads(line) for line in (eval_dir / "predictions.jsonl").read_text().splitlines()]
     assert [r["question"] for r in start] == [r["question"] for r in result] and start
+    for row in start + result:  # each strict flag, scored again from the reply: the number after its first ####
+        written = re.search(r"####\s*\$?\s*(-?[\d,]*\.?\d+)", row["generated"])
+        again = bool(written) and float(written.group(1).replace(",", "")) == float(row["gold"])
+        assert row["strict_accuracy"] == again, row
     found = {m["metric"]: m for m in SUMMARY_GAIN.finditer(summary)}
     assert set(found) == {"strict_accuracy", "flexible_accuracy"}, summary
     for metric, shown in found.items():
