@@ -192,6 +192,75 @@ def preprocessing_table(r: dict) -> list[str]:
     return lines
 
 
+def post_training_table(r: dict) -> list[str]:
+    lines = [
+        "Each run is the console command as shipped, from the quickstart's SFT run, with only `train.seed` set; "
+        "held-out answers (greedy, strict `#### N`) of the start model and of the result on the same generated test "
+        "problems, 95% Wilson intervals, McNemar's exact p; wall time from the command to its summary.",
+        "",
+        "| experiment | seed | steps | wall | start | result | solved only by result / start | McNemar p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in r["runs"]:
+        start, result, paired = run["start"], run["result"], run["mcnemar"]
+        lines.append(
+            f"| `{run['experiment']}` | {run['seed']} | {run['steps']} | {run['wall_seconds'] / 60:.1f} min | "
+            f"{_share(start)} | {_share(result)} | {paired['only_tuned_correct']} / {paired['only_base_correct']} | "
+            f"{paired['p_value']:.2g} |"
+        )
+    notes = [f"- {run['experiment']}, seed {run['seed']}: {run['note']}." for run in r["runs"] if run.get("note")]
+    return lines + ([""] + notes if notes else [])
+
+
+def _share(m: dict) -> str:
+    return f"{100 * m['value']:.1f}% [{100 * m['ci95'][0]:.1f}, {100 * m['ci95'][1]:.1f}] ({m['correct']}/{m['n']})"
+
+
+def post_training_goals(r: dict, mark) -> list[str]:
+    rows = []
+    for experiment in sorted({run["experiment"] for run in r["runs"]}):
+        runs = [run for run in r["runs"] if run["experiment"] == experiment]
+        ok = all(
+            run["mcnemar"]["p_value"] < 0.05
+            and run["result"]["value"] > run["start"]["value"]
+            and run["wall_seconds"] <= 1800
+            for run in runs
+        )
+        measured = ", ".join(
+            f"seed {run['seed']}: {100 * (run['result']['value'] - run['start']['value']):+.1f} points, "
+            f"p {run['mcnemar']['p_value']:.2g}, {run['wall_seconds'] / 60:.0f} min"
+            for run in runs
+        )
+        rows.append(
+            f"| `{experiment}` raises held-out accuracy over its start, p < 0.05, in <= 30 min | {measured} | "
+            f"{mark(ok)} |"
+        )
+    return rows
+
+
+def grpo_step_table(r: dict) -> list[str]:
+    s = r["settings"]
+    lines = [
+        f"{r['sides']['hydratune']['steps']} steps of {s['completions_per_step']} completions "
+        f"({s['completions_per_step'] // s['num_generations']} prompts x {s['num_generations']}, up to "
+        f"{s['max_completion_length']} tokens, temperature {s['temperature']}), LoRA r8, beta {s['beta']}, fp32, from "
+        "the quickstart's SFT run; TRL's train_runtime over the steps on both sides. The sides draw the prompts in "
+        "different orders, so they sample different completions, and a step's time follows their lengths.",
+        "",
+        "| side | s/step | completions/s | peak RSS |",
+        "|---|---|---|---|",
+    ]
+    for name, side in r["sides"].items():
+        lines.append(
+            f"| {name} | {side['seconds_per_step']:.1f} | {side['completions_per_second']:.2f} | "
+            f"{side['peak_rss_mb'] / 1024:.2f} GB |"
+        )
+    return lines + [
+        "",
+        f"hydratune: **{r['speedup_vs_trl']:.2f}x** TRL's speed at {r['memory_vs_trl']:.2f}x its memory.",
+    ]
+
+
 def goals(results: dict) -> list[str]:
     """The targets the benchmarks exist to check, each with what was measured."""
     t, p, plan = results["training"], results["preprocessing"], results["plan"]["methods"]
@@ -240,6 +309,16 @@ def goals(results: dict) -> list[str]:
             else []
         ),
         *(sharded_goals(results["sharded_memory"], mark) if "sharded_memory" in results else []),
+        *(
+            [
+                f"| a GRPO step at least as fast as a plain TRL GRPOTrainer script | "
+                f"{results['grpo_step']['speedup_vs_trl']:.2f}x | "
+                f"{mark(results['grpo_step']['speedup_vs_trl'] >= 1.0)} |"
+            ]
+            if "grpo_step" in results
+            else []
+        ),
+        *(post_training_goals(results["post_training"], mark) if "post_training" in results else []),
     ]
 
 
@@ -262,7 +341,10 @@ def main() -> None:
         "gsm8k_preprocessing": ("preprocess_gsm8k.py",),
         "evaluation": ("generation_gsm8k.py", "--problems", args.problems or ("8" if quick else "64")),
         "first_step": ("time_to_first_step.py",),
+        "grpo_step": ("grpo_step.py", "--steps", "3" if quick else "8"),
     }
+    if not quick:  # the shipped chain as it is: about an hour per seed here
+        benchmarks["post_training"] = ("post_training_chain.py", "--seeds", "42", "7", "1234")
     # Each result is saved as soon as it is measured; --resume keeps those already saved.
     saved = HERE / "results.json"
     results = json.loads(saved.read_text()) if args.resume and saved.exists() else {}
@@ -275,7 +357,13 @@ def main() -> None:
         "# Benchmarks",
         "",
         f"Regenerated by `python bench/run_all.py{' '.join(['', *sys.argv[1:]])}` on {datetime.date.today()}: "
-        f"{machine()}.",
+        f"{machine()}."
+        + (
+            " With --resume the results bench/results.json already held were kept (measured by earlier runs, on "
+            "2-core CPU machines of this kind that may differ in CPU model) and only the missing ones measured here."
+            if args.resume
+            else ""
+        ),
         "Each benchmark runs hydratune and the peer a user would otherwise pick in one script, on the same model, data "
         "and settings; ratios matter more than absolute times. Raw figures: `bench/results.json`. "
         "Not yet run on a GPU (`bench/train_throughput.py --help` lists the sizes; the same harness takes a GPU when "
@@ -330,6 +418,15 @@ def main() -> None:
         f"({f['cold_cache_seconds']:.1f} s on a cold one).",
         "",
     ]
+    if "grpo_step" in results:
+        lines += ["## GRPO step against TRL (`bench/grpo_step.py`)", "", *grpo_step_table(results["grpo_step"]), ""]
+    if "post_training" in results:
+        lines += [
+            "## The post-training chain (`bench/post_training_chain.py`)",
+            "",
+            *post_training_table(results["post_training"]),
+            "",
+        ]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
