@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 METHODS = ("arithmetic_dpo", "arithmetic_grpo")
 
 
