@@ -13,6 +13,7 @@ from typing import Any
 from hydratune.config.environment import Environment
 from hydratune.config.spec import RunSpec
 from hydratune.rewards import for_trainer
+from hydratune.training.fast_sampling import can_fold_adapter, fast_sampling
 from hydratune.training.hydratune_trainer import HydratuneMixin, HydratuneTrainer
 from hydratune.training.lean_loss import use_chunked_loss
 from hydratune.training.support_matrix import LOSS_TYPES
@@ -111,12 +112,31 @@ def build_trainer(spec: RunSpec, **kwargs: Any):
         return HydratuneTrainer(chunked_loss=use_chunked_loss(spec, kwargs["model"]), **kwargs)
     trl_trainer, _ = _trl_classes(spec.method.name)
     if spec.method.name == "grpo":
-        trainer_class = type("HydratuneGRPOTrainer", (HydratuneMixin, trl_trainer), {})
+        trainer_class = type("HydratuneGRPOTrainer", (FastSampling, HydratuneMixin, trl_trainer), {})
         kwargs.pop("data_collator", None)  # GRPO samples its own batches
-        return trainer_class(reward_funcs=[for_trainer(name) for name in spec.method.rewards], **kwargs)
+        trainer = trainer_class(reward_funcs=[for_trainer(name) for name in spec.method.rewards], **kwargs)
+        # Under FSDP2 and ZeRO-3 each forward gathers weights with the other ranks, and ranks whose
+        # batches repeat prompts differently would run different numbers of forwards.
+        trainer.sampling_shortcuts = spec.sharding.strategy in ("single", "ddp")
+        return trainer
     kwargs.pop("data_collator", None)  # TRL's preference collators pad prompt and replies
     trainer_class = type(f"Hydratune{trl_trainer.__name__}", (PretokenizedRows, HydratuneMixin, trl_trainer), {})
     return trainer_class(**kwargs)
+
+
+class FastSampling:
+    """GRPO's transformers-path sampling through fast_sampling (one prompt pass per group, the
+    adapter folded in where the weights allow) in a single process or under DDP. vLLM, vision
+    models, FSDP2 and DeepSpeed sample as TRL does."""
+
+    sampling_shortcuts = False
+
+    def _generate_single_turn(self, prompt_ids, images, *args, **kwargs):
+        if not self.sampling_shortcuts or self.use_vllm or self._is_vlm:
+            return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        with fast_sampling(model, fold_adapter=can_fold_adapter(model)):
+            return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
 
 
 class PretokenizedRows:
