@@ -257,7 +257,9 @@ def grpo_step_table(r: dict) -> list[str]:
         )
     return lines + [
         "",
-        f"hydratune: **{r['speedup_vs_trl']:.2f}x** TRL's speed at {r['memory_vs_trl']:.2f}x its memory.",
+        f"hydratune: **{r['speedup_vs_trl']:.2f}x** TRL's speed at {r['memory_vs_trl']:.2f}x its memory. Both run "
+        "TRL's step; hydratune samples with one prompt pass per group and the LoRA adapter folded into the weights "
+        "(`training/fast_sampling.py`).",
     ]
 
 
