@@ -12,25 +12,15 @@ from hydratune.training.fast_sampling import (
     generate_sharing_prompts,
 )
 
+from ..tiny_llama import tiny_llama
+
 PAD = 0
 
 
 def _adapted_model(use_dora: bool = False):
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, LlamaConfig
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=300,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        pad_token_id=PAD,
-        eos_token_id=1,
-    )
-    base = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    base = tiny_llama(pad_token_id=PAD, eos_token_id=1)
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", use_dora=use_dora))
     for name, param in model.named_parameters():
         if "lora_B" in name:  # a trained adapter, not peft's zero start

@@ -8,22 +8,11 @@ import torch
 from hydratune.data.tokenize_examples import IGNORE_INDEX
 from hydratune.training.lean_loss import lean_causal_lm_loss, unsupported_reason
 
+from ..tiny_llama import tiny_llama
+
 
 def _tiny_model(tie: bool):
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=300,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        use_cache=False,
-        tie_word_embeddings=tie,
-    )
-    return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    return tiny_llama(use_cache=False, tie_word_embeddings=tie)
 
 
 def _packed_batch():
