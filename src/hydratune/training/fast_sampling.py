@@ -96,9 +96,8 @@ def can_fold_adapter(model: torch.nn.Module) -> bool:
         return False
     for layer in layers:
         weight = getattr(layer.get_base_layer(), "weight", None)
-        if not isinstance(weight, torch.nn.Parameter) or not weight.dtype.is_floating_point:
-            return False
-        if type(weight) is not torch.nn.Parameter:  # bitsandbytes' quantized parameters
+        # bitsandbytes' quantized weights are Parameter subclasses, or integer tensors
+        if type(weight) is not torch.nn.Parameter or not weight.dtype.is_floating_point:
             return False
         if any(layer.use_dora.get(name) for name in layer.active_adapters):
             return False
