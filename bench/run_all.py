@@ -263,6 +263,21 @@ def grpo_step_table(r: dict) -> list[str]:
     ]
 
 
+def grpo_sampling_table(r: dict) -> list[str]:
+    lines = [
+        f"One `generate` of a step's {r['completions']} completions ({r['prompts']} prompts, {r['new_tokens']} new "
+        "tokens each) on the start model with a LoRA r8 adapter, as TRL's GRPOTrainer calls it and through "
+        "hydratune's fast_sampling, alternating in one process; median of the runs.",
+        "",
+        "| side | seconds | runs |",
+        "|---|---|---|",
+    ]
+    for side, median in r["median_seconds"].items():
+        runs = ", ".join(f"{t:.1f}" for t in r["seconds"][side])
+        lines.append(f"| {side} | {median:.2f} | {runs} |")
+    return lines + ["", f"hydratune: **{r['speedup']:.2f}x** the sampling speed."]
+
+
 def goals(results: dict) -> list[str]:
     """The targets the benchmarks exist to check, each with what was measured."""
     t, p, plan = results["training"], results["preprocessing"], results["plan"]["methods"]
@@ -344,6 +359,7 @@ def main() -> None:
         "evaluation": ("generation_gsm8k.py", "--problems", args.problems or ("8" if quick else "64")),
         "first_step": ("time_to_first_step.py",),
         "grpo_step": ("grpo_step.py", "--steps", "3" if quick else "8"),
+        "grpo_sampling": ("grpo_sampling.py", "--repeats", "1" if quick else "3"),
     }
     if not quick:  # the shipped chain as it is: about an hour per seed here
         benchmarks["post_training"] = ("post_training_chain.py", "--seeds", "42", "7", "1234")
@@ -422,6 +438,13 @@ def main() -> None:
     ]
     if "grpo_step" in results:
         lines += ["## GRPO step against TRL (`bench/grpo_step.py`)", "", *grpo_step_table(results["grpo_step"]), ""]
+    if "grpo_sampling" in results:
+        lines += [
+            "## GRPO sampling alone (`bench/grpo_sampling.py`)",
+            "",
+            *grpo_sampling_table(results["grpo_sampling"]),
+            "",
+        ]
     if "post_training" in results:
         lines += [
             "## The post-training chain (`bench/post_training_chain.py`)",
