@@ -87,8 +87,12 @@ def adapter_folded_in(model: torch.nn.Module) -> Iterator[None]:
 
 
 def can_fold_adapter(model: torch.nn.Module) -> bool:
-    """Whether every adapted layer is plain LoRA on a dense floating-point weight (not QLoRA's
-    4-bit weights, not DoRA, whose magnitude does not fold into one matrix)."""
+    """Whether every adapted layer is plain LoRA on a dense floating-point weight in CPU memory
+    (not QLoRA's 4-bit weights, not DoRA, whose magnitude does not fold into one matrix).
+
+    The folded copy holds every adapted weight once more while sampling: measured worth it on
+    the CPU, where decoding is bound by memory traffic; not yet measured on a GPU, where the
+    plan's memory estimate does not count that copy."""
     from peft.tuners.lora import LoraLayer
 
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
@@ -98,6 +102,8 @@ def can_fold_adapter(model: torch.nn.Module) -> bool:
         weight = getattr(layer.get_base_layer(), "weight", None)
         # bitsandbytes' quantized weights are Parameter subclasses, or integer tensors
         if type(weight) is not torch.nn.Parameter or not weight.dtype.is_floating_point:
+            return False
+        if weight.device.type != "cpu":
             return False
         if any(layer.use_dora.get(name) for name in layer.active_adapters):
             return False

@@ -135,11 +135,7 @@ class FastSampling:
         if not self.sampling_shortcuts or self.use_vllm or self._is_vlm:
             return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
         model = self.accelerator.unwrap_model(self.model_wrapped)
-        # The folded copy holds every adapted weight once more while sampling: measured worth it
-        # on the CPU, where decoding is bound by memory traffic; not yet measured on a GPU, where
-        # the plan does not count that copy.
-        fold = model.device.type == "cpu" and can_fold_adapter(model)
-        with fast_sampling(model, fold_adapter=fold):
+        with fast_sampling(model, fold_adapter=can_fold_adapter(model)):
             return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
 
 
