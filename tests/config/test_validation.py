@@ -107,6 +107,13 @@ CASES = [
         [Q, "train.precision=auto"],
     ),
     (
+        [Q, "train.compile=layers"],
+        {"compiler": False},
+        "train.compile=layers",
+        "use train.compile=off",
+        [Q, "train.compile=off"],
+    ),
+    (
         [Q, "train.precision=bf16"],
         {"cuda": True, "gpu_count": 1},
         "train.precision=bf16",

@@ -23,6 +23,7 @@ class Environment:
     slurm_tasks: int = 0  # tasks of the Slurm job step (srun) this process is one of; 0: not in a step
     slurm_node: int = 0  # the node of this task within the step (SLURM_NODEID)
     slurm_local: int = 0  # this task among the step's tasks on its node (SLURM_LOCALID)
+    compiler: bool = True  # what torch.compile builds kernels with: Triton (GPU), a C++ compiler (CPU)
 
     def has(self, package: str) -> bool:
         return package in self.packages
@@ -55,7 +56,17 @@ def detect_environment() -> Environment:
         slurm_tasks=slurm_step_tasks(),
         slurm_node=int(os.environ.get("SLURM_NODEID", "0")),
         slurm_local=int(os.environ.get("SLURM_LOCALID", "0")),
+        compiler=has_kernel_compiler(cuda),
     )
+
+
+def has_kernel_compiler(cuda: bool) -> bool:
+    """Triton on a GPU; on the CPU the C++ compiler inductor looks for ($CXX, else g++)."""
+    import shutil
+
+    if cuda:
+        return importlib.util.find_spec("triton") is not None
+    return shutil.which(os.environ.get("CXX") or "g++") is not None
 
 
 def launched_by_launcher() -> bool:

@@ -318,6 +318,12 @@ class TrainSpec:
         "memory). plain: the model's own loss over every position. auto: chunked where it applies (not under FSDP or "
         "ZeRO-3, not for models that rescale their logits), else plain.",
     )
+    compile: Literal["off", "layers", "model"] = knob(
+        "off",
+        "torch.compile of the training forward and backward. layers: each decoder layer in place (one graph that "
+        "all layers share, so compiling does not grow with depth). model: the decoder stack as one graph. The LM head "
+        "and loss stay eager; GRPO samples eagerly. Inductor needs a C++ compiler on the CPU, Triton on a GPU.",
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = knob(
         "auto", "Training precision. auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on the CPU."
     )

@@ -153,8 +153,10 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
         curves=str(curves) if curves else None,
         resumed_from=result["resumed_from"],
         parent=parent_record(spec.model.name),
+        compile=result.get("compile"),
         wall_seconds={
             "train": result["train_seconds"],
+            "first_step": result.get("first_step_seconds"),
             "export": export_seconds,
             "eval": eval_seconds,
             "total": time.perf_counter() - started,

@@ -300,7 +300,8 @@ def _hybrid_problems(spec: RunSpec) -> list[Problem]:
 
 
 def _machine_problems(spec: RunSpec, env: Environment) -> list[Problem]:
-    """What this machine lacks for the run: a GPU for half precision, the trackers' packages."""
+    """What this machine lacks for the run: a GPU for half precision, a kernel compiler for
+    train.compile, the trackers' packages."""
     out = []
     precision = spec.train.precision
     if precision in ("bf16", "fp16") and not env.cuda:
@@ -314,6 +315,15 @@ def _machine_problems(spec: RunSpec, env: Environment) -> list[Problem]:
     elif precision == "bf16" and not env.cuda_bf16:
         out.append(
             Problem("train.precision=bf16", "this GPU does not support bf16", "use train.precision=fp16 or auto")
+        )
+    if spec.train.compile != "off" and not env.compiler:
+        out.append(
+            Problem(
+                f"train.compile={spec.train.compile}",
+                "torch.compile builds its kernels with Triton on a GPU and a C++ compiler on the CPU ($CXX, else g++), "
+                "and this machine has neither for its device",
+                "pip install triton (GPU) or apt-get install g++ (CPU), or use train.compile=off",
+            )
         )
     for tracker, package in (("mlflow", "mlflow"), ("wandb", "wandb")):
         if tracker in spec.train.report_to and not env.has(package):

@@ -39,10 +39,11 @@ from hydratune.training.checkpoints import (
     resolve_resume,
     run_identity,
 )
+from hydratune.training.compiled_model import compile_in_place, compile_record
 from hydratune.training.hydratune_trainer import HydratuneMixin
 from hydratune.training.parity_rows import parity_batch, save_parity_rows
 from hydratune.training.peak_memory import PeakMemory
-from hydratune.training.plan import decoder_layer_class, resolve_precision
+from hydratune.training.plan import decoder_layer_class, layer_class_of, resolve_precision
 from hydratune.training.post_training import build_trainer
 from hydratune.training.token_throughput import CountingCollator
 from hydratune.training.trainer_args import training_arguments
@@ -75,6 +76,7 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     peak = PeakMemory()
     peak.start()
     model = build_model(spec, env, root, precision)
+    compiled = compile_in_place(model, spec.train.compile, layer_class_of(model))
     trainer = setup_trainer(spec, args, model, tokenizer, data)
     resume_from = decide_on_rank_zero(lambda: resolve_resume(spec, data.prepared.key))
     if resume_from:
@@ -101,6 +103,8 @@ def fit(spec: RunSpec, env: Environment) -> dict:
                 "longest_row": longest_row(data.train_rows, data.eval_rows),
             },
             "peak_memory": peak.measured(),
+            "first_step_seconds": trainer.first_step.seconds,
+            "compile": compile_record(spec.train.compile, compiled),
         }
         write_json_atomic(RunDirectory(spec.output_dir).train_result, result)
     trainer.accelerator.wait_for_everyone()

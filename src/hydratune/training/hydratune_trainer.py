@@ -14,7 +14,7 @@ from hydratune.training.checkpoints import (
     clear_marker,
 )
 from hydratune.training.lean_loss import lean_causal_lm_loss
-from hydratune.training.token_throughput import Throughput
+from hydratune.training.token_throughput import FirstStepTime, Throughput
 
 
 class HydratuneMixin:
@@ -23,7 +23,9 @@ class HydratuneMixin:
     def __init__(self, *args, identity: dict[str, Any], keep_checkpoints: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.throughput = Throughput()
+        self.first_step = FirstStepTime()
         self.add_callback(MarkCompleteCheckpoints(identity, keep_checkpoints))
+        self.add_callback(self.first_step)
 
     def _save_checkpoint(self, model, trial):
         if self.is_world_process_zero():
@@ -33,6 +35,7 @@ class HydratuneMixin:
 
     def train(self, *args, **kwargs):
         self.throughput.restart()
+        self.first_step.restart()
         return super().train(*args, **kwargs)
 
     def _prepare_inputs(self, inputs):

@@ -133,13 +133,13 @@ def model_shape(spec: RunSpec, config) -> ModelShape:
         kv_size=getattr(text, "num_key_value_heads", heads) * head_dim,
         intermediate_size=getattr(text, "intermediate_size", 4 * text.hidden_size),
         vocab_size=text.vocab_size,
-        decoder_layer_class=_layer_class(model),
+        decoder_layer_class=layer_class_of(model),
         num_heads=heads,
         rescales_logits=rescaled_logits(text) is not None,
     )
 
 
-def _layer_class(model) -> str:
+def layer_class_of(model) -> str:
     """The decoder layer class FSDP wraps as one unit (transformers lists it in _no_split_modules)."""
     return sorted(getattr(model, "_no_split_modules", None) or ["?"])[0]
 
@@ -149,7 +149,7 @@ def decoder_layer_class(config, *, trust_remote_code: bool = False) -> str:
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        return _layer_class(AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code))
+        return layer_class_of(AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code))
 
 
 def estimate_memory(

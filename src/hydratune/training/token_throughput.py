@@ -11,6 +11,7 @@ import time
 from typing import Any, Sequence
 
 import torch
+from transformers import TrainerCallback
 
 from hydratune.data.tokenize_examples import IGNORE_INDEX
 from hydratune.training.collate import PackedCollator
@@ -71,3 +72,19 @@ class Throughput:
             "supervised_tokens_per_second": (supervised - supervised0) / elapsed,
             "tokens_seen": tokens,
         }
+
+
+class FirstStepTime(TrainerCallback):
+    """Seconds from the start of training to the end of its first optimizer step: what a
+    compiled run pays to compile, beside the same figure of an eager one."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.seconds: float | None = None
+
+    def restart(self) -> None:
+        self.started, self.seconds = time.perf_counter(), None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.started
