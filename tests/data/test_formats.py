@@ -176,8 +176,12 @@ def test_custom_format_by_import_path(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("which", ["tiny", "smollm2"])
-def test_the_direct_fast_tokenizer_call_gives_the_ids_and_offsets_of_the_plain_call(which):
-    from hydratune.data.tokenize_examples import encode_with_offsets
+def test_the_direct_fast_tokenizer_call_gives_the_ids_and_token_ranges_of_the_plain_call(which):
+    """Every span edge (token starts, inside tokens, spaces, multi-byte characters, the end) maps to
+    the token range that bisecting the plain call's offsets gives."""
+    import bisect
+
+    from hydratune.data.tokenize_examples import encode_with_bounds
 
     tok = (
         tiny_tokenizer()
@@ -187,8 +191,12 @@ def test_the_direct_fast_tokenizer_call_gives_the_ids_and_offsets_of_the_plain_c
     assert (
         tok.backend_tokenizer.truncation is None and tok.backend_tokenizer.padding is None
     )  # the direct path is taken
-    texts = ["Hello world", "  spaces  and\nnew lines ", "", "émoji 🙂 and ünïcode"]
+    texts = ["Hello world", "  spaces  and\nnew lines ", "", "émoji 🙂 and ünïcode", "<|im_start|>user\nHi<|im_end|>"]
+    spans = [[(b, e) for b in range(len(t) + 1) for e in range(b, len(t) + 1)] for t in texts]
     plain = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
-    assert encode_with_offsets(tok, texts) == [
-        (list(i), [tuple(o) for o in offs]) for i, offs in zip(plain["input_ids"], plain["offset_mapping"])
-    ]
+    expected = []
+    for ids, offsets, text_spans in zip(plain["input_ids"], plain["offset_mapping"], spans):
+        starts = [start for start, _ in offsets]
+        ranges = [(bisect.bisect_left(starts, b), bisect.bisect_left(starts, e)) for b, e in text_spans]
+        expected.append((list(ids), ranges))
+    assert encode_with_bounds(tok, texts, spans) == expected

@@ -14,6 +14,7 @@ leaves 0.1% and 0.6% (the bound is 0.1% and 0.01%).
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from typing import Sequence
 
@@ -36,7 +37,8 @@ def pack_lengths(lengths: Sequence[int], capacity: int) -> list[list[int]]:
         members = [longest, *_best_fill(left, sizes, capacity - longest, first=longest)]
         for size in members:
             left[size] -= 1
-        sizes = [s for s in sizes if left[s] > 0]
+            if not left[size]:
+                del sizes[bisect.bisect_left(sizes, size)]
         bins.append([indices[size].pop() for size in members])
     return bins
 
@@ -57,10 +59,11 @@ def _best_fill(left: Counter, sizes: list[int], room: int, *, first: int) -> lis
     for size in reversed(sizes):
         if size > room:
             continue
-        copies = min(left[size] - (size == first), room // size)
+        copies = left[size] - (size == first)
+        copies = room // size if room // size < copies else copies
         group = 1
         while copies > 0:
-            take = min(group, copies)
+            take = group if group < copies else copies
             steps.append((size, take, reach))
             reach = (reach | (reach << (size * take))) & mask
             copies -= take

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hydratune.config.spec import DatasetSpec, SourceSpec
+from hydratune.data.chat_spans import MaskPolicy
 from hydratune.data.errors import DataError
 from hydratune.data.formats import FormatOptions
 from hydratune.data.packing import pack_lengths, packing_efficiency
@@ -41,7 +42,6 @@ from hydratune.data.row_tokenizer import (
 )
 from hydratune.data.sequence_store import SequenceStore, SequenceWriter, list_column
 from hydratune.data.shard_files import ROWS_PER_SHARD, shard_name, write_table
-from hydratune.data.tokenize_examples import MaskPolicy
 from hydratune.progress import Progress
 
 log = logging.getLogger(__name__)

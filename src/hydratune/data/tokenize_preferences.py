@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from hydratune.data.chat_spans import render
 from hydratune.data.errors import DataError
 from hydratune.data.preference_formats import (
     Messages,
@@ -21,7 +22,6 @@ from hydratune.data.preference_formats import (
     PromptExample,
     UnpairedExample,
 )
-from hydratune.data.tokenize_examples import render
 
 
 @dataclass(frozen=True)
