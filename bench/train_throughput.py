@@ -10,10 +10,13 @@ off, the same number of steps, each side in its own process. hydratune packs row
 computes the loss in chunks over supervised tokens (also run with `train.loss_kernel=plain`);
 the tutorial pads each batch to its longest row; TRL packs (its best configuration here).
 The peers use LoRA dropout 0.05 (the PEFT tutorials' setting); hydratune's default is 0, so it
-also runs once with 0.05 to separate that choice from the rest.
+also runs once with 0.05 to separate that choice from the rest. hydratune also runs with
+`train.compile=layers` and `model`: their speed against eager, the compile time (the first
+step's time beyond eager's) and the first 8 losses against eager's.
 
 With `--gpu` every side trains a Llama-shaped model instead (Llama-3.2-1B's dimensions, random
-weights, SmolLM2's tokenizer; built locally, nothing downloaded) in bf16 with flash-attention,
+weights, SmolLM2's tokenizer; built locally, nothing downloaded) in bf16 with flash-attention
+(SDPA where flash_attn is not installed),
 on rows of up to 2048 tokens, and the matmul rate is the GPU's bf16 rate, so the last column
 is the model FLOPs utilization.
 
@@ -26,6 +29,7 @@ adapter for every side).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import statistics
@@ -152,10 +156,36 @@ def hydratune(data: Path, steps: int, out: str, *extra: str, max_length: int = 5
         "tokens_per_second": statistics.median(rates),
         "peak_rss_mb": peak_mb(text),
         "steps_timed": len(rates),
+        "losses": [e["loss"] for e in record["log_history"] if "loss" in e and "eval_loss" not in e],
+        "first_step_seconds": record["wall_seconds"]["first_step"],
+        "compile": record["compile"],
         "flops_per_token": record["plan"]["train_flops_per_token"],
         "plan_memory_gib": record["memory"]["estimated_bytes"] / 2**30,
         "measured_peak_gib": (record["memory"]["measured_peak_bytes"] or 0) / 2**30,
     }
+
+
+COMPILE_MODES = ("layers", "model")
+PARITY_STEPS = 8
+
+
+def compile_summary(sides: dict) -> dict:
+    """Each compiled side against eager: speed, what compiling cost before the first step, and the
+    largest difference of the first 8 losses (the same data and seed: they agree to rounding)."""
+    eager = sides["hydratune"]
+    out = {}
+    for mode in COMPILE_MODES:
+        side = sides[f"hydratune (train.compile={mode})"]
+        pairs = list(zip(side["losses"], eager["losses"]))[:PARITY_STEPS]
+        out[mode] = {
+            "speedup": side["tokens_per_second"] / eager["tokens_per_second"],
+            "compile_seconds": side["first_step_seconds"] - eager["first_step_seconds"],
+            "graphs": side["compile"]["graphs"],
+            "loss_steps_compared": len(pairs),
+            "max_loss_difference": max(abs(a - b) for a, b in pairs),
+            "peak_rss_vs_eager": side["peak_rss_mb"] / eager["peak_rss_mb"],
+        }
+    return out
 
 
 def main() -> None:
@@ -163,29 +193,36 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data" / "gsm8k")
     parser.add_argument("--gpu", action="store_true", help="a Llama-shaped model in bf16 with flash-attention on a GPU")
+    parser.add_argument(
+        "--base", type=Path, help="a folder with the config and tokenizer to use (default: the embedded SmolLM2)"
+    )
     args = parser.parse_args()
 
     from hydratune.cache_dirs import cache_root
     from hydratune.config.spec import ModelSpec
     from hydratune.models.model_loading import model_location
 
-    model_dir = str(model_location(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root()))
+    model_dir = str(args.base or model_location(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root()))
     train_file = str(args.data / "train.jsonl")
+    # flash-attention where its package is installed; else SDPA (whose flash kernel runs on recent GPUs)
+    attention = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
     with tempfile.TemporaryDirectory() as tmp:
         ours_extra, peer_extra, max_length = [], [], 512
         if args.gpu:
             model_dir = llama_shaped_model(model_dir, f"{tmp}/llama_shaped")
-            ours_extra = [
-                f"model.name={model_dir}",
-                "model.attn_implementation=flash_attention_2",
-                "train.precision=bf16",
-            ]
-            peer_extra, max_length = ["gpu"], 2048
+            ours_extra = [f"model.name={model_dir}", f"model.attn_implementation={attention}", "train.precision=bf16"]
+            peer_extra, max_length = ["gpu", attention], 2048
         sides = {
             "hydratune": hydratune(args.data, args.steps, f"{tmp}/ours", *ours_extra, max_length=max_length),
             "hydratune (method.lora.dropout=0.05, as the peers)": hydratune(
                 args.data, args.steps, f"{tmp}/dropout", "method.lora.dropout=0.05", *ours_extra, max_length=max_length
             ),
+            **{
+                f"hydratune (train.compile={mode})": hydratune(
+                    args.data, args.steps, f"{tmp}/{mode}", f"train.compile={mode}", *ours_extra, max_length=max_length
+                )
+                for mode in COMPILE_MODES
+            },
             "hydratune (train.loss_kernel=plain)": hydratune(
                 args.data, args.steps, f"{tmp}/plain", "train.loss_kernel=plain", *ours_extra, max_length=max_length
             ),
@@ -226,8 +263,9 @@ def main() -> None:
         side["fraction_of_matmul_rate"] = side["tokens_per_second"] * flops_per_token / matmul
         side["throughput_vs_hydratune"] = side["tokens_per_second"] / ours["tokens_per_second"]
     result = {
+        "compile": compile_summary(sides),
         "steps": args.steps,
-        "device": "gpu: Llama-3.2-1B-shaped, bf16, flash-attention" if args.gpu else "cpu: SmolLM2-135M, fp32, sdpa",
+        "device": f"gpu: Llama-3.2-1B-shaped, bf16, {attention}" if args.gpu else "cpu: SmolLM2-135M, fp32, sdpa",
         "max_length": max_length,
         "matmul_gflops": matmul / 1e9,
         "sides": sides,

@@ -24,7 +24,7 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
         dtype=torch.bfloat16 if gpu else torch.float32,
-        attn_implementation="flash_attention_2" if gpu else "sdpa",
+        attn_implementation="flash_attention_2" if "flash_attention_2" in sys.argv else "sdpa",
     )
     rows = load_dataset("json", data_files=train_file, split="train")
     rows = rows.map(

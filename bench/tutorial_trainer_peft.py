@@ -28,7 +28,7 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
         dtype=torch.bfloat16 if gpu else torch.float32,
-        attn_implementation="flash_attention_2" if gpu else "sdpa",
+        attn_implementation="flash_attention_2" if "flash_attention_2" in sys.argv else "sdpa",
     )
     model = get_peft_model(
         model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
