@@ -20,6 +20,8 @@ from typing import Iterator
 
 import torch
 
+from hydratune.config.problems import ConfigError, Problem
+
 
 def compile_in_place(model, mode: str, layer_class: str) -> list[torch.nn.Module]:
     """Compile `model`'s decoder layers (`layers`) or decoder stack (`model`); the compiled modules."""
@@ -31,7 +33,15 @@ def compile_in_place(model, mode: str, layer_class: str) -> list[torch.nn.Module
     else:
         targets = [m for m in causal_lm.modules() if type(m).__name__ == layer_class]
         if not targets:
-            raise RuntimeError(f"train.compile=layers found no {layer_class} in {type(causal_lm).__name__}")
+            raise ConfigError(
+                [
+                    Problem(
+                        "train.compile=layers",
+                        f"{type(causal_lm).__name__} names no decoder layer class (_no_split_modules) to compile",
+                        "use train.compile=model or off",
+                    )
+                ]
+            )
     for module in targets:
         module.compile()
     return targets
@@ -53,7 +63,8 @@ def eager_generation(model) -> Iterator[None]:
 
 def compile_record(mode: str, modules: list[torch.nn.Module]) -> dict:
     """What train.compile did, for run.json: the modules compiled and the distinct graphs dynamo
-    made for them (one for `layers` when every layer shares it; 0 would mean nothing compiled)."""
+    made in this process (for `layers`, one per mode, training or held-out, that all layers
+    share; 0 means nothing was compiled)."""
     from torch._dynamo.utils import counters
 
     return {"mode": mode, "modules": len(modules), "graphs": int(counters["stats"]["unique_graphs"])}
