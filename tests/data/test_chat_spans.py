@@ -54,3 +54,12 @@ def test_other_trained_roles_are_spanned_by_the_definition():
     spans = TurnSpans(tok, policy)
     assert not spans.fast
     assert spans(PLAIN) == trained_char_spans(tok, PLAIN, policy)
+
+
+def test_a_batch_whose_checked_conversations_cannot_be_searched_is_spanned_by_the_definition():
+    tok = tiny_tokenizer()
+    spans = TurnSpans(tok, MaskPolicy())
+    unsearched = [turn("user", "Hi"), turn("assistant", "Hello.", reasoning_content="greet")]
+    for messages in [unsearched] * CHECKED_PER_BATCH + [PLAIN]:
+        assert spans(messages) == trained_char_spans(tok, messages, MaskPolicy())
+    assert not spans.fast and spans.agreed == 0

@@ -8,9 +8,9 @@ conversation as prefixes of its text, which is checked. That costs two renders p
 `TurnSpans` finds the same spans in the one rendering of the whole conversation: an assistant
 turn's content follows the generation prompt and is followed by the template's end of turn,
 read once from a conversation spanned by the definition. Every batch's first conversations are
-spanned both ways, and a batch where they differ (or a conversation where the content is not
-found verbatim, as when a template trims it) is spanned by the definition: the spans, and so the
-shards, are the definition's in every case.
+spanned both ways; a batch where they differ, or where none of them could be searched, is spanned
+by the definition, and so is any conversation whose content is not found verbatim (as when a
+template trims it): the spans, and so the shards, are the definition's in every case.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class TurnSpans:
         self.policy = policy
         self.prompt = generation_prompt(tokenizer) if self.fast else None
         self.end_of_turn: str | None = None
-        self.checked = 0
+        self.checked = 0  # conversations spanned both ways
+        self.agreed = 0  # ... where the search placed every turn, as the definition does
 
     def __call__(self, messages: Sequence, skip: Sequence[int] = (), tools: Sequence | None = None):
         if not self.fast or self.prompt is None:
@@ -85,9 +86,15 @@ class TurnSpans:
             text, spans = trained_char_spans(self.tokenizer, messages, self.policy, skip, tools)
             if self.end_of_turn is None:
                 self.end_of_turn = self._learn_end_of_turn(text, spans, messages, skip)
-            if self.end_of_turn is None or self._find(text, messages, skip) != spans:
-                self.fast = False  # this batch is spanned by the definition
+            found = self._find(text, messages, skip) if self.end_of_turn is not None else None
+            if found is not None and found != spans:
+                self.fast = False  # one disagreement: this batch is spanned by the definition
+            # a conversation the search does not place (found None) says nothing either way
+            self.agreed += found == spans
             return text, spans
+        if not self.agreed:  # nothing checked agreed (or nothing could be checked)
+            self.fast = False
+            return trained_char_spans(self.tokenizer, messages, self.policy, skip, tools)
         text = render(self.tokenizer, messages, tools=tools)
         spans = self._find(text, messages, skip)
         return (
