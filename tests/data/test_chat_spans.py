@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hydratune.data.chat_spans import CHECKED_PER_BATCH, MaskPolicy, TurnSpans, trained_char_spans
+from hydratune.data.chat_spans import CHECKED_PER_BATCH, MaskPolicy, PlainRender, TurnSpans, trained_char_spans
 from hydratune.models.chat_templates import CHAT_TEMPLATES
 
 from .tokenizers_for_tests import tiny_tokenizer
@@ -34,6 +34,7 @@ def test_one_rendering_gives_the_spans_of_rendering_each_prefix(template):
     for messages, skip in [(PLAIN, ())] * CHECKED_PER_BATCH + TRICKY:
         assert spans(messages, skip) == trained_char_spans(tok, messages, MaskPolicy(), skip), messages
     assert spans.fast  # after the checked conversations, the rest were found in one rendering
+    assert spans.plain_render is not None and spans.plain_agreed == CHECKED_PER_BATCH  # ...rendered directly
 
 
 def test_a_template_without_an_end_of_turn_is_spanned_by_the_definition():
@@ -63,3 +64,17 @@ def test_a_batch_whose_checked_conversations_cannot_be_searched_is_spanned_by_th
     for messages in [unsearched] * CHECKED_PER_BATCH + [PLAIN]:
         assert spans(messages) == trained_char_spans(tok, messages, MaskPolicy())
     assert not spans.fast and spans.agreed == 0
+
+
+def test_a_direct_render_that_differs_from_apply_chat_template_is_dropped_for_the_batch():
+    """As if transformers changed what it passes the template: the checked conversations catch it,
+    and every text of the batch is apply_chat_template's again."""
+    tok = tiny_tokenizer()
+    tok.chat_template = CHAT_TEMPLATES["chatml"]
+    spans = TurnSpans(tok, MaskPolicy())
+    other = tiny_tokenizer()
+    other.chat_template = CHAT_TEMPLATES["chatml"].replace("<|im_start|>", "<|im_start|> ")
+    spans.plain_render = PlainRender.of(other)
+    for messages, skip in [(PLAIN, ())] * CHECKED_PER_BATCH + TRICKY:
+        assert spans(messages, skip) == trained_char_spans(tok, messages, MaskPolicy(), skip), messages
+    assert spans.plain_render is None and spans.fast  # the search still ran, on apply_chat_template's texts

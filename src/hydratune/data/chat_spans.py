@@ -11,6 +11,11 @@ read once from a conversation spanned by the definition. Every batch's first con
 spanned both ways; a batch where they differ, or where none of them could be searched, is spanned
 by the definition, and so is any conversation whose content is not found verbatim (as when a
 template trims it): the spans, and so the shards, are the definition's in every case.
+
+A plain conversation (messages of a role and a text content, no tools) is rendered by calling
+the compiled template directly (`PlainRender`) with what apply_chat_template would pass it,
+skipping its per-call copying of the messages; the checked conversations compare the two texts,
+and a batch where they differ renders through apply_chat_template.
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ class TurnSpans:
         self.end_of_turn: str | None = None
         self.checked = 0  # conversations spanned both ways
         self.agreed = 0  # ... where the search placed every turn, as the definition does
+        self.plain_render = PlainRender.of(tokenizer) if self.fast else None
+        self.plain_agreed = 0  # checked plain conversations it rendered as apply_chat_template does
 
     def __call__(self, messages: Sequence, skip: Sequence[int] = (), tools: Sequence | None = None):
         if not self.fast or self.prompt is None:
@@ -84,6 +91,11 @@ class TurnSpans:
         if self.checked < CHECKED_PER_BATCH:
             self.checked += 1
             text, spans = trained_char_spans(self.tokenizer, messages, self.policy, skip, tools)
+            if self.plain_render is not None and is_plain(messages, tools):
+                if self.plain_render(messages) != text:
+                    self.plain_render = None
+                else:
+                    self.plain_agreed += 1
             if self.end_of_turn is None:
                 self.end_of_turn = self._learn_end_of_turn(text, spans, messages, skip)
             found = self._find(text, messages, skip) if self.end_of_turn is not None else None
@@ -95,7 +107,10 @@ class TurnSpans:
         if not self.agreed:  # nothing checked agreed (or nothing could be checked)
             self.fast = False
             return trained_char_spans(self.tokenizer, messages, self.policy, skip, tools)
-        text = render(self.tokenizer, messages, tools=tools)
+        if self.plain_render is not None and self.plain_agreed and is_plain(messages, tools):
+            text = self.plain_render(messages)
+        else:
+            text = render(self.tokenizer, messages, tools=tools)
         spans = self._find(text, messages, skip)
         return (
             (text, spans)
@@ -144,6 +159,44 @@ class TurnSpans:
                     return None
                 cursor = at + len(content)
         return spans
+
+
+def is_plain(messages: Sequence, tools: Sequence | None) -> bool:
+    """Every message is a role and a text content, and no tools: what apply_chat_template hands
+    the template is then these messages as they are."""
+    return not tools and all(
+        type(m) is dict and m.keys() == {"role", "content"} and type(m["role"]) is str and type(m["content"]) is str
+        for m in messages
+    )
+
+
+class PlainRender:
+    """The chat template, compiled as transformers compiles it, rendering a plain conversation
+    with the variables apply_chat_template passes (the special tokens, no tools or documents).
+
+    apply_chat_template first rebuilds every message out of plain JSON types and aliases the
+    reasoning fields; for a plain conversation both leave the messages as they are, and a
+    worker spent longer on that copying than on rendering."""
+
+    def __init__(self, template, variables: dict):
+        self.template, self.variables = template, variables
+
+    @classmethod
+    def of(cls, tokenizer) -> "PlainRender | None":
+        """None where this transformers does not compile templates as it did when this was
+        written (the renders then go through apply_chat_template)."""
+        try:
+            from transformers.utils.chat_template_utils import _compile_jinja_template
+
+            template = _compile_jinja_template(tokenizer.get_chat_template())
+        except Exception:  # a renamed private function, or no template: apply_chat_template decides
+            return None
+        return cls(template, dict(tokenizer.special_tokens_map))
+
+    def __call__(self, messages: Sequence) -> str:
+        return self.template.render(
+            messages=list(messages), tools=None, documents=None, add_generation_prompt=False, **self.variables
+        )
 
 
 def generation_prompt(tokenizer) -> str | None:

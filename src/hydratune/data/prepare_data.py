@@ -29,6 +29,7 @@ from hydratune.cache_dirs import cache_root
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import DatasetSpec, RunSpec
 from hydratune.data import (
+    chat_spans,
     packing,
     post_training_rows,
     row_reading,
@@ -99,6 +100,7 @@ def data_stage_source() -> str:
     """The code that turns rows into shards (tokenizing, masking, packing): part of the key,
     so a change to it never reuses shards the old code wrote."""
     modules = (
+        chat_spans,
         tokenize_examples,
         row_tokenizer,
         sequence_store,
