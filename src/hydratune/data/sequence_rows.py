@@ -40,7 +40,7 @@ from hydratune.data.row_tokenizer import (
     default_workers,
     tokenized_batches,
 )
-from hydratune.data.sequence_store import SequenceStore, SequenceWriter, list_column
+from hydratune.data.sequence_store import SequenceStore, SequenceWriter
 from hydratune.data.shard_files import ROWS_PER_SHARD, shard_name, write_table
 from hydratune.progress import Progress
 
@@ -123,24 +123,40 @@ def write_packed_shards(
     bins: list[list[int]], refs: list[tuple[int, int]], stores: list[SequenceStore], split: str, out: Path
 ) -> dict[str, dict]:
     """Packed rows as shards, one shard in memory at a time: bin members index `refs`,
-    which name (store, sequence) pairs read back from disk."""
+    which name (store, sequence) pairs read back from disk, each straight into its place
+    in the shard's columns."""
     import pyarrow as pa
 
     n_shards = max(1, -(-len(bins) // ROWS_PER_SHARD))
     shards = {}
     for k in range(n_shards):
-        ids, labels, seq_lens = [], [], []
-        for members in bins[k * ROWS_PER_SHARD : (k + 1) * ROWS_PER_SHARD]:
-            parts = [stores[s].sequence(i) for s, i in (refs[m] for m in members)]
-            ids.append(np.concatenate([p[0] for p in parts]))
-            labels.append(np.concatenate([p[1] for p in parts]))
-            seq_lens.append(np.array([len(p[0]) for p in parts], dtype=np.int32))
+        shard_bins = bins[k * ROWS_PER_SHARD : (k + 1) * ROWS_PER_SHARD]
+        members = [refs[m] for members in shard_bins for m in members]
+        seq_lens = np.array([stores[s].lengths[i] for s, i in members], dtype=np.int32)
+        ends = np.cumsum(seq_lens)
+        ids, labels = np.empty((2, int(ends[-1]) if len(ends) else 0), dtype=np.int32)
+        for (s, i), end, size in zip(members, ends.tolist(), seq_lens.tolist()):
+            stores[s].read_into(i, ids[end - size : end], labels[end - size : end])
+        seqs_per_row = _offsets([len(members) for members in shard_bins])
+        row_offsets = pa.array(np.concatenate([[0], ends])[seqs_per_row].astype(np.int32))
         table = pa.Table.from_arrays(
-            [list_column(ids), list_column(labels), list_column(seq_lens)], schema=packed_schema()
+            [
+                pa.ListArray.from_arrays(row_offsets, pa.array(ids)),
+                pa.ListArray.from_arrays(row_offsets, pa.array(labels)),
+                pa.ListArray.from_arrays(pa.array(seqs_per_row.astype(np.int32)), pa.array(seq_lens)),
+            ],
+            schema=packed_schema(),
         )
         name = shard_name(split, k, n_shards)
         shards[name] = write_table(table, name, out)
     return shards
+
+
+def _offsets(counts: list[int]) -> np.ndarray:
+    """[0, c0, c0 + c1, ...]: where each of the counted runs starts, and the end."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
 
 
 def build_sequences(ds: DatasetSpec, tokenizer, opened: dict, out: Path, key: str) -> dict[str, Any]:

@@ -16,22 +16,13 @@ from __future__ import annotations
 import os
 from array import array
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
-import pyarrow as pa
 
 from hydratune.data.tokenize_examples import IGNORE_INDEX
 
 _INT32 = np.dtype(np.int32).itemsize
-
-
-def list_column(rows: Sequence[np.ndarray]) -> pa.ListArray:
-    """One Arrow list<int32> column from numpy rows, without going through Python lists."""
-    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
-    np.cumsum([len(r) for r in rows], out=offsets[1:])
-    values = np.concatenate(rows).astype(np.int32, copy=False) if rows else np.zeros(0, dtype=np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
 def _files(path: Path) -> tuple[Path, Path]:
@@ -80,11 +71,18 @@ class SequenceStore:
         return len(self.lengths)
 
     def sequence(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        ids, labels = np.empty((2, int(self.lengths[i])), dtype=np.int32)
+        self.read_into(i, ids, labels)
+        return ids, labels
+
+    def read_into(self, i: int, ids: np.ndarray, labels: np.ndarray) -> None:
+        """Sequence i's ids and labels read straight into two int32 arrays of its length."""
         if self._fds is None:
             self._fds = tuple(os.open(f, os.O_RDONLY) for f in _files(self.path))
-        size, at = int(self.lengths[i]) * _INT32, int(self._starts[i]) * _INT32
-        ids, labels = (np.frombuffer(os.pread(fd, size, at), dtype=np.int32) for fd in self._fds)
-        return ids, labels
+        at = int(self._starts[i]) * _INT32
+        for fd, out in zip(self._fds, (ids, labels)):
+            if os.preadv(fd, [out], at) != out.nbytes:
+                raise OSError(f"{self.path}: sequence {i} is cut short in the spill")
 
     def close(self) -> None:
         if self._fds is not None:
