@@ -1,10 +1,12 @@
 """Preprocessing at scale: `preprocess` vs `datasets.map(batched=True, num_proc=N)` on the same
 generated chat rows, at several sizes, to show flat memory, linear time and the worker speed-up.
 
-    python bench/preprocess_scale.py [--rows 20000 80000 320000] [--workers 2]
+    python bench/preprocess_scale.py [--rows 20000 80000 320000] [--workers 2] [--repeats 3]
 
 Each measurement runs in a fresh process that loads the tokenizer (the embedded SmolLM2's),
-records its resident size, then builds. Reported: seconds, tokens/s, the peak RSS above that
+records its resident size, then builds. The sides take turns, `--repeats` times at each size,
+and each side's median run (by seconds) is reported with every run's seconds beside it: on a
+shared 2-core machine one run of the same build took from 19 to 25 s. Reported: seconds, tokens/s, the peak RSS above that
 baseline and the peak anonymous RSS above its own (the parent; RSS also counts the touched pages
 of memory-mapped files), and the largest worker's peak RSS. hydratune renders the chat
 template, computes assistant-only labels, packs 2048-token rows and writes verified shards;
@@ -127,10 +129,26 @@ def measure(side: str, data: Path, workers: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def median_runs(runs: list[dict]) -> dict:
+    """The run with the median seconds, with every run's seconds listed."""
+    median = sorted(runs, key=lambda m: m["seconds"])[(len(runs) - 1) // 2]
+    return {**median, "runs_seconds": [round(m["seconds"], 2) for m in runs]}
+
+
+def measure_sides(sides: list[tuple[str, str, int]], data: Path, repeats: int) -> dict:
+    """(name, side, workers) measured in turns, `repeats` rounds; each name's median run."""
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in sides}
+    for _ in range(repeats):
+        for name, side, workers in sides:
+            runs[name].append(measure(side, data, workers))
+    return {name: median_runs(r) for name, r in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[20000, 80000, 320000])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side at each size (the median is kept)")
     parser.add_argument("--one", nargs=4, metavar=("SIDE", "DATA", "WORKERS", "SCRATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -146,17 +164,18 @@ def main() -> None:
         data = GENERATED / f"chat_{count}.jsonl"
         if not data.exists():
             write_rows(count, data)
-        row = {
-            "rows": count,
-            f"hydratune_{args.workers}_workers": measure("hydratune", data, args.workers),
-            f"datasets_map_{args.workers}_workers": measure("datasets", data, args.workers),
-        }
+        sides = [
+            (f"hydratune_{args.workers}_workers", "hydratune", args.workers),
+            (f"datasets_map_{args.workers}_workers", "datasets", args.workers),
+        ]
         if count == args.rows[0]:
-            row["hydratune_1_worker"] = measure("hydratune", data, 1)
+            sides.append(("hydratune_1_worker", "hydratune", 1))
+        row = {"rows": count, **measure_sides(sides, data, args.repeats)}
         results.append(row)
         print(json.dumps(row), flush=True)
     first = results[0]
     summary = {
+        "repeats": args.repeats,
         "worker_speedup": first[f"hydratune_{args.workers}_workers"]["tokens_per_second"]
         / first["hydratune_1_worker"]["tokens_per_second"],
         "vs_datasets_map_tokens_per_second": [

@@ -56,9 +56,8 @@ def _best_fill(left: Counter, sizes: list[int], room: int, *, first: int) -> lis
     mask = (1 << (room + 1)) - 1
     reach = 1
     steps: list[tuple[int, int, int]] = []  # (length, copies, reachable sums before adding them)
-    for size in reversed(sizes):
-        if size > room:
-            continue
+    for k in range(bisect.bisect_right(sizes, room) - 1, -1, -1):  # the lengths that fit, longest first
+        size = sizes[k]
         copies = left[size] - (size == first)
         copies = room // size if room // size < copies else copies
         group = 1
