@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import pytest
 
 from hydratune.cache_dirs import cache_root
@@ -23,9 +26,17 @@ def smol():
     return load_tokenizer(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root())
 
 
-def encode(tok, fmt, row, policy=DEFAULT, **options):
+class Tokens(NamedTuple):
+    input_ids: list[int]
+    labels: list[int]
+
+
+def encode(tok, fmt, row, policy=DEFAULT, **options) -> Tokens:
+    """The sequence's ids and labels as lists; they are int32 arrays, as the shards store them."""
     example = FORMATS[fmt](row, FormatOptions(**options))
-    return tokenize_batch(tok, [example], policy)[0]
+    seq = tokenize_batch(tok, [example], policy)[0]
+    assert seq.input_ids.dtype == seq.labels.dtype == np.int32
+    return Tokens(seq.input_ids.tolist(), seq.labels.tolist())
 
 
 def trained_text(tok, seq):

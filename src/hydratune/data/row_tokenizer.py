@@ -114,14 +114,7 @@ def tokenize_rows(job: TokenizeJob, tokenizer, rows: Sequence[RawRow]) -> list[R
         kept, event = fit_length(seq, job.max_length, job.overlong)
         empty = len(example.empty_turns)
         results[i] = (
-            Dropped(event, empty)
-            if kept is None
-            else Kept(
-                np.asarray(kept.input_ids, dtype=np.int32),
-                np.asarray(kept.labels, dtype=np.int32),
-                event == "truncated",
-                empty,
-            )
+            Dropped(event, empty) if kept is None else Kept(kept.input_ids, kept.labels, event == "truncated", empty)
         )
     return results  # type: ignore[return-value]
 

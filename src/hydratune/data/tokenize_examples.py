@@ -14,6 +14,8 @@ import bisect
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from hydratune.data.chat_spans import MaskPolicy, TurnSpans, render
 from hydratune.data.formats import Example
 
@@ -22,26 +24,31 @@ IGNORE_INDEX = -100  # the label of a position that is not trained (PyTorch's cr
 
 @dataclass(frozen=True)
 class TokenSequence:
-    input_ids: list[int]
-    labels: list[int]
+    input_ids: np.ndarray  # int32, as the shards store them
+    labels: np.ndarray
 
     @property
     def supervised(self) -> int:
-        return len(self.labels) - self.labels.count(IGNORE_INDEX)
+        return int(np.count_nonzero(self.labels != IGNORE_INDEX))
 
 
-def _no_first_label(labels: list[int]) -> list[int]:
+def _sequence(ids: np.ndarray, labels: np.ndarray) -> TokenSequence:
     """A sequence's first token is never predicted (nothing precedes it). Masking it keeps a
     packed row from training its neighbour's last token to predict it."""
-    return [IGNORE_INDEX, *labels[1:]] if labels else labels
+    labels[:1] = IGNORE_INDEX
+    return TokenSequence(ids, labels)
 
 
-def _labels_in_bounds(ids: list[int], bounds: list[tuple[int, int]]) -> list[int]:
+def _labels_in_bounds(ids: np.ndarray, bounds: list[tuple[int, int]]) -> np.ndarray:
     """Token ids inside the [lo, hi) token ranges; IGNORE_INDEX elsewhere."""
-    labels = [IGNORE_INDEX] * len(ids)
+    labels = np.full_like(ids, IGNORE_INDEX)
     for lo, hi in bounds:
         labels[lo:hi] = ids[lo:hi]
     return labels
+
+
+def _int32(values: Sequence[int]) -> np.ndarray:
+    return np.asarray(values, dtype=np.int32)
 
 
 def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -> list[TokenSequence]:
@@ -51,8 +58,8 @@ def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -
     turn_spans = TurnSpans(tokenizer, policy)
     for i, ex in enumerate(examples):
         if ex.input_ids is not None:
-            labels = list(ex.labels) if ex.labels is not None else list(ex.input_ids)
-            out[i] = TokenSequence(list(ex.input_ids), _no_first_label(labels))
+            ids = _int32(ex.input_ids)
+            out[i] = _sequence(ids, _int32(ex.labels) if ex.labels is not None else ids.copy())
         elif ex.text is not None:
             text = ex.text if ex.text.endswith(tokenizer.eos_token) else ex.text + tokenizer.eos_token
             texts.append(text)
@@ -65,7 +72,8 @@ def tokenize_batch(tokenizer, examples: Sequence[Example], policy: MaskPolicy) -
             slots.append(i)
     if texts:
         for slot, (ids, bounds) in zip(slots, encode_with_bounds(tokenizer, texts, spans_per_text)):
-            out[slot] = TokenSequence(ids, _no_first_label(_labels_in_bounds(ids, bounds)))
+            token_ids = _int32(ids)
+            out[slot] = _sequence(token_ids, _labels_in_bounds(token_ids, bounds))
     return out  # type: ignore[return-value]
 
 
