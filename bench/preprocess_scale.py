@@ -5,10 +5,10 @@ generated chat rows, at several sizes, to show flat memory, linear time and the 
 
 Each measurement runs in a fresh process that loads the tokenizer (the embedded SmolLM2's),
 records its resident size, then builds. The sides take turns, `--repeats` times at each size,
-and each side's median run (by seconds) is reported with every run's seconds beside it: on a
-shared 2-core machine one run of the same build took from 19 to 25 s. Reported: seconds, tokens/s, the peak RSS above that
-baseline and the peak anonymous RSS above its own (the parent; RSS also counts the touched pages
-of memory-mapped files), and the largest worker's peak RSS. hydratune renders the chat
+and each side's median run (by seconds) is reported with every run's seconds beside it: single
+runs of the same build vary widely on a shared machine. Reported: seconds, tokens/s, the peak
+RSS above that baseline and the peak anonymous RSS above its own (the parent; RSS also counts
+the touched pages of memory-mapped files), and the largest worker's peak RSS. hydratune renders the chat
 template, computes assistant-only labels, packs 2048-token rows and writes verified shards;
 the peer renders and tokenizes only (its Arrow output is what a user would pack next).
 Generated rows are written to bench/generated/ (not in git) and reused.

@@ -131,13 +131,13 @@ def write_packed_shards(
     shards = {}
     for k in range(n_shards):
         shard_bins = bins[k * ROWS_PER_SHARD : (k + 1) * ROWS_PER_SHARD]
-        members = [refs[m] for members in shard_bins for m in members]
+        members = [refs[m] for row in shard_bins for m in row]
         seq_lens = np.array([stores[s].lengths[i] for s, i in members], dtype=np.int32)
         ends = np.cumsum(seq_lens)
         ids, labels = np.empty((2, int(ends[-1]) if len(ends) else 0), dtype=np.int32)
         for (s, i), end, size in zip(members, ends.tolist(), seq_lens.tolist()):
             stores[s].read_into(i, ids[end - size : end], labels[end - size : end])
-        seqs_per_row = _offsets([len(members) for members in shard_bins])
+        seqs_per_row = _offsets([len(row) for row in shard_bins])
         row_offsets = pa.array(np.concatenate([[0], ends])[seqs_per_row].astype(np.int32))
         table = pa.Table.from_arrays(
             [
