@@ -33,8 +33,9 @@ class TokenSequence:
 
 
 def _sequence(ids: np.ndarray, labels: np.ndarray) -> TokenSequence:
-    """A sequence's first token is never predicted (nothing precedes it). Masking it keeps a
-    packed row from training its neighbour's last token to predict it."""
+    """The sequence, its first label masked in place: a sequence's first token is never predicted
+    (nothing precedes it), and masking it keeps a packed row from training its neighbour's last
+    token to predict it."""
     labels[:1] = IGNORE_INDEX
     return TokenSequence(ids, labels)
 
