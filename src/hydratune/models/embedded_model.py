@@ -13,8 +13,10 @@ import hashlib
 import importlib.util
 import logging
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from hydratune.atomic_dir import build_once, read_manifest
 
@@ -71,12 +73,36 @@ def converted_dir(cache_root: Path) -> Path:
     return path
 
 
+@contextmanager
+def _one_reader_per_file() -> Iterator[None]:
+    """transformers parses the GGUF file anew for the config, for the weights and for the tokenizer,
+    and each parse walks the whole vocabulary (seconds each). Inside, `gguf.GGUFReader` gives the
+    first reader of a file again: a reader maps the file read-only and is only read from."""
+    import gguf
+
+    parse = gguf.GGUFReader
+    readers: dict[tuple, object] = {}
+
+    def reader(path, mode="r"):
+        key = (str(path), mode)
+        if key not in readers:
+            readers[key] = parse(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = parse
+
+
 def _convert(source: Path, out: Path, key: str) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to safetensors once (about 30 s)", source.name)
-    loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
-    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    with _one_reader_per_file():
+        loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the saved weights are plain fp32
