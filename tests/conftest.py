@@ -56,10 +56,15 @@ def pytest_sessionfinish(session):
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory):
-    """One cache for the whole session (converted models, shards), outside the repository.
-    HYDRATUNE_CACHE set by the caller (CI) is kept so the converted model is reused."""
+    """One cache for the whole session (converted models, shards), outside the repository, and
+    shared by the test workers: what one worker converted or evaluated the other reads, as
+    concurrent runs share a cache (each entry is built once, under a lock). HYDRATUNE_CACHE set
+    by the caller is kept so the converted model is reused."""
     if "HYDRATUNE_CACHE" not in os.environ:
-        os.environ["HYDRATUNE_CACHE"] = str(tmp_path_factory.mktemp("hydratune-cache"))
+        basetemp = tmp_path_factory.getbasetemp()
+        shared = basetemp.parent if "PYTEST_XDIST_WORKER" in os.environ else basetemp  # the workers' common base
+        (shared / "hydratune-cache").mkdir(exist_ok=True)
+        os.environ["HYDRATUNE_CACHE"] = str(shared / "hydratune-cache")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -71,6 +76,26 @@ def _session_cache(tmp_path_factory):
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
     yield
+
+
+def own_cache(directory: Path) -> Path:
+    """A cache of a test's own (shards and reference log-probs apart from every other test's) that
+    shares the session's converted embedded model through hard links: the model is not what such
+    a test is about, and its conversion costs half a minute or more per cache."""
+    import shutil
+
+    from hydratune.models.embedded_model import converted_dir
+
+    model = converted_dir(Path(os.environ["HYDRATUNE_CACHE"]))
+
+    def link(source: str, target: str) -> None:
+        try:
+            os.link(source, target)
+        except OSError:  # another file system
+            shutil.copy2(source, target)
+
+    shutil.copytree(model, directory / "models" / model.name, copy_function=link)
+    return directory
 
 
 def cpu_env(**changes) -> Environment:

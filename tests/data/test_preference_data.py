@@ -17,7 +17,7 @@ from hydratune.data.preference_formats import PreferencePair, preference, prompt
 from hydratune.data.prepare_data import run_preprocess
 from hydratune.data.tokenize_preferences import tokenize_pair, tokenize_unpaired
 
-from ..conftest import REPO, cpu_env
+from ..conftest import REPO, cpu_env, own_cache
 from .tokenizers_for_tests import tiny_tokenizer
 
 OPTS = FormatOptions()
@@ -153,7 +153,7 @@ def test_kto_splits_pairs_and_the_cache_is_keyed_by_row_kind(tmp_path):
         f"dataset.path={data}",
         "dataset.eval_split=null",
         "eval=[none]",
-        f"run.cache_dir={tmp_path / 'cache'}",
+        f"run.cache_dir={own_cache(tmp_path / 'cache')}",
         "train.micro_batch_size=2",
     ]
     dpo = run_preprocess(compose_spec([*base, "method=dpo"], env=cpu_env()))
@@ -182,7 +182,7 @@ def test_preprocess_command_reports_a_pair_with_its_masks(tmp_path):
         f"dataset.path={data}",
         "dataset.eval_split=null",
         "eval=[none]",
-        f"run.cache_dir={tmp_path / 'cache'}",
+        f"run.cache_dir={own_cache(tmp_path / 'cache')}",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]
     failed = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
@@ -211,7 +211,7 @@ def test_wrong_custom_row_kind_names_the_row(tmp_path):
             f"dataset.path={data}",
             "dataset.eval_split=null",
             "eval=[none]",
-            f"run.cache_dir={tmp_path / 'c'}",
+            f"run.cache_dir={own_cache(tmp_path / 'c')}",
         ],
         env=cpu_env(),
     )

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from hydratune.training.checkpoints import COMPLETE_MARKER
 
-from ..conftest import REPO
+from ..conftest import REPO, own_cache
 from .runs import TINY, losses, train
 
 COMMON = [
@@ -114,8 +114,8 @@ def test_a_resumed_run_computes_its_reference_from_the_start_model(tmp_path):
         "train.max_steps=8",
         "optim.learning_rate=1e-3",
     ]
-    train(tmp_path / "fresh", *extra, f"run.cache_dir={tmp_path / 'cache-fresh'}")
-    resumed = [*extra, f"run.cache_dir={tmp_path / 'cache-resumed'}"]
+    train(tmp_path / "fresh", *extra, f"run.cache_dir={own_cache(tmp_path / 'cache-fresh')}")
+    resumed = [*extra, f"run.cache_dir={own_cache(tmp_path / 'cache-resumed')}"]
     _kill_after_first_checkpoint(tmp_path / "resumed", *resumed)
     (data_dir,) = [p for p in (tmp_path / "cache-resumed" / "data").iterdir() if p.is_dir()]
     for cached in data_dir.glob("cache-*.arrow"):
