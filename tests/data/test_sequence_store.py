@@ -40,3 +40,41 @@ def test_sequences_read_back_by_index_without_growing_memory(tmp_path):
     grown = _rss_mb("RssFile") + _rss_mb("RssAnon") - before
     assert grown < 20, f"reading 128 MB of spilled sequences left {grown:.0f} MB resident"
     store.close()
+
+
+def test_packed_shards_hold_the_binned_sequences_in_order(tmp_path, monkeypatch):
+    """Shards are built two at a time on threads: each must still hold its own rows, in order,
+    and a spill cut short must fail the build, not leave a shard with missing tokens."""
+    import pyarrow as pa
+    import pytest
+
+    import hydratune.data.sequence_rows as sequence_rows
+
+    monkeypatch.setattr(sequence_rows, "ROWS_PER_SHARD", 3)
+    rng = np.random.default_rng(1)
+    writer = SequenceWriter(tmp_path / "spill")
+    written = [
+        (rng.integers(0, 50_000, n, dtype=np.int32), rng.integers(-100, 50_000, n, dtype=np.int32))
+        for n in rng.integers(1, 40, 50)
+    ]
+    writer.add(written)
+    store = writer.close()
+    bins = [list(range(i, min(i + 3, 50))) for i in range(0, 50, 3)][::-1]  # 17 rows: 6 shards
+    out = tmp_path / "out"
+    out.mkdir()
+    shards = sequence_rows.write_packed_shards(bins, [(0, i) for i in range(50)], [store], "train", out)
+    assert list(shards) == [f"train-{k:05d}-of-00006.arrow" for k in range(6)]
+    rows = []
+    for name in shards:
+        with pa.OSFile(str(out / name)) as source:
+            rows += pa.ipc.open_stream(source).read_all().to_pylist()
+    assert len(rows) == len(bins)
+    for row, members in zip(rows, bins):
+        assert row["seq_lens"] == [len(written[i][0]) for i in members]
+        assert row["input_ids"] == np.concatenate([written[i][0] for i in members]).tolist()
+        assert row["labels"] == np.concatenate([written[i][1] for i in members]).tolist()
+
+    (tmp_path / "spill").write_bytes((tmp_path / "spill").read_bytes()[:-8])  # the last sequence cut short
+    with pytest.raises(OSError, match="sequence 49 is cut short"):
+        sequence_rows.write_packed_shards(bins, [(0, i) for i in range(50)], [store], "train", tmp_path / "out")
+    store.close()

@@ -122,34 +122,48 @@ def packed_schema():
 def write_packed_shards(
     bins: list[list[int]], refs: list[tuple[int, int]], stores: list[SequenceStore], split: str, out: Path
 ) -> dict[str, dict]:
-    """Packed rows as shards, one shard in memory at a time: bin members index `refs`,
-    which name (store, sequence) pairs read back from disk, each straight into its place
-    in the shard's columns."""
-    import pyarrow as pa
+    """Packed rows as shards: bin members index `refs`, which name (store, sequence) pairs
+    read back from disk, each straight into its place in the shard's columns.
+
+    Two shards are built at a time, each on a thread of its own: the reads, Arrow's write and
+    the hash release the GIL, so the two overlap on two cores, and no more than two shards
+    are in memory at once."""
+    from concurrent.futures import ThreadPoolExecutor
 
     n_shards = max(1, -(-len(bins) // ROWS_PER_SHARD))
-    shards = {}
-    for k in range(n_shards):
-        shard_bins = bins[k * ROWS_PER_SHARD : (k + 1) * ROWS_PER_SHARD]
-        members = [refs[m] for row in shard_bins for m in row]
-        seq_lens = np.array([stores[s].lengths[i] for s, i in members], dtype=np.int32)
-        ends = np.cumsum(seq_lens)
-        ids, labels = np.empty((2, int(ends[-1]) if len(ends) else 0), dtype=np.int32)
-        for (s, i), end, size in zip(members, ends.tolist(), seq_lens.tolist()):
-            stores[s].read_into(i, ids[end - size : end], labels[end - size : end])
-        seqs_per_row = _offsets([len(row) for row in shard_bins])
-        row_offsets = pa.array(np.concatenate([[0], ends])[seqs_per_row].astype(np.int32))
-        table = pa.Table.from_arrays(
-            [
-                pa.ListArray.from_arrays(row_offsets, pa.array(ids)),
-                pa.ListArray.from_arrays(row_offsets, pa.array(labels)),
-                pa.ListArray.from_arrays(pa.array(seqs_per_row.astype(np.int32)), pa.array(seq_lens)),
-            ],
-            schema=packed_schema(),
-        )
-        name = shard_name(split, k, n_shards)
-        shards[name] = write_table(table, name, out)
-    return shards
+
+    def write_shard(k: int) -> dict:
+        table = _shard_table(bins[k * ROWS_PER_SHARD : (k + 1) * ROWS_PER_SHARD], refs, stores)
+        return write_table(table, shard_name(split, k, n_shards), out)
+
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-writer")
+    try:
+        written = list(pool.map(write_shard, range(n_shards)))
+    finally:
+        pool.shutdown(cancel_futures=True)  # a failed shard stops the ones not yet started
+    return {shard_name(split, k, n_shards): meta for k, meta in enumerate(written)}
+
+
+def _shard_table(shard_bins: list[list[int]], refs: list[tuple[int, int]], stores: list[SequenceStore]):
+    """One shard's packed rows as an Arrow table, its sequences read from the spill."""
+    import pyarrow as pa
+
+    members = [refs[m] for row in shard_bins for m in row]
+    seq_lens = np.array([stores[s].lengths[i] for s, i in members], dtype=np.int32)
+    ends = np.cumsum(seq_lens)
+    ids, labels = np.empty((2, int(ends[-1]) if len(ends) else 0), dtype=np.int32)
+    for (s, i), end, size in zip(members, ends.tolist(), seq_lens.tolist()):
+        stores[s].read_into(i, ids[end - size : end], labels[end - size : end])
+    seqs_per_row = _offsets([len(row) for row in shard_bins])
+    row_offsets = pa.array(np.concatenate([[0], ends])[seqs_per_row].astype(np.int32))
+    return pa.Table.from_arrays(
+        [
+            pa.ListArray.from_arrays(row_offsets, pa.array(ids)),
+            pa.ListArray.from_arrays(row_offsets, pa.array(labels)),
+            pa.ListArray.from_arrays(pa.array(seqs_per_row.astype(np.int32)), pa.array(seq_lens)),
+        ],
+        schema=packed_schema(),
+    )
 
 
 def _offsets(counts: list[int]) -> np.ndarray:

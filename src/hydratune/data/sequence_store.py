@@ -1,8 +1,9 @@
 """Tokenized sequences spilled to disk while a cache is built, read back by index.
 
 Building a cache holds only each sequence's length and supervised-token count in memory;
-the token ids and labels are appended, batch by batch, to two flat int32 files and read
-back with one positioned read per sequence when the packed rows are written. Peak memory
+each sequence's token ids and then its labels are appended, batch by batch, to one flat
+int32 file and read back with one positioned read per sequence (scattered into the two
+arrays) when the packed rows are written. Peak memory
 is then set by the batch and shard sizes, not by the size of the dataset.
 
 Not a memory map: the packer reads sequences in shuffled order, and every page of a
@@ -25,34 +26,26 @@ from hydratune.data.tokenize_examples import IGNORE_INDEX
 _INT32 = np.dtype(np.int32).itemsize
 
 
-def _files(path: Path) -> tuple[Path, Path]:
-    return path.with_name(path.name + ".ids"), path.with_name(path.name + ".labels")
-
-
 class SequenceWriter:
     """Appends (input_ids, labels) pairs under `path`; keeps their lengths and supervised counts."""
 
     def __init__(self, path: Path):
         self.path = path
-        ids_file, labels_file = _files(path)
-        self._ids, self._labels = open(ids_file, "wb"), open(labels_file, "wb")
+        self._file = open(path, "wb")
         self.lengths = array("i")
         self.supervised = array("i")
 
     def add(self, sequences: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
-        ids, labels = [], []
+        parts = []
         for seq_ids, seq_labels in sequences:
-            ids.append(seq_ids)
-            labels.append(seq_labels)
+            parts += (seq_ids, seq_labels)
             self.lengths.append(len(seq_ids))
             self.supervised.append(int(np.count_nonzero(seq_labels != IGNORE_INDEX)))
-        if ids:
-            self._ids.write(np.concatenate(ids).astype(np.int32, copy=False).tobytes())
-            self._labels.write(np.concatenate(labels).astype(np.int32, copy=False).tobytes())
+        if parts:
+            self._file.write(np.concatenate(parts).astype(np.int32, copy=False).tobytes())
 
     def close(self) -> SequenceStore:
-        self._ids.close()
-        self._labels.close()
+        self._file.close()
         return SequenceStore(
             self.path, np.frombuffer(self.lengths, dtype=np.int32), np.frombuffer(self.supervised, dtype=np.int32)
         )
@@ -63,9 +56,11 @@ class SequenceStore:
 
     def __init__(self, path: Path, lengths: np.ndarray, supervised: np.ndarray):
         self.path, self.lengths, self.supervised = path, lengths, supervised
-        self._starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+        self._starts = np.zeros(len(lengths) + 1, dtype=np.int64)  # in tokens: each sequence holds 2 x its length
         np.cumsum(lengths, out=self._starts[1:])
-        self._fds: tuple[int, int] | None = None
+        self._starts *= 2
+        # Opened here, not on first read: the packed rows' shards read from several threads.
+        self._fd: int | None = os.open(path, os.O_RDONLY)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -77,17 +72,14 @@ class SequenceStore:
 
     def read_into(self, i: int, ids: np.ndarray, labels: np.ndarray) -> None:
         """Sequence i's ids and labels read straight into two int32 arrays of its length."""
-        if self._fds is None:
-            self._fds = tuple(os.open(f, os.O_RDONLY) for f in _files(self.path))
-        at = int(self._starts[i]) * _INT32
-        for fd, out in zip(self._fds, (ids, labels)):
-            if os.preadv(fd, [out], at) != out.nbytes:
-                raise OSError(f"{self.path}: sequence {i} is cut short in the spill")
+        if self._fd is None:
+            raise ValueError(f"{self.path}: the spill is closed")
+        if os.preadv(self._fd, [ids, labels], int(self._starts[i]) * _INT32) != ids.nbytes + labels.nbytes:
+            raise OSError(f"{self.path}: sequence {i} is cut short in the spill")
 
     def close(self) -> None:
-        if self._fds is not None:
-            for fd in self._fds:
-                os.close(fd)
-            self._fds = None
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+            self._fd = None
 
     __del__ = close  # a build that fails part-way leaves no descriptors open
