@@ -3,8 +3,8 @@
 Building a cache holds only each sequence's length and supervised-token count in memory;
 each sequence's token ids and then its labels are appended, batch by batch, to one flat
 int32 file and read back with one positioned read per sequence (scattered into the two
-arrays) when the packed rows are written. Peak memory
-is then set by the batch and shard sizes, not by the size of the dataset.
+arrays) when the packed rows are written. Peak memory is then set by the batch and shard
+sizes, not by the size of the dataset.
 
 Not a memory map: the packer reads sequences in shuffled order, and every page of a
 mapping it touches stays resident in the process, so the RSS grew with the dataset
@@ -27,7 +27,7 @@ _INT32 = np.dtype(np.int32).itemsize
 
 
 class SequenceWriter:
-    """Appends (input_ids, labels) pairs under `path`; keeps their lengths and supervised counts."""
+    """Appends (input_ids, labels) pairs to the file `path`; keeps their lengths and supervised counts."""
 
     def __init__(self, path: Path):
         self.path = path
