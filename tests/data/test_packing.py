@@ -23,6 +23,33 @@ def test_bins_hold_every_sequence_once_within_capacity():
     assert pack_lengths(lengths, 512) == bins  # deterministic
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_each_row_is_the_best_fill_of_what_was_left(seed):
+    """The packer reuses a row's fill for the next row with the same longest length while the
+    counts it depends on stand: every row must still be the fill a fresh search finds."""
+    import bisect
+    from collections import Counter
+
+    from hydratune.data.packing import _best_fill
+
+    rng = random.Random(seed)
+    # few distinct lengths with many copies (rows repeat), tiny ones (many copies fit), counts running out
+    lengths = [rng.choice([1, 2, 3, 40, 41, 100, 170, 255, 256, 300, 511]) for _ in range(3000)]
+    bins = pack_lengths(lengths, 512)
+    left = Counter(lengths)
+    sizes = sorted(left)
+    for row in bins:
+        members = sorted((lengths[i] for i in row), reverse=True)
+        longest = sizes[-1]
+        assert members[0] == longest
+        assert sorted(_best_fill(left, sizes, 512 - longest, first=longest), reverse=True) == members[1:]
+        for size in members:
+            left[size] -= 1
+            if not left[size]:
+                del sizes[bisect.bisect_left(sizes, size)]
+    assert not sizes
+
+
 def test_a_sequence_longer_than_a_row_is_refused():
     with pytest.raises(ValueError, match="sequence 1 has 600 tokens"):
         pack_lengths([10, 600], 512)

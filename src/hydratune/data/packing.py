@@ -32,11 +32,25 @@ def pack_lengths(lengths: Sequence[int], capacity: int) -> list[list[int]]:
         indices.setdefault(lengths[i], []).append(i)
     sizes = sorted(left)
     bins: list[list[int]] = []
+    # A fill depends on the longest length and, for every length that fits beside it, on
+    # min(copies left, copies that fit): while no count falls to the copies that could fit,
+    # the next row with the same longest length gets the same fill, found once. `changes`
+    # counts the falls; a remembered fill is reused only if none came after it.
+    fills: dict[int, tuple[int, list[int]]] = {}
+    changes = 0
     while sizes:
         longest = sizes[-1]
-        members = [longest, *_best_fill(left, sizes, capacity - longest, first=longest)]
+        remembered = fills.get(longest)
+        if remembered is not None and remembered[0] == changes:
+            fill = remembered[1]
+        else:
+            fill = _best_fill(left, sizes, capacity - longest, first=longest)
+            fills[longest] = (changes, fill)
+        members = [longest, *fill]
         for size in members:
             left[size] -= 1
+            if left[size] <= capacity // size:
+                changes += 1
             if not left[size]:
                 del sizes[bisect.bisect_left(sizes, size)]
         bins.append([indices[size].pop() for size in members])
