@@ -5,7 +5,10 @@ dataset; a memory map kept every touched page)."""
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pytest
 
+import hydratune.data.sequence_rows as sequence_rows
 from hydratune.data.sequence_store import SequenceWriter
 
 
@@ -45,11 +48,6 @@ def test_sequences_read_back_by_index_without_growing_memory(tmp_path):
 def test_packed_shards_hold_the_binned_sequences_in_order(tmp_path, monkeypatch):
     """Shards are built two at a time on threads: each must still hold its own rows, in order,
     and a spill cut short must fail the build, not leave a shard with missing tokens."""
-    import pyarrow as pa
-    import pytest
-
-    import hydratune.data.sequence_rows as sequence_rows
-
     monkeypatch.setattr(sequence_rows, "ROWS_PER_SHARD", 3)
     rng = np.random.default_rng(1)
     writer = SequenceWriter(tmp_path / "spill")
