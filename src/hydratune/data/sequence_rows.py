@@ -132,16 +132,16 @@ def write_packed_shards(
 
     n_shards = max(1, -(-len(bins) // ROWS_PER_SHARD))
 
-    def write_shard(k: int) -> dict:
+    def write_shard(k: int) -> tuple[str, dict]:
+        name = shard_name(split, k, n_shards)
         table = _shard_table(bins[k * ROWS_PER_SHARD : (k + 1) * ROWS_PER_SHARD], refs, stores)
-        return write_table(table, shard_name(split, k, n_shards), out)
+        return name, write_table(table, name, out)
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-writer")
     try:
-        written = list(pool.map(write_shard, range(n_shards)))
+        return dict(pool.map(write_shard, range(n_shards)))
     finally:
         pool.shutdown(cancel_futures=True)  # a failed shard stops the ones not yet started
-    return {shard_name(split, k, n_shards): meta for k, meta in enumerate(written)}
 
 
 def _shard_table(shard_bins: list[list[int]], refs: list[tuple[int, int]], stores: list[SequenceStore]):
