@@ -32,6 +32,7 @@ def test_method_trains_and_exports(method, lr, tmp_path):
     assert_merged_is_the_trained_model(run, quantized=method == "qlora")
     rec = record(run)
     assert rec["world_size"] == 1 and rec["precision"] == "fp32"
+    assert rec["plan"]["attention"] == "sdpa_packed"  # auto's choice on the CPU for tiny_llama
     assert rec["data"]["key"] and rec["versions"]["torch"]
     assert (run / "curves.png").stat().st_size > 1000
     assert rec["metrics"]["loss.eval_loss"] > 0 and rec["objective"]["name"] == "loss.eval_loss"

@@ -34,8 +34,11 @@ class ModelSpec:
     )
     revision: Optional[str] = knob(None, "Hub revision (branch, tag or commit) to load.")
     trust_remote_code: bool = knob(False, "Run model code from the Hub repository. Off unless you trust it.")
-    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = knob(
-        "auto", "Attention kernel. `auto`: flash-attention 2 on CUDA with flash-attn installed, else SDPA."
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa_packed", "sdpa", "eager"] = knob(
+        "auto",
+        "Attention kernel. `auto`: flash-attention 2 on CUDA with flash-attn installed, else `sdpa_packed` (SDPA "
+        "with each packed sequence attended on its own, causal; models whose layers are all plain causal "
+        "attention), else `sdpa` (transformers' SDPA, packed sequences through a block-diagonal mask).",
     )
     random_init: bool = knob(
         False, "Build the model from its config with random weights (tiny test models); no weights are loaded."

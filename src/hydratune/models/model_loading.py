@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hydratune.atomic_dir import build_once
-from hydratune.config.environment import Environment
 from hydratune.config.spec import EMBEDDED_SMOLLM2, ModelSpec
+from hydratune.models.attention_choice import PACKED_SDPA
 from hydratune.models.chat_templates import template_source
 from hydratune.models.earlier_run import earlier_run_dir, earlier_run_model
 from hydratune.models.embedded_model import converted_dir, embedded_config
@@ -78,13 +78,6 @@ def load_tokenizer(model: ModelSpec, cache_root: Path):
     return tokenizer
 
 
-def resolve_attention(requested: str, env: Environment) -> str:
-    """`auto`: flash-attention 2 on CUDA with flash-attn installed, else SDPA."""
-    if requested == "auto":
-        return "flash_attention_2" if env.cuda and env.has("flash_attn") else "sdpa"
-    return requested
-
-
 def load_base_model(
     model: ModelSpec,
     cache_root: Path,
@@ -97,6 +90,10 @@ def load_base_model(
     """The base model, ready for the method to wrap."""
     from transformers import AutoModelForCausalLM
 
+    if attn_implementation == PACKED_SDPA:
+        from hydratune.models.packed_attention import register_packed_sdpa
+
+        register_packed_sdpa()
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation, **_hub_kwargs(model)}
     if not model.random_init:
         kwargs["config"] = load_model_config(model, cache_root)

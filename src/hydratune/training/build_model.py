@@ -15,7 +15,8 @@ import torch
 
 from hydratune.config.environment import Environment
 from hydratune.config.spec import MethodSpec, RunSpec
-from hydratune.models.model_loading import load_base_model, resolve_attention
+from hydratune.models.attention_choice import resolve_attention
+from hydratune.models.model_loading import load_base_model, load_model_config
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,9 @@ def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: st
         spec.model,
         cache_root,
         dtype=dtype,
-        attn_implementation=resolve_attention(spec.model.attn_implementation, env),
+        attn_implementation=resolve_attention(
+            spec.model.attn_implementation, env, load_model_config(spec.model, cache_root)
+        ),
         **kwargs,
     )
     # No KV cache in training: with a cache transformers would not read packed sequence

@@ -16,7 +16,8 @@ from hydratune.cache_dirs import cache_root
 from hydratune.config.environment import Environment, detect_environment
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import RunSpec
-from hydratune.models.model_loading import load_model_config, resolve_attention
+from hydratune.models.attention_choice import PACKED_SDPA, resolve_attention
+from hydratune.models.model_loading import load_model_config
 from hydratune.run_layout import RunDirectory
 from hydratune.training.support_matrix import (
     CHUNK_TOKENS,
@@ -181,7 +182,10 @@ def estimate_memory(
         generation=_generation_bytes(spec, shape, act_bytes, length),
         gathered=state.gathered,
         logits=logits,
-        attention=_attention_bytes(spec, shape, act_bytes, length) if attention == "sdpa" and not cuda else 0.0,
+        # Post-training's padded batches take stock SDPA under sdpa_packed too.
+        attention=_attention_bytes(spec, shape, act_bytes, length)
+        if attention in ("sdpa", PACKED_SDPA) and not cuda
+        else 0.0,
         chunked_loss=chunked,
         loss_positions=positions if chunked else None,
     )
@@ -357,10 +361,11 @@ def make_plan(
     shape = model_shape(spec, config)
     precision = resolve_precision(spec.train.precision, env)
     rows = spec.train.micro_batch_size * spec.train.gradient_accumulation_steps * spec.sharding.world_size
+    attention = resolve_attention(spec.model.attn_implementation, env, config)
     return Plan(
         world_size=spec.sharding.world_size,
         precision=precision,
-        attention=resolve_attention(spec.model.attn_implementation, env),
+        attention=attention,
         global_batch_rows=rows,
         global_batch_tokens=rows * sequence_tokens(spec, longest_row),
         shape=shape,
@@ -369,7 +374,7 @@ def make_plan(
             spec,
             shape,
             precision,
-            resolve_attention(spec.model.attn_implementation, env),
+            attention,
             env.cuda,
             most_supervised,
             longest_row,
