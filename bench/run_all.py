@@ -325,14 +325,29 @@ def compile_table(r: dict) -> list[str]:
             f"| {mode} | {c['speedup']:.2f}x | {c['compile_seconds']:.0f} s | {c['graphs']} | "
             f"{c['max_loss_difference']:.1e} | {c['peak_rss_vs_eager']:.2f}x |"
         )
-    lines += [
+    return lines
+
+
+def step_profile_table(r: dict) -> list[str]:
+    lines = [
+        f"What bounds a step on this CPU: torch.profiler over {r['steps_profiled']} eager steps of the training "
+        "bench's hydratune run (after two warm-up steps), each op's self CPU time in one of three groups: matmuls "
+        "(mm, addmm, "
+        "bmm), attention (SDPA's kernels forward and backward) and everything else (elementwise ops and their "
+        "backward, copies, the optimizer). Compiling fuses only the last group: matmuls and SDPA run the same "
+        "kernels compiled or not. `bench/gpu_harness.py` measures compiling on a GPU.",
         "",
-        "What bounds it on this CPU (torch.profiler over two eager steps of the same model and batch, run by hand): "
-        "matmuls take 58% of the CPU time, SDPA's CPU kernel forward and backward 16%, elementwise ops (mul, add, "
-        "silu, fill and their backward) about 13%. Compiling fuses the elementwise part only, so about 1.15x is its "
-        "ceiling here; matmuls and SDPA run the same kernels compiled or not. `bench/gpu_harness.py` measures it on a "
-        "GPU.",
+        "| attention | profiled CPU time | matmuls | attention | the rest | largest ops |",
+        "|---|---|---|---|---|---|",
     ]
+    for name, side in r["sides"].items():
+        shares, top = side["shares"], list(side["top_ops"].items())[:4]
+        lines.append(
+            f"| {name} | {side['profiled_seconds']:.1f} s | {100 * shares['matmul']:.0f}% | "
+            f"{100 * shares['attention']:.0f}% | {100 * shares['other']:.0f}% | "
+            + ", ".join(f"{op} {100 * x:.0f}%" for op, x in top)
+            + " |"
+        )
     return lines
 
 
@@ -415,6 +430,7 @@ def main() -> None:
     rows = args.rows or (["2000"] if quick else ["20000", "80000", "320000"])
     benchmarks = {
         "training": ("train_throughput.py", "--steps", args.steps or ("4" if quick else "10")),
+        "step_profile": ("step_profile.py",),
         "plan": ("plan_memory.py", "--steps", "3" if quick else "4"),
         "sharded_memory": ("sharded_memory.py", "--steps", "2"),
         "loss": ("loss_kernel.py",),
@@ -462,6 +478,11 @@ def main() -> None:
         *(
             ["### Compiled training (`train.compile`)", "", *compile_table(results["training"]["compile"]), ""]
             if "compile" in results["training"]
+            else []
+        ),
+        *(
+            ["### Where a step goes (`bench/step_profile.py`)", "", *step_profile_table(results["step_profile"]), ""]
+            if "step_profile" in results
             else []
         ),
         "## The plan's memory estimate (`bench/plan_memory.py`)",

@@ -12,7 +12,9 @@ the tutorial pads each batch to its longest row; TRL packs (its best configurati
 The peers use LoRA dropout 0.05 (the PEFT tutorials' setting); hydratune's default is 0, so it
 also runs once with 0.05 to separate that choice from the rest. hydratune also runs with
 `train.compile=layers` and `model`: their speed against eager, the compile time (the first
-step's time beyond eager's) and the first 8 losses against eager's.
+step's time beyond eager's) and the first 8 losses against eager's; and, on the CPU, with
+`model.attn_implementation=sdpa` (transformers' SDPA with a block-diagonal mask over each packed
+row) against its default `sdpa_packed` (each packed sequence attended on its own).
 
 With `--gpu` every side trains a Llama-shaped model instead (Llama-3.2-1B's dimensions, random
 weights, SmolLM2's tokenizer; built locally, nothing downloaded) in bf16 with flash-attention
@@ -216,6 +218,16 @@ def main() -> None:
             "hydratune": hydratune(args.data, args.steps, f"{tmp}/ours", *ours_extra, max_length=max_length),
             "hydratune (method.lora.dropout=0.05, as the peers)": hydratune(
                 args.data, args.steps, f"{tmp}/dropout", "method.lora.dropout=0.05", *ours_extra, max_length=max_length
+            ),
+            # transformers' SDPA with its block-diagonal mask, as before sdpa_packed (auto's choice here)
+            **(
+                {}
+                if args.gpu
+                else {
+                    "hydratune (model.attn_implementation=sdpa)": hydratune(
+                        args.data, args.steps, f"{tmp}/sdpa", "model.attn_implementation=sdpa", max_length=max_length
+                    )
+                }
             ),
             **{
                 f"hydratune (train.compile={mode})": hydratune(
