@@ -185,21 +185,26 @@ def preprocessing_table(r: dict) -> list[str]:
                 f"{m['largest_worker_peak_mb']:.0f} MB | {packing} |"
             )
     s = r["summary"]
+    spread = max(
+        max(m["runs_seconds"]) / min(m["runs_seconds"])
+        for row in r["results"]
+        for side, m in row.items()
+        if side != "rows" and m.get("runs_seconds")
+    )
     lines += [
         "",
         f"Workers: {s['worker_speedup']:.2f}x the single-worker rate. hydratune / datasets.map tokens/s: "
         + ", ".join(f"{x:.2f}x" for x in s["vs_datasets_map_tokens_per_second"])
-        + ".",
+        + f". The slowest run of a side took up to {100 * (spread - 1):.0f}% longer than its fastest.",
         "",
         "Where a worker's time goes (cProfile of one worker's 2,048 rows, run by hand): the tokenizer's own "
         "`encode_batch` about four fifths; rendering the chat template once per conversation (plain conversations "
         "through the compiled template directly) under a tenth; reading the format, finding the spans and filling "
         "the arrays about a tenth. The peer calls the same `encode_batch` and `apply_chat_template`. hydratune also "
         "spills, packs and writes shards, after the last batch: for 320,000 rows the shards, built two at a time on "
-        "two threads, take about 4-5 s (one at a time: about 7 s), and in the runs above the packing on lengths took "
-        "about 8 s (a bin search in Python, on one core). Since those runs the packer reuses a row's fill while the "
-        "counts it depends on stand: the same bins from the same 320,000 lengths in 1.1 s. Both timed by hand, on "
-        "the build's lengths and a spill of the same sizes.",
+        "two threads, take about 4-5 s (one at a time: about 7 s), and the packing on lengths about 1 s (the bin "
+        "search reuses a row's fill while the counts it depends on stand; finding each fill afresh took 8 s). Both "
+        "timed by hand, on the build's lengths and a spill of the same sizes.",
     ]
     return lines
 
@@ -313,7 +318,8 @@ def flat_memory_goal(rows: list[dict], peaks: list[float], mark) -> list[str]:
 def compile_table(r: dict) -> list[str]:
     lines = [
         "The same run as hydratune's eager side, with `train.compile`: tokens/s against eager, the compile time (the "
-        "first step's time beyond eager's), the distinct graphs compiled, and the largest difference of the first "
+        "first step's time beyond eager's, each compiled side starting from an empty inductor cache), the distinct "
+        "graphs compiled, and the largest difference of the first "
         f"{next(iter(r.values()))['loss_steps_compared']} losses from eager's (tolerance 1e-4, as "
         "tests/training/test_compile.py holds compiled runs to eager ones).",
         "",
