@@ -338,10 +338,9 @@ def step_profile_table(r: dict) -> list[str]:
     lines = [
         f"What bounds a step on this CPU: torch.profiler over {r['steps_profiled']} eager steps of the training "
         "bench's hydratune run (after two warm-up steps), each op's self CPU time in one of three groups: matmuls "
-        "(mm, addmm, "
-        "bmm), attention (SDPA's kernels forward and backward) and everything else (elementwise ops and their "
-        "backward, copies, the optimizer). Compiling fuses only the last group: matmuls and SDPA run the same "
-        "kernels compiled or not. `bench/gpu_harness.py` measures compiling on a GPU.",
+        "(mm, addmm, bmm), attention (SDPA's kernels forward and backward) and everything else (elementwise ops "
+        "and their backward, copies, the optimizer). Compiling fuses only the last group: matmuls and SDPA run the "
+        "same kernels compiled or not. `bench/gpu_harness.py` measures compiling on a GPU.",
         "",
         "| attention | profiled CPU time | matmuls | attention | the rest | largest ops |",
         "|---|---|---|---|---|---|",

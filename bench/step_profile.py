@@ -1,6 +1,6 @@
 """Where a training step's CPU time goes: the training bench's hydratune run (eager, LoRA r16, 4
 packed rows of up to 512 tokens, fp32) with two steps under torch.profiler, each op's self time
-put in one of four groups. Run with the default attention and with transformers' SDPA.
+put in one of three groups (matmuls, attention, the rest). Run with the default attention and with transformers' SDPA.
 
     python bench/step_profile.py [--data ../shared/data/gsm8k]
 """
@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from step_profiler import PROFILED_STEPS, WARMUP_STEPS
 from train_throughput import HERE, hydratune
 
 GROUPS = {
@@ -51,10 +52,10 @@ def main() -> None:
         for name, extra in SIDES.items():
             path = f"{tmp}/{len(results)}.json"
             prelude = f"sys.path.insert(0, {str(HERE)!r}); import step_profiler; step_profiler.install({path!r}); "
-            hydratune(args.data, 4, f"{tmp}/run{len(results)}", *extra, prelude=prelude)
+            hydratune(args.data, WARMUP_STEPS + PROFILED_STEPS, f"{tmp}/run{len(results)}", *extra, prelude=prelude)
             results[name] = shares(json.loads(Path(path).read_text()))
             print(name, json.dumps(results[name]["shares"]), file=sys.stderr, flush=True)
-    print(json.dumps({"steps_profiled": 2, "sides": results}, indent=2))
+    print(json.dumps({"steps_profiled": PROFILED_STEPS, "sides": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -94,8 +94,7 @@ def test_auto_takes_packed_sdpa_only_where_every_layer_is_plain_causal():
     assert resolve_attention("auto", cpu, windowed) == "sdpa"
     with pytest.raises(ValueError, match="model.attn_implementation=sdpa_packed.*use auto or sdpa"):
         resolve_attention(PACKED_SDPA, cpu, windowed)
-    # the fix the message names
-    assert resolve_attention("auto", cpu, windowed) == "sdpa"
+    # the fixes the message names
     assert resolve_attention("sdpa", cpu, windowed) == "sdpa"
 
 
