@@ -6,10 +6,10 @@ checkpointing off, fp32 on the CPU).
 
 Each method trains twice, each time in its own process. The first run is `train` as a user
 runs it: the measured peak is run.json's, the peak RSS above the RSS before the model was built.
-The second releases glibc's free heap pages after every decoder layer (bench/heap_release.py),
-so that its RSS follows the tensors alive, which is what the plan adds up; the difference
-between the two is memory the allocator keeps, not memory training uses. On a GPU the peak is
-`torch.cuda.max_memory_allocated` and only the first run is made.
+The second releases glibc's free heap pages after every decoder layer's forward and backward
+pass (bench/heap_release.py), so that its RSS follows the tensors alive, which is what the plan
+adds up; the difference between the two is memory the allocator keeps, not memory training uses.
+On a GPU the peak is `torch.cuda.max_memory_allocated` and only the first run is made.
 """
 
 from __future__ import annotations

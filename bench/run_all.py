@@ -109,10 +109,9 @@ def loss_table(r: dict) -> list[str]:
 def plan_table(r: dict) -> list[str]:
     lines = [
         f"The embedded model, the training bench's batch, {r['steps']} steps per run. \"as run\": run.json's measured "
-        f"peak (RSS "
-        'above the RSS before the model was built). "heap released": the same run with glibc\'s free heap pages '
-        "returned "
-        "after every decoder layer (`bench/heap_release.py`), so the RSS follows the tensors alive.",
+        'peak (RSS above the RSS before the model was built). "heap released": the same run with glibc\'s free heap '
+        "pages returned after every decoder layer's forward and backward pass (`bench/heap_release.py`), so the RSS "
+        "follows the tensors alive.",
         "",
         "| method | plan | as run | as run / plan | heap released | heap released / plan | tokens/s as run, released |",
         "|---|---|---|---|---|---|---|",

@@ -210,3 +210,15 @@ def test_longest_row_of_each_kind_sizes_the_plan():
     grpo, _ = _shape_and_spec("method=grpo", "eval=[none]", "dataset.max_length=256", "method.max_completion_length=64")
     plan = make_plan(grpo, cpu_env(), config, longest_row=64)
     assert plan.global_batch_tokens == plan.global_batch_rows * (64 + 64)  # the prompt and its completion
+
+
+def test_attention_scores_are_counted_only_where_stock_sdpa_runs():
+    sft, config = _shape_and_spec()
+    shape = model_shape(sft, config)
+    dpo, _ = _shape_and_spec("method=dpo", "dataset.path=generated:arithmetic_preferences", "dataset.format=preference")
+    # sdpa_packed attends sft's packed rows one sequence at a time (nothing beyond q, k, v and the
+    # output); post-training's padded batches go to stock SDPA under it, as everything does under sdpa
+    assert estimate_memory(sft, shape, "fp32", attention="sdpa_packed").attention == 0
+    assert estimate_memory(sft, shape, "fp32", attention="sdpa").attention > 0
+    assert estimate_memory(dpo, shape, "fp32", attention="sdpa_packed").attention > 0
+    assert estimate_memory(sft, shape, "fp32", attention="sdpa", cuda=True).attention == 0

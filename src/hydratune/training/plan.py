@@ -182,10 +182,7 @@ def estimate_memory(
         generation=_generation_bytes(spec, shape, act_bytes, length),
         gathered=state.gathered,
         logits=logits,
-        # Post-training's padded batches take stock SDPA under sdpa_packed too.
-        attention=_attention_bytes(spec, shape, act_bytes, length)
-        if attention in ("sdpa", PACKED_SDPA) and not cuda
-        else 0.0,
+        attention=_attention_bytes(spec, shape, act_bytes, length) if _scores_sized(spec, attention, cuda) else 0.0,
         chunked_loss=chunked,
         loss_positions=positions if chunked else None,
     )
@@ -285,6 +282,16 @@ def _logit_bytes(spec: RunSpec, shape: ModelShape, length: int, most_supervised:
         # until backward adds it to the weight's own (counted under gradients)
         logits += 4.0 * shape.vocab_size * shape.hidden_size
     return float(logits), positions, chunked
+
+
+def _scores_sized(spec: RunSpec, attention: str, cuda: bool) -> bool:
+    """Whether attention needs memory beyond the q, k, v and output the activations count: stock SDPA
+    on the CPU. sdpa_packed attends sft's packed rows one sequence at a time with the causal kernel,
+    which keeps only those (bench/plan_memory.py measures the estimate without the term); the padded
+    batches of dpo, kto and grpo take stock SDPA under it too."""
+    if cuda:
+        return False
+    return attention == "sdpa" or (attention == PACKED_SDPA and spec.method.name != "sft")
 
 
 def _attention_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int, length: int) -> float:
