@@ -172,6 +172,7 @@ def estimate_memory(
     state = _sharded_state(spec, shape, *_training_state(spec, shape, act_bytes))
     length = sequence_tokens(spec, longest_row)
     logits, positions, chunked = _logit_bytes(spec, shape, length, most_supervised)
+    scores = _counts_attention_scores(spec, attention, cuda)
     return MemoryEstimate(
         state.weights,
         state.gradients,
@@ -182,7 +183,7 @@ def estimate_memory(
         generation=_generation_bytes(spec, shape, act_bytes, length),
         gathered=state.gathered,
         logits=logits,
-        attention=_attention_bytes(spec, shape, act_bytes, length) if _scores_sized(spec, attention, cuda) else 0.0,
+        attention=_attention_bytes(spec, shape, act_bytes, length) if scores else 0.0,
         chunked_loss=chunked,
         loss_positions=positions if chunked else None,
     )
@@ -284,11 +285,11 @@ def _logit_bytes(spec: RunSpec, shape: ModelShape, length: int, most_supervised:
     return float(logits), positions, chunked
 
 
-def _scores_sized(spec: RunSpec, attention: str, cuda: bool) -> bool:
+def _counts_attention_scores(spec: RunSpec, attention: str, cuda: bool) -> bool:
     """Whether attention needs memory beyond the q, k, v and output the activations count: stock SDPA
     on the CPU. sdpa_packed attends sft's packed rows one sequence at a time with the causal kernel,
-    which keeps only those (bench/plan_memory.py measures the estimate without the term); the padded
-    batches of dpo, kto and grpo take stock SDPA under it too."""
+    which keeps only those (bench/plan_memory.py holds the estimate without the term to the live
+    peak); the padded batches of dpo, kto and grpo take stock SDPA under it too."""
     if cuda:
         return False
     return attention == "sdpa" or (attention == PACKED_SDPA and spec.method.name != "sft")
