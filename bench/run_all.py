@@ -305,6 +305,41 @@ def compile_goals(t: dict, mark) -> list[str]:
     ]
 
 
+def in_the_way(results: dict) -> list[str]:
+    """For the speed and memory goals above that are not met, what the results show stands in the way."""
+    t, p, plan = results["training"], results["preprocessing"], results["plan"]["methods"]
+    lines = []
+    best = max(m["speedup"] for m in t.get("compile", {}).values()) if "compile" in t else None
+    if best is not None and best < 1.15 and "step_profile" in results:
+        shares = next(iter(results["step_profile"]["sides"].values()))["shares"]  # the first side: default attention
+        lines.append(
+            f"- train.compile: compiling fuses only what is neither a matmul nor attention, "
+            f"{shares['other']:.0%} of an eager step's CPU time (matmuls {shares['matmul']:.0%}, attention "
+            f"{shares['attention']:.0%}: the step profile below); were all of it gone, a step would be at most "
+            f"{1 / (1 - shares['other']):.2f}x faster."
+        )
+    if min(p["summary"]["vs_datasets_map_tokens_per_second"]) < 1.0:
+        lines.append(
+            "- preprocessing: both sides spend most of their time in the same `encode_batch` of the tokenizer, so "
+            "they differ by the peer's own overhead, within a side's run-to-run spread (the table below)."
+        )
+    if p["summary"]["worker_speedup"] < 1.8:
+        lines.append(
+            "- 2 workers: the parent's own work does not split across workers: reading the rows and spilling what "
+            "comes back, beside both workers on the same two cores, then packing and writing the shards after them."
+        )
+    as_run = {k: m["measured_over_plan"] for k, m in plan.items()}
+    released = {k: m.get("heap_released_over_plan") for k, m in plan.items()}
+    if any(not 0.8 <= x <= 1.2 for x in as_run.values()) and all(
+        x is not None and 0.8 <= x <= 1.2 for x in released.values()
+    ):
+        lines.append(
+            "- the plan as run: the plan estimates live memory, and the RSS as run also holds the free heap glibc "
+            "keeps; with it released the peak is within 20% of the estimate for every method (the next goal)."
+        )
+    return ["", "Where a goal above is not met, what stands in the way:", "", *lines] if lines else []
+
+
 def flat_memory_goal(rows: list[dict], peaks: list[float], mark) -> list[str]:
     """The largest size's peak against the one before it (4x fewer rows)."""
     growth = peaks[-1] / peaks[-2]
@@ -474,6 +509,7 @@ def main() -> None:
         "## Goals",
         "",
         *goals(results),
+        *in_the_way(results),
         "",
         "## Training (`bench/train_throughput.py`)",
         "",
