@@ -1,6 +1,7 @@
 """Where a training step's CPU time goes: the training bench's hydratune run (eager, LoRA r16, 4
 packed rows of up to 512 tokens, fp32) with two steps under torch.profiler, each op's self time
-put in one of three groups (matmuls, attention, the rest). Run with the default attention and with transformers' SDPA.
+put in one of three groups (matmuls, attention, the rest). Run with the default attention and
+with transformers' SDPA.
 
     python bench/step_profile.py [--data ../shared/data/gsm8k]
 """
