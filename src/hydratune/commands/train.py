@@ -13,13 +13,13 @@ from hydra.core.hydra_config import HydraConfig
 
 from hydratune.commands.cli import hydra_entry
 from hydratune.config.spec import RunSpec
-from hydratune.training.upstream_patches import leave_bitsandbytes_unimported
+from hydratune.training.upstream_patches import import_bitsandbytes_only_if_used
 
 
 def run_train(spec: RunSpec) -> Any:
     if HydraConfig.get().mode.name != "MULTIRUN":  # a sweep's later jobs may quantize
-        leave_bitsandbytes_unimported(spec)
-    # Imported only now: the training stack imports peft, which imports bitsandbytes where it is installed.
+        import_bitsandbytes_only_if_used(spec)
+    # Imported only now: the training stack imports peft, which may import bitsandbytes.
     from hydratune.pipeline.run_training import run_training
 
     return run_training(spec)

@@ -88,11 +88,8 @@ def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: st
         from peft import prepare_model_for_kbit_training
 
         keep_4bit_layout(model)
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=spec.train.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
+        # The checkpointing kwargs go by position: peft 0.22 renamed the keyword (and warns on the old name).
+        model = prepare_model_for_kbit_training(model, spec.train.gradient_checkpointing, {"use_reentrant": False})
     elif spec.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if method == "lora":

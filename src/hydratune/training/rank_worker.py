@@ -18,7 +18,7 @@ from hydratune.config.environment import detect_environment
 from hydratune.config.spec_file import load_spec
 from hydratune.run_layout import RunDirectory
 from hydratune.training.launch import LAUNCHER_PID
-from hydratune.training.upstream_patches import leave_bitsandbytes_unimported
+from hydratune.training.upstream_patches import import_bitsandbytes_only_if_used
 
 
 def die_with_launcher() -> None:
@@ -41,8 +41,8 @@ def main(argv: list[str]) -> None:
     rank = os.environ.get("RANK", "0")
     try:
         spec = load_spec(run_dir)
-        leave_bitsandbytes_unimported(spec)
-        # Imported only now: the training stack imports peft, which imports bitsandbytes where it is installed.
+        import_bitsandbytes_only_if_used(spec)
+        # Imported only now: the training stack imports peft, which may import bitsandbytes.
         from hydratune.training.fit import fit
 
         fit(spec, detect_environment())

@@ -139,23 +139,25 @@ def import_deepspeed_only_when_used() -> None:
     other.is_deepspeed_available = lambda: "deepspeed" in sys.modules
 
 
-def leave_bitsandbytes_unimported(spec) -> None:
+def import_bitsandbytes_only_if_used(spec) -> None:
     """Runs that neither quantize (method.weights=qlora) nor use the 8-bit optimizer never import
-    bitsandbytes. peft imports it whenever it is installed, and bitsandbytes 0.50 wraps its
-    kernels in torch.compile as it is imported, which imports the inductor: 2.0 s of a tiny LoRA
-    run's 12.8 s of imports (`python -X importtime`), in every process and every rank.
+    bitsandbytes; runs that do import it here, at start. bitsandbytes 0.50 wraps its kernels in
+    torch.compile as it is imported, which imports the inductor: 2.0 s of a tiny LoRA run's 12.8 s
+    of imports (`python -X importtime`), in every process and every rank.
 
     Marked absent in sys.modules, it is unavailable to peft and transformers, as on a machine
-    without it. Applied before peft is imported, by a process that runs one job (not a Hydra
-    multirun, whose later jobs may quantize). Remove once bitsandbytes compiles lazily.
+    without it. A run that uses it imports it before its memory baseline, whichever peft it has:
+    peft 0.21 imports bitsandbytes with itself, peft 0.22 only when a quantized layer is wrapped,
+    inside training, where the import's own modules would be counted as training memory.
+    Applied before peft is imported, by a process that runs one job (not a Hydra multirun, whose
+    later jobs may quantize). Remove the marking once bitsandbytes compiles lazily.
     """
     import sys
 
-    if (
-        spec.method.weights == "qlora"
-        or spec.optim.name == "adamw_8bit"
-        or "peft" in sys.modules
-        or "bitsandbytes" in sys.modules
-    ):
+    if "peft" in sys.modules or "bitsandbytes" in sys.modules:
+        return
+    if spec.method.weights == "qlora" or spec.optim.name == "adamw_8bit":
+        import bitsandbytes  # noqa: F401  (imported for its start-up cost only)
+
         return
     sys.modules["bitsandbytes"] = None  # `import bitsandbytes` raises ImportError; find_spec says None
