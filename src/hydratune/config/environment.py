@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 
+from hydratune.config.supported_versions import installed_versions
+
 
 @dataclass(frozen=True)
 class Environment:
@@ -24,6 +26,7 @@ class Environment:
     slurm_node: int = 0  # the node of this task within the step (SLURM_NODEID)
     slurm_local: int = 0  # this task among the step's tasks on its node (SLURM_LOCALID)
     compiler: bool = True  # what torch.compile builds kernels with: Triton (GPU), a C++ compiler (CPU)
+    versions: tuple[tuple[str, str], ...] = ()  # (package, version) of the stack with a supported floor
 
     def has(self, package: str) -> bool:
         return package in self.packages
@@ -57,6 +60,7 @@ def detect_environment() -> Environment:
         slurm_node=int(os.environ.get("SLURM_NODEID", "0")),
         slurm_local=int(os.environ.get("SLURM_LOCALID", "0")),
         compiler=has_kernel_compiler(cuda),
+        versions=installed_versions(),
     )
 
 

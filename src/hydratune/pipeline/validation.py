@@ -10,6 +10,7 @@ from __future__ import annotations
 from hydratune.config.environment import Environment
 from hydratune.config.problems import raise_if_any
 from hydratune.config.spec import RunSpec
+from hydratune.config.supported_versions import version_problems
 from hydratune.data.checks import data_problems
 from hydratune.evaluate.checks import eval_problems
 from hydratune.models.checks import model_problems
@@ -21,6 +22,7 @@ def check_run_spec(spec: RunSpec, env: Environment) -> None:
     """ConfigError listing every problem of the spec on this machine, whichever stage found it."""
     raise_if_any(
         [
+            *version_problems(env.versions, packages_used(spec)),
             *model_problems(spec, env),
             *data_problems(spec),
             *reward_problems(spec),
@@ -28,3 +30,13 @@ def check_run_spec(spec: RunSpec, env: Environment) -> None:
             *eval_problems(spec, env),
         ]
     )
+
+
+def packages_used(spec: RunSpec) -> set[str]:
+    """The optional packages of the stack this run imports."""
+    used = set()
+    if spec.sharding.strategy == "deepspeed":
+        used.add("deepspeed")
+    if spec.method.weights == "qlora" or spec.optim.name == "adamw_8bit":
+        used.add("bitsandbytes")
+    return used
