@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine, for the tests that submit through a real scheduler
-# (tests/launch/test_slurm.py): Debian's slurmctld, slurmd and munge, one partition `debug` holding
-# every core. Run as root; safe to run again (it restarts the daemons with the same config).
+# (tests/training/test_slurm.py): Debian's slurmctld, slurmd and munge, one partition `debug` holding
+# every core. Run as root. It starts only the daemons that are not running and writes their PIDs to
+# $STARTED, which .ci/slurm/stop_cluster.sh reads: a cluster that was already running is left as it
+# was, and so is a slurm.conf that this script did not write.
 set -euo pipefail
+STARTED=/run/hydratune-ci-slurm.pids
+
+# Daemons left by an earlier run of this script that did not stop them (a killed CI) are ours to restart.
+bash "$(dirname "$0")/stop_cluster.sh"
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
@@ -16,6 +22,15 @@ cpus="$(nproc)"
 memory_mb="$(($(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) - 2048))"
 
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge
+if [ -e /etc/slurm/slurm.conf ] && ! grep -qx 'ClusterName=hydratune-ci' /etc/slurm/slurm.conf; then
+  if pgrep -x slurmctld >/dev/null && pgrep -x slurmd >/dev/null; then
+    echo "slurm: a cluster this script did not set up is running; the tests use it as it is"
+    exit 0
+  fi
+  echo "slurm: /etc/slurm/slurm.conf was not written by hydratune and its daemons are not running;" \
+    "start that cluster, or move the file aside, then run this again" >&2
+  exit 1
+fi
 cat >/etc/slurm/slurm.conf <<EOF
 ClusterName=hydratune-ci
 SlurmctldHost=${node}
@@ -46,13 +61,21 @@ EOF
 
 # munge signs the daemons' messages; its key is made by the package on install.
 chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
-pkill -x slurmd || true
-pkill -x slurmctld || true
-pkill -x munged || true
-sleep 1
-runuser -u munge -- /usr/sbin/munged --force
-/usr/sbin/slurmctld
-/usr/sbin/slurmd
+: >"$STARTED"
+start() {  # name, command...: start a daemon unless one runs already, and record the one started
+  local name="$1"
+  shift
+  if pgrep -x "$name" >/dev/null; then
+    echo "slurm: $name already running: left alone"
+    return
+  fi
+  "$@"
+  sleep 0.5
+  pgrep -nx "$name" >>"$STARTED"
+}
+start munged runuser -u munge -- /usr/sbin/munged --force
+start slurmctld /usr/sbin/slurmctld
+start slurmd /usr/sbin/slurmd
 
 for _ in $(seq 60); do
   if sinfo --noheader --states=idle,mixed,allocated --format=%n 2>/dev/null | grep -qx "${node}"; then
