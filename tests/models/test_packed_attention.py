@@ -4,6 +4,8 @@ sequences (padding, a KV cache) take stock SDPA unchanged."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 
@@ -102,3 +104,55 @@ def test_saved_config_names_no_attention_only_hydratune_registers(tmp_path):
     _, packed = both()
     packed.save_pretrained(tmp_path)
     assert PACKED_SDPA not in (tmp_path / "config.json").read_text()
+
+
+def count_host_reads(monkeypatch) -> Counter:
+    """Calls of the tensor methods that, on a CUDA tensor, wait for the GPU to hand a value to the host."""
+    counts = Counter()
+    for name in ("tolist", "nonzero", "item"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            counts[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return counts
+
+
+def test_sequence_lengths_are_read_once_per_batch_not_per_layer(monkeypatch):
+    """Four layers under activation checkpointing (each recomputed in backward): the lengths are read
+    from position_ids once for the batch, and the outputs and gradients are those of reading them in
+    every layer."""
+    import hydratune.models.packed_attention as packed_attention
+
+    _, cached = both(num_hidden_layers=4)
+    _, per_layer = both(num_hidden_layers=4)
+    monkeypatch.setattr(
+        packed_attention, "batch_sequence_lengths", lambda ids, rows: sequence_lengths(ids.expand(rows, -1))
+    )
+    batch = packed_batch([[7, 12, 5, 9], [33], [4, 1, 20]])
+    expected = per_layer(**batch)
+    expected.loss.backward()
+    monkeypatch.undo()
+
+    cached.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    cached.train()
+    counts = count_host_reads(monkeypatch)
+    out = cached(**batch)
+    out.loss.backward()
+    assert counts == {"tolist": 1, "nonzero": 1}
+    assert torch.equal(out.logits, expected.logits)
+    for (name, param), (_, reference) in zip(cached.named_parameters(), per_layer.named_parameters()):
+        assert torch.equal(param.grad, reference.grad), name
+
+    # A new batch is read again; so is one whose position_ids were written in place since.
+    second = packed_batch([[3, 30], [33], [10, 15]], seed=1)
+    counts.clear()
+    cached(**second)
+    assert counts == {"tolist": 1, "nonzero": 1}
+    with torch.no_grad():
+        batch["position_ids"][0] = torch.arange(33)  # the first row becomes one sequence
+        together = cached(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[:1]
+        alone = cached(input_ids=batch["input_ids"][:1]).logits
+    assert torch.allclose(together, alone, atol=1e-5)

@@ -8,6 +8,13 @@ from hydratune.config.environment import Environment
 PACKED_SDPA = "sdpa_packed"
 
 
+def reads_boundaries_from_batch(attn_implementation: str | None) -> bool:
+    """flash-attention 2/3/4 (transformers' names): for batches of more than one row, transformers
+    passes them sequence boundaries only from `cu_seq_lens_q/k` and `max_length_q/k` in the batch,
+    never from position_ids (`_is_packed_sequence` in modeling_flash_attention_utils)."""
+    return bool(attn_implementation) and attn_implementation.startswith("flash_attention")
+
+
 def supports_packed_sdpa(config) -> bool:
     """Every layer plain causal attention: no sliding windows, chunks or soft-capping, which the
     one-sequence-at-a-time path does not apply."""

@@ -9,13 +9,16 @@ for rows of a few sequences, a small fraction of the masked call's work, with th
 This relies on what flash-attention's varlen path in transformers relies on: the decoder
 layers pass position_ids on to the attention function. Any batch this cannot read as
 whole causal sequences (a padding mask, decoding after a prefix, a custom mask) takes stock SDPA with
-transformers' mask, so generation and padded post-training batches are unchanged.
+transformers' mask, so generation and padded post-training batches are unchanged. The sequence
+lengths are read from position_ids once per batch, not in every layer: on a GPU each read is a
+host sync.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 from hydratune.models.attention_choice import PACKED_SDPA
 
@@ -107,7 +110,7 @@ def _attend_each_sequence(
     scaling: float | None,
 ) -> torch.Tensor:
     batch, heads, length, head_dim = query.shape
-    lengths = sequence_lengths(position_ids.expand(batch, -1))
+    lengths = batch_sequence_lengths(position_ids, batch)
     # (batch * length, heads, head_dim): split's and cat's backward are one copy each, where
     # slicing each sequence out would add a full-size zero gradient per sequence.
     tokens = [t.transpose(1, 2).reshape(batch * length, t.shape[1], head_dim) for t in (query, key, value)]
@@ -125,6 +128,25 @@ def _attend_each_sequence(
         for q, k, v in zip(*(t.split(lengths) for t in tokens))
     ]
     return torch.cat(outputs).view(batch, length, heads, head_dim)
+
+
+# The split needs the lengths on the host: reading them from a CUDA tensor waits for the GPU to
+# catch up. Every layer, and its recompute under activation checkpointing, gets the very tensor
+# the model was called with, so the lengths are read once per batch and kept while it lives.
+_LENGTHS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def batch_sequence_lengths(position_ids: torch.Tensor, batch: int) -> list[int]:
+    """sequence_lengths of this batch's position_ids (broadcast to `batch` rows), read once for
+    all the layers. Written in place since, or an inference tensor (which keeps no version
+    count): read again."""
+    if position_ids.is_inference():
+        return sequence_lengths(position_ids.expand(batch, -1))
+    version = (position_ids._version, batch)
+    kept = _LENGTHS.get(position_ids)
+    if kept is None or kept[0] != version:
+        kept = _LENGTHS[position_ids] = (version, sequence_lengths(position_ids.expand(batch, -1)))
+    return kept[1]
 
 
 def sequence_lengths(position_ids: torch.Tensor) -> list[int]:

@@ -166,7 +166,7 @@ def setup_trainer(spec: RunSpec, args, model, tokenizer, data: FitData):
         args=args,
         train_dataset=data.train_rows,
         eval_dataset=data.eval_rows,
-        data_collator=CountingCollator(pad_token_id=tokenizer.pad_token_id),
+        data_collator=CountingCollator.for_model(model, tokenizer.pad_token_id),
         processing_class=tokenizer,
         identity=run_identity(spec, data.prepared.key),
         keep_checkpoints=spec.train.save_total_limit,

@@ -22,7 +22,7 @@ REAL_TOKENS = "real_tokens"
 class CountingCollator(PackedCollator):
     """A PackedCollator whose batches also carry each row's count of real tokens."""
 
-    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         batch = super().__call__(rows)
         batch[REAL_TOKENS] = torch.tensor([len(r["input_ids"]) for r in rows], dtype=torch.long)
         return batch
