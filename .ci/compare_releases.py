@@ -2,7 +2,7 @@
 
     python .ci/compare_releases.py constraints.txt RESOLVED [--write NEW_CONSTRAINTS]
 
-Prints each package whose release differs, was added or is gone. With --write, writes the resolved set
+Prints each package whose release differs, was added or is gone; with --exact, any such is an error. With --write, writes the resolved set
 in constraints.txt's form (its header kept, hydratune itself left out, torch's local build tag dropped so
 one line serves the CPU and CUDA wheels): what to copy over constraints.txt once the suite passed on it.
 """
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("tested", type=Path)
     parser.add_argument("resolved", type=Path)
     parser.add_argument("--write", type=Path)
+    parser.add_argument("--exact", action="store_true", help="exit 1 if anything differs")
     args = parser.parse_args()
     header, tested = read(args.tested)
     _, resolved = read(args.resolved)
@@ -45,6 +46,8 @@ def main() -> None:
         lines = [*header, *(f"{name}=={version}" for name, version in sorted(resolved.items()))]
         args.write.write_text("\n".join(lines) + "\n")
         print(f"this environment as a constraints file: {args.write}")
+    if args.exact and changes:
+        raise SystemExit(f"the environment is not the tested set in {args.tested}")
 
 
 if __name__ == "__main__":

