@@ -17,10 +17,12 @@ step's time beyond eager's) and the first 8 losses against eager's; and, on the 
 row) against its default `sdpa_packed` (each packed sequence attended on its own).
 
 With `--gpu` every side trains a Llama-shaped model instead (Llama-3.2-1B's dimensions, random
-weights, SmolLM2's tokenizer; built locally, nothing downloaded) in bf16 with flash-attention
-(SDPA where flash_attn is not installed),
-on rows of up to 2048 tokens, and the matmul rate is the GPU's bf16 rate, so the last column
-is the model FLOPs utilization.
+weights, SmolLM2's tokenizer; built locally, nothing downloaded) in bf16, on rows of up to 2048
+tokens, and the matmul rate is the GPU's bf16 rate, so the last column is the model FLOPs
+utilization. hydratune picks its kernel itself (`model.attn_implementation=auto`, as a user's
+run does); the peers take flash-attention where flash_attn is installed, else SDPA. Every clock
+reading waits for the GPU first: the peers' step times and the matmul rate come from
+step_clock.py, hydratune's tokens/s from its own log, which synchronizes the same way.
 
 Reported per side: the median real (non-pad) tokens/s over the steps after the first two,
 the process's peak RSS, and the fraction of this machine's measured fp32 matmul rate that
@@ -39,8 +41,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from step_clock import synchronized_now
 
 HERE = Path(__file__).resolve().parent
 PEAK = (
@@ -84,14 +87,10 @@ def matmul_flops_per_second(gpu: bool, size: int = 4096, repeats: int = 10, wind
     a @ b
     best = 0.0
     for _ in range(windows):
-        if gpu:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = synchronized_now()
         for _ in range(repeats):
             a @ b
-        if gpu:
-            torch.cuda.synchronize()
-        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - start))
+        best = max(best, 2 * size**3 * repeats / (synchronized_now() - start))
     return best
 
 
@@ -198,11 +197,75 @@ def compile_summary(sides: dict) -> dict:
     return out
 
 
+def side_settings(gpu: bool, model_dir: str, attention: str) -> tuple[list[str], list[str], int]:
+    """hydratune's overrides, the peers' extra arguments and the row length. On a GPU hydratune
+    picks its own kernel (`auto`: flash-attention 2 where flash_attn is installed, else SDPA one
+    packed sequence at a time), as a user's run does; the peers get flash-attention where it is
+    installed, else transformers' SDPA, as their own scripts would."""
+    if not gpu:
+        return [], [], 512
+    ours = [f"model.name={model_dir}", "model.attn_implementation=auto", "train.precision=bf16"]
+    return ours, ["gpu", attention], 2048
+
+
+def hydratune_sides(data: Path, steps: int, tmp: str, ours: list[str], max_length: int, gpu: bool) -> dict:
+    def side(name: str, *extra: str) -> dict:
+        return hydratune(data, steps, f"{tmp}/{name}", *extra, *ours, max_length=max_length)
+
+    sides = {
+        "hydratune": side("ours"),
+        "hydratune (method.lora.dropout=0.05, as the peers)": side("dropout", "method.lora.dropout=0.05"),
+    }
+    if not gpu:  # transformers' SDPA with its block-diagonal mask, as before sdpa_packed (auto's choice here)
+        sides["hydratune (model.attn_implementation=sdpa)"] = side("sdpa", "model.attn_implementation=sdpa")
+    for mode in COMPILE_MODES:
+        sides[f"hydratune (train.compile={mode})"] = side(mode, f"train.compile={mode}")
+    sides["hydratune (train.loss_kernel=plain)"] = side("plain", "train.loss_kernel=plain")
+    return sides
+
+
+PEERS = {
+    "tutorial Trainer+PEFT (padded)": ("tutorial_trainer_peft.py", []),
+    "TRL SFTTrainer (packed, checkpointing off)": ("trl_sft_trainer.py", ["packed"]),
+    "TRL SFTTrainer (padded)": ("trl_sft_trainer.py", ["padded"]),
+}
+
+
+def peer_sides(model_dir: str, train_file: str, steps: int, tmp: str, extra: list[str], max_length: int) -> dict:
+    return {
+        name: peer(script, model_dir, train_file, steps, f"{tmp}/peer{i}", str(max_length), *variant, *extra)
+        for i, (name, (script, variant)) in enumerate(PEERS.items())
+    }
+
+
+def summary(sides: dict, matmul: float, steps: int, device: str, max_length: int) -> dict:
+    flops_per_token = sides["hydratune"]["flops_per_token"]
+    ours = sides["hydratune"]
+    for side in sides.values():
+        side["fraction_of_matmul_rate"] = side["tokens_per_second"] * flops_per_token / matmul
+        side["throughput_vs_hydratune"] = side["tokens_per_second"] / ours["tokens_per_second"]
+    tutorial = sides["tutorial Trainer+PEFT (padded)"]
+    trl_best = max(sides[name]["tokens_per_second"] for name in PEERS if name.startswith("TRL"))
+    return {
+        "compile": compile_summary(sides),
+        "steps": steps,
+        "device": device,
+        "max_length": max_length,
+        "matmul_gflops": matmul / 1e9,
+        "sides": sides,
+        "ratios": {
+            "hydratune_vs_tutorial_tokens_per_second": ours["tokens_per_second"] / tutorial["tokens_per_second"],
+            "hydratune_vs_trl_best_tokens_per_second": ours["tokens_per_second"] / trl_best,
+            "hydratune_vs_tutorial_peak_rss": ours["peak_rss_mb"] / tutorial["peak_rss_mb"],
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data" / "gsm8k")
-    parser.add_argument("--gpu", action="store_true", help="a Llama-shaped model in bf16 with flash-attention on a GPU")
+    parser.add_argument("--gpu", action="store_true", help="a Llama-shaped model in bf16 on a GPU")
     parser.add_argument(
         "--base", type=Path, help="a folder with the config and tokenizer to use (default: the embedded SmolLM2)"
     )
@@ -213,96 +276,22 @@ def main() -> None:
     from hydratune.models.model_loading import model_location
 
     model_dir = str(args.base or model_location(ModelSpec(name="embedded:smollm2-135m-instruct"), cache_root()))
-    train_file = str(args.data / "train.jsonl")
-    # flash-attention where its package is installed; else SDPA (whose flash kernel runs on recent GPUs)
+    # the peers' kernel: flash-attention where its package is installed; else SDPA
     attention = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
     matmul_before = matmul_flops_per_second(args.gpu)  # and again after the sides: the better of the two
     with tempfile.TemporaryDirectory() as tmp:
-        ours_extra, peer_extra, max_length = [], [], 512
         if args.gpu:
             model_dir = llama_shaped_model(model_dir, f"{tmp}/llama_shaped")
-            ours_extra = [f"model.name={model_dir}", f"model.attn_implementation={attention}", "train.precision=bf16"]
-            peer_extra, max_length = ["gpu", attention], 2048
-        sides = {
-            "hydratune": hydratune(args.data, args.steps, f"{tmp}/ours", *ours_extra, max_length=max_length),
-            "hydratune (method.lora.dropout=0.05, as the peers)": hydratune(
-                args.data, args.steps, f"{tmp}/dropout", "method.lora.dropout=0.05", *ours_extra, max_length=max_length
-            ),
-            # transformers' SDPA with its block-diagonal mask, as before sdpa_packed (auto's choice here)
-            **(
-                {}
-                if args.gpu
-                else {
-                    "hydratune (model.attn_implementation=sdpa)": hydratune(
-                        args.data, args.steps, f"{tmp}/sdpa", "model.attn_implementation=sdpa", max_length=max_length
-                    )
-                }
-            ),
-            **{
-                f"hydratune (train.compile={mode})": hydratune(
-                    args.data, args.steps, f"{tmp}/{mode}", f"train.compile={mode}", *ours_extra, max_length=max_length
-                )
-                for mode in COMPILE_MODES
-            },
-            "hydratune (train.loss_kernel=plain)": hydratune(
-                args.data, args.steps, f"{tmp}/plain", "train.loss_kernel=plain", *ours_extra, max_length=max_length
-            ),
-            "tutorial Trainer+PEFT (padded)": peer(
-                "tutorial_trainer_peft.py",
-                model_dir,
-                train_file,
-                args.steps,
-                f"{tmp}/tutorial",
-                str(max_length),
-                *peer_extra,
-            ),
-            "TRL SFTTrainer (packed, checkpointing off)": peer(
-                "trl_sft_trainer.py",
-                model_dir,
-                train_file,
-                args.steps,
-                f"{tmp}/trl",
-                str(max_length),
-                "packed",
-                *peer_extra,
-            ),
-            "TRL SFTTrainer (padded)": peer(
-                "trl_sft_trainer.py",
-                model_dir,
-                train_file,
-                args.steps,
-                f"{tmp}/trl_padded",
-                str(max_length),
-                "padded",
-                *peer_extra,
-            ),
-        }
+        ours, peers_extra, max_length = side_settings(args.gpu, model_dir, attention)
+        sides = hydratune_sides(args.data, args.steps, tmp, ours, max_length, args.gpu)
+        sides |= peer_sides(model_dir, str(args.data / "train.jsonl"), args.steps, tmp, peers_extra, max_length)
     matmul = max(matmul_before, matmul_flops_per_second(args.gpu))
-    flops_per_token = sides["hydratune"]["flops_per_token"]
-    ours = sides["hydratune"]
-    for side in sides.values():
-        side["fraction_of_matmul_rate"] = side["tokens_per_second"] * flops_per_token / matmul
-        side["throughput_vs_hydratune"] = side["tokens_per_second"] / ours["tokens_per_second"]
-    result = {
-        "compile": compile_summary(sides),
-        "steps": args.steps,
-        "device": f"gpu: Llama-3.2-1B-shaped, bf16, {attention}" if args.gpu else "cpu: SmolLM2-135M, fp32, sdpa",
-        "max_length": max_length,
-        "matmul_gflops": matmul / 1e9,
-        "sides": sides,
-        "ratios": {
-            "hydratune_vs_tutorial_tokens_per_second": ours["tokens_per_second"]
-            / sides["tutorial Trainer+PEFT (padded)"]["tokens_per_second"],
-            "hydratune_vs_trl_best_tokens_per_second": ours["tokens_per_second"]
-            / max(
-                sides["TRL SFTTrainer (packed, checkpointing off)"]["tokens_per_second"],
-                sides["TRL SFTTrainer (padded)"]["tokens_per_second"],
-            ),
-            "hydratune_vs_tutorial_peak_rss": ours["peak_rss_mb"]
-            / sides["tutorial Trainer+PEFT (padded)"]["peak_rss_mb"],
-        },
-    }
-    print(json.dumps(result, indent=2))
+    device = (
+        f"gpu: Llama-3.2-1B-shaped, bf16, hydratune auto, peers {attention}"
+        if args.gpu
+        else "cpu: SmolLM2-135M, fp32, sdpa"
+    )
+    print(json.dumps(summary(sides, matmul, args.steps, device, max_length), indent=2))
 
 
 if __name__ == "__main__":

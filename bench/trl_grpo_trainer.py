@@ -3,7 +3,8 @@
 Same start model, LoRA (rank 8, alpha 16, all linear layers, no dropout), prompts (the generated
 arithmetic training questions as one user turn), group size, completion length, temperature,
 beta, loss and reward (the number after `####` equals the reference's) as
-`train +experiment=arithmetic_grpo`. Prints the steps and TRL's train_runtime as JSON.
+`train +experiment=arithmetic_grpo`. Prints the steps, TRL's train_runtime and each step's
+seconds on the synchronized clock (step_clock.py) as JSON.
 Used by grpo_step.py.
 """
 
@@ -12,12 +13,16 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import torch
 from datasets import load_dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run by path (runpy): step_clock beside it
+from step_clock import StepClock  # noqa: E402
 
 FINAL = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
 
@@ -64,6 +69,7 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, settings: di
         gradient_checkpointing=False,
         bf16=False,
     )
+    clock = StepClock()  # synchronized with the GPU, as every side's
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[correct],
@@ -73,9 +79,11 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, settings: di
         peft_config=LoraConfig(
             r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
         ),
+        callbacks=[clock],
     )
     result = trainer.train()
-    print("RESULT " + json.dumps({"steps": result.global_step, "train_runtime": result.metrics["train_runtime"]}))
+    timed = {"train_runtime": result.metrics["train_runtime"], "step_seconds": clock.durations()}
+    print("RESULT " + json.dumps({"steps": result.global_step, **timed}))
 
 
 if __name__ == "__main__":

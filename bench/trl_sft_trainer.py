@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import sys
-import time
+from pathlib import Path
 
 import torch
 from datasets import load_dataset
 from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run by path (runpy): step_clock beside it
+from step_clock import StepClock  # noqa: E402
 
 
 def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: int, variant: str, gpu: bool) -> None:
@@ -45,14 +48,7 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
             int(mask.sum()) if mask is not None else int(kwargs["input_ids"].numel())
         )  # padding-free: no pads
 
-    stamps: list[float] = []
-
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            stamps.append(time.perf_counter())
-
-        def on_step_end(self, args, state, control, **kwargs):
-            stamps.append(time.perf_counter())
+    clock = StepClock()  # synchronized with the GPU, as every side's
 
     config = SFTConfig(
         output_dir=out_dir,
@@ -78,11 +74,11 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
         peft_config=LoraConfig(
             r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
         ),
-        callbacks=[Clock()],
+        callbacks=[clock],
     )
     trainer.model.register_forward_pre_hook(count, with_kwargs=True)
     trainer.train()
-    durations = [end - begin for begin, end in zip(stamps[0::2], stamps[1::2])]
+    durations = clock.durations()
     print("BENCH_RESULT " + json.dumps({"step_tokens": real_tokens[:steps], "step_seconds": durations}))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
+from pathlib import Path
 
 import torch
 from datasets import load_dataset
@@ -18,9 +18,11 @@ from transformers import (
     AutoTokenizer,
     DataCollatorForLanguageModeling,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run by path (runpy): step_clock beside it
+from step_clock import StepClock  # noqa: E402
 
 
 def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: int, gpu: bool) -> None:
@@ -55,14 +57,7 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
             computed_tokens.append(int(kwargs["attention_mask"].numel()))
 
     model.register_forward_pre_hook(count, with_kwargs=True)
-    stamps = []
-
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            stamps.append(time.perf_counter())
-
-        def on_step_end(self, args, state, control, **kwargs):
-            stamps.append(time.perf_counter())
+    clock = StepClock()  # synchronized with the GPU, as every side's
 
     args = TrainingArguments(
         output_dir=out_dir,
@@ -81,10 +76,10 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, max_length: 
         args=args,
         train_dataset=ds,
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-        callbacks=[Clock()],
+        callbacks=[clock],
     )
     trainer.train()
-    durations = [end - begin for begin, end in zip(stamps[0::2], stamps[1::2])]
+    durations = clock.durations()
     print(
         "BENCH_RESULT "
         + json.dumps(

@@ -96,7 +96,7 @@ CASES = [
         [Q, "model.attn_implementation=flash_attention_2"],
         GPU,
         "model.attn_implementation=flash_attention_2",
-        "pip install 'hydratune[gpu]', or use auto",
+        "pip install flash-attn --no-build-isolation (after torch), or use auto",
         ([Q, "model.attn_implementation=auto"], GPU),
     ),
     (

@@ -47,12 +47,18 @@ OPTIONAL_PACKAGES = (
 
 @lru_cache(maxsize=1)
 def detect_environment() -> Environment:
+    """Probed without starting CUDA in this process: `train`'s parent, which launches the ranks,
+    calls this too, and a parent holding a CUDA context keeps GPU memory the ranks need for as long
+    as it waits. torch.cuda.is_available() (cudaGetDeviceCount) and device_count() (NVML first)
+    create no context; is_bf16_supported() runs torch's CUDA initialization (current_device,
+    get_device_properties) and, before Ampere, puts a tensor on the GPU, so bf16 is read from
+    NVML's compute capability instead."""
     import torch
 
     cuda = torch.cuda.is_available()
     return Environment(
         cuda=cuda,
-        cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
+        cuda_bf16=cuda and bf16_supported(),
         gpu_count=torch.cuda.device_count() if cuda else 0,
         packages=frozenset(p for p in OPTIONAL_PACKAGES if importlib.util.find_spec(p) is not None),
         under_launcher=launched_by_launcher(),
@@ -62,6 +68,47 @@ def detect_environment() -> Environment:
         compiler=has_kernel_compiler(cuda),
         versions=installed_versions(),
     )
+
+
+def bf16_supported() -> bool:
+    """bf16 in hardware (compute capability 8.0, Ampere, or later) on every GPU NVML reports.
+    All of them, not the visible ones: CUDA_VISIBLE_DEVICES may name GPUs by UUID or in another
+    order than NVML's, and a mixed machine then trains in fp16 rather than fail. Only where the
+    NVIDIA driver's NVML cannot be loaded is torch asked (which starts CUDA)."""
+    capabilities = nvml_compute_capabilities()
+    if capabilities is None:
+        import torch
+
+        return torch.cuda.is_bf16_supported()
+    return bool(capabilities) and all(major >= 8 for major, _ in capabilities)
+
+
+def nvml_compute_capabilities() -> list[tuple[int, int]] | None:
+    """(major, minor) of each GPU, from the driver's NVML library, which starts no CUDA context
+    (torch.cuda's own NVML device count loads it the same way); None where it cannot be read."""
+    import ctypes
+
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return None
+    if nvml.nvmlInit_v2() != 0:
+        return None
+    try:
+        count = ctypes.c_uint()
+        if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) != 0:
+            return None
+        capabilities = []
+        for index in range(count.value):
+            handle, major, minor = ctypes.c_void_p(), ctypes.c_int(), ctypes.c_int()
+            if nvml.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle)) != 0:
+                return None
+            if nvml.nvmlDeviceGetCudaComputeCapability(handle, ctypes.byref(major), ctypes.byref(minor)) != 0:
+                return None
+            capabilities.append((major.value, minor.value))
+        return capabilities
+    finally:
+        nvml.nvmlShutdown()
 
 
 def has_kernel_compiler(cuda: bool) -> bool:

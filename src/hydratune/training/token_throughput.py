@@ -19,6 +19,15 @@ from hydratune.training.collate import PackedCollator
 REAL_TOKENS = "real_tokens"
 
 
+def synchronized_now() -> float:
+    """perf_counter once the GPU has finished what was queued: CUDA kernels run asynchronously,
+    so an unsynchronized reading can fall before a step's kernels end and move its time into the
+    next interval. Only where this process has started CUDA (never to start it for a clock)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 class CountingCollator(PackedCollator):
     """A PackedCollator whose batches also carry each row's count of real tokens."""
 
@@ -34,7 +43,7 @@ class Throughput:
     def __init__(self):
         self.tokens = 0
         self.supervised = 0
-        self.last = (time.perf_counter(), 0.0, 0.0)
+        self.last = (synchronized_now(), 0.0, 0.0)
 
         self.counted = False
 
@@ -54,12 +63,12 @@ class Throughput:
         return {k: v for k, v in batch.items() if k != REAL_TOKENS}
 
     def restart(self) -> None:
-        self.last = (time.perf_counter(), *self.last[1:])
+        self.last = (synchronized_now(), *self.last[1:])
 
     def measure(self, device) -> dict[str, float]:
         import torch.distributed as dist
 
-        now = time.perf_counter()
+        now = synchronized_now()
         counts = torch.tensor([self.tokens, self.supervised], dtype=torch.float64, device=device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(counts)
@@ -87,4 +96,4 @@ class FirstStepTime(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.seconds is None:
-            self.seconds = time.perf_counter() - self.started
+            self.seconds = synchronized_now() - self.started
