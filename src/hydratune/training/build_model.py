@@ -19,11 +19,10 @@ import torch
 from hydratune.config.environment import Environment
 from hydratune.config.spec import MethodSpec, RunSpec
 from hydratune.models.attention_choice import resolve_attention
+from hydratune.models.inference_placement import DTYPES
 from hydratune.models.model_loading import load_base_model, load_model_config
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def lora_config(method: MethodSpec):
