@@ -15,6 +15,7 @@ from hydratune.config.spec import ModelSpec, RunSpec
 from hydratune.config.spec_file import load_spec
 from hydratune.evaluate.run_evaluation import EvalTarget
 from hydratune.export.merge_adapter import recover_merged
+from hydratune.models.inference_placement import CPU_FP32, Placement
 from hydratune.models.model_loading import (
     load_base_model,
     load_tokenizer,
@@ -23,13 +24,16 @@ from hydratune.models.model_loading import (
 from hydratune.run_layout import RunDirectory
 
 
-def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> EvalTarget:
+def base_target(
+    model: ModelSpec, cache_root: Path, label: str = "base", *, placement: Placement = CPU_FP32
+) -> EvalTarget:
     """A base model by spec (Hub id, local dir or the embedded one); its results are cached."""
 
     def load():
-        return load_base_model(model, cache_root, dtype=torch.float32, attn_implementation="sdpa"), load_tokenizer(
-            model, cache_root
+        loaded = load_base_model(
+            model, cache_root, dtype=placement.dtype, attn_implementation="sdpa", device_map=placement.device_map
         )
+        return loaded, load_tokenizer(model, cache_root)
 
     # vLLM loads what from_pretrained loads: the converted or materialized directory, a local one, or the Hub id
     location = Path(model_location(model, cache_root))
@@ -38,17 +42,23 @@ def base_target(model: ModelSpec, cache_root: Path, label: str = "base") -> Eval
         identity["files"] = sorted(
             (f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in location.iterdir() if f.is_file()
         )
+    if placement.dtype != torch.float32:  # bf16 greedy decoding can pick other tokens than fp32's
+        identity["dtype"] = str(placement.dtype).removeprefix("torch.")
     return EvalTarget(
         label, load, directory=location, cache_identity=identity, trust_remote_code=model.trust_remote_code
     )
 
 
-def merged_target(directory: Path, label: str = "tuned", *, trust_remote_code: bool = False) -> EvalTarget:
+def merged_target(
+    directory: Path, label: str = "tuned", *, trust_remote_code: bool = False, placement: Placement = CPU_FP32
+) -> EvalTarget:
     def load():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         return (
-            AutoModelForCausalLM.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
+            AutoModelForCausalLM.from_pretrained(
+                str(directory), trust_remote_code=trust_remote_code, **placement.load_kwargs()
+            ),
             AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
         )
 
@@ -59,7 +69,9 @@ def adapter_base_name(directory: Path) -> str:
     return json.loads((directory / "adapter_config.json").read_text())["base_model_name_or_path"]
 
 
-def adapter_target(directory: Path, label: str = "tuned", *, trust_remote_code: bool = False) -> EvalTarget:
+def adapter_target(
+    directory: Path, label: str = "tuned", *, trust_remote_code: bool = False, placement: Placement = CPU_FP32
+) -> EvalTarget:
     """Base + adapter, unmerged (its predictions must equal merged/'s)."""
 
     def load():
@@ -67,7 +79,9 @@ def adapter_target(directory: Path, label: str = "tuned", *, trust_remote_code: 
         from transformers import AutoTokenizer
 
         return (
-            AutoPeftModelForCausalLM.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
+            AutoPeftModelForCausalLM.from_pretrained(
+                str(directory), trust_remote_code=trust_remote_code, **placement.load_kwargs()
+            ),
             AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code),
         )
 
@@ -82,7 +96,9 @@ class ResolvedTarget:
     kind: str
 
 
-def resolve_target(target: str, cache_root: Path, *, trust_remote_code: bool = False) -> ResolvedTarget:
+def resolve_target(
+    target: str, cache_root: Path, *, trust_remote_code: bool = False, placement: Placement = CPU_FP32
+) -> ResolvedTarget:
     """What `target` names. A run's model code is trusted as the run was (`model.trust_remote_code` in
     its spec, for the run and for its merged/ and adapter/); anything else as `trust_remote_code` says."""
     path = Path(target).expanduser()
@@ -101,7 +117,9 @@ def resolve_target(target: str, cache_root: Path, *, trust_remote_code: bool = F
         with FileLock(str(RunDirectory(path).merge_lock)):
             recover_merged(path)  # an interrupted export moved the previous merged/ aside
         return ResolvedTarget(
-            merged_target(RunDirectory(path).merged, trust_remote_code=spec.model.trust_remote_code),
+            merged_target(
+                RunDirectory(path).merged, trust_remote_code=spec.model.trust_remote_code, placement=placement
+            ),
             spec.model,
             spec,
             "run",
@@ -110,8 +128,10 @@ def resolve_target(target: str, cache_root: Path, *, trust_remote_code: bool = F
         trust_remote_code = trust_remote_code or load_spec(path.parent).model.trust_remote_code
     if (path / "adapter_config.json").is_file():
         base = ModelSpec(name=adapter_base_name(path), trust_remote_code=trust_remote_code)
-        return ResolvedTarget(adapter_target(path, trust_remote_code=trust_remote_code), base, None, "adapter")
+        tuned = adapter_target(path, trust_remote_code=trust_remote_code, placement=placement)
+        return ResolvedTarget(tuned, base, None, "adapter")
     if (path / "config.json").is_file():
-        return ResolvedTarget(merged_target(path, trust_remote_code=trust_remote_code), None, None, "merged")
+        tuned = merged_target(path, trust_remote_code=trust_remote_code, placement=placement)
+        return ResolvedTarget(tuned, None, None, "merged")
     model = ModelSpec(name=target, trust_remote_code=trust_remote_code)
-    return ResolvedTarget(base_target(model, cache_root, label=target), None, None, "model")
+    return ResolvedTarget(base_target(model, cache_root, label=target, placement=placement), None, None, "model")

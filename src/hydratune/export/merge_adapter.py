@@ -1,7 +1,8 @@
 """merged/: a plain transformers model directory from a run's adapter or full weights.
 
 The base is always reloaded in fp32 from its source (for QLoRA too: merging into 4-bit
-weights would keep them 4-bit), the adapter applied, logits taken on a few held-out
+weights would keep them 4-bit), on the device the placement names (the GPU after a GPU run),
+the adapter applied, logits taken on a few held-out
 rows, the adapter merged, and the logits compared: the max absolute difference is the
 parity recorded in run.json. merged/ is written beside as a scratch folder and moved
 into place whole, so a rerun replaces it safely.
@@ -24,6 +25,7 @@ from hydratune.cache_dirs import cache_root
 from hydratune.config.spec import RunSpec
 from hydratune.data.prepare_data import run_preprocess
 from hydratune.models.chat_templates import stop_token_ids
+from hydratune.models.inference_placement import CPU_FP32, Placement
 from hydratune.models.model_loading import load_base_model, load_tokenizer
 from hydratune.run_layout import RunDirectory
 from hydratune.training.parity_rows import load_parity_rows, parity_batch
@@ -47,20 +49,28 @@ def run_parity_batch(spec: RunSpec, tokenizer) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def _logits(model, batch) -> torch.Tensor:
     model.eval()
+    batch = {k: v.to(model.device) for k, v in batch.items()}
     return model(**batch, use_cache=False).logits.float()
 
 
-def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = torch.float32) -> dict:
-    """Write spec.output_dir/merged from `weights` (an adapter or full-weights directory)."""
+def export_merged(
+    spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = torch.float32, placement: Placement = CPU_FP32
+) -> dict:
+    """Write spec.output_dir/merged from `weights` (an adapter or full-weights directory). An adapter
+    is merged in fp32 on `placement`'s device, so that the parity holds to fp32 rounding; full
+    weights need no arithmetic and load straight in `save_dtype` there."""
     root = cache_root(spec.run.cache_dir)
     tokenizer = load_tokenizer(spec.model, root)
     started = time.perf_counter()
     if (weights / "adapter_config.json").is_file():
-        model, parity = _merged_adapter(spec, weights, tokenizer, started)
+        model, parity = _merged_adapter(spec, weights, tokenizer, started, placement)
     else:
         log.info("merged/: loading the trained weights from %s", weights)
         model = AutoModelForCausalLM.from_pretrained(
-            str(weights), dtype=torch.float32, trust_remote_code=spec.model.trust_remote_code
+            str(weights),
+            dtype=save_dtype,
+            device_map=placement.device_map,
+            trust_remote_code=spec.model.trust_remote_code,
         )
         parity = None
     model.config.use_cache = True  # for serving
@@ -73,12 +83,18 @@ def export_merged(spec: RunSpec, weights: Path, *, save_dtype: torch.dtype = tor
     return {"merged_dir": str(target), "from": str(weights), "parity": parity, "dtype": dtype}
 
 
-def _merged_adapter(spec: RunSpec, adapter: Path, tokenizer, started: float):
+def _merged_adapter(spec: RunSpec, adapter: Path, tokenizer, started: float, placement: Placement):
     """(the base with the adapter merged in, the parity of merged vs base+adapter on the run's parity rows)."""
     from peft import PeftModel  # imports bitsandbytes where it is installed: only when an adapter is merged
 
     log.info("merged/: loading the base model %s and the adapter", spec.model.name)
-    base = load_base_model(spec.model, cache_root(spec.run.cache_dir), dtype=torch.float32, attn_implementation="sdpa")
+    base = load_base_model(
+        spec.model,
+        cache_root(spec.run.cache_dir),
+        dtype=torch.float32,
+        attn_implementation="sdpa",
+        device_map=placement.device_map,
+    )
     model = PeftModel.from_pretrained(base, str(adapter))
     batch = run_parity_batch(spec, tokenizer)
     before = _logits(model, batch)

@@ -28,6 +28,7 @@ from hydratune.evaluate.targets import base_target, merged_target
 from hydratune.evaluate.tasks.harness import first_metric
 from hydratune.export.merge_adapter import export_merged
 from hydratune.held_run_files import write_held
+from hydratune.models.inference_placement import CPU_FP32, Placement, inference_placement
 from hydratune.pipeline.curves import plot_curves
 from hydratune.pipeline.run_directory import claim_run_directory, take_run_directory
 from hydratune.pipeline.run_record import parent_record, write_run_record
@@ -106,7 +107,6 @@ def _train_and_finish(spec: RunSpec, env, plan, start: float) -> Any:
 
 def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     """Export merged/, evaluate, plot and record: one process, after training."""
-    import torch
 
     result = read_train_result(spec)
     sizes = result["data"]
@@ -118,21 +118,14 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
             most_supervised=sizes.get("most_supervised_per_micro_batch"),
             longest_row=sizes.get("longest_row"),
         )
-    save_dtype = torch.bfloat16 if result["precision"] == "bf16" else torch.float32
+    placement = inference_placement(detect_environment(), result["precision"])
     export_start = time.perf_counter()
-    export = export_merged(spec, RunDirectory(spec.output_dir).weights(spec.method.weights), save_dtype=save_dtype)
+    export = _export(spec, result["precision"], placement)
     export_seconds = time.perf_counter() - export_start
-    layout = RunDirectory(spec.output_dir)
-    sample = (
-        sample_reply(layout.merged, spec.train.sample_prompt, trust_remote_code=spec.model.trust_remote_code)
-        if spec.train.sample_prompt
-        else None
-    )
-    if sample is not None:
-        print(f"\nSample from merged/:\n  prompt: {spec.train.sample_prompt}\n  reply:  {sample}\n", flush=True)
+    sample = _sample(spec, placement)
     curves = plot_curves(result["log_history"], RunDirectory(spec.output_dir).curves)
     eval_start = time.perf_counter()
-    metrics = {**_loss_metrics(result["metrics"]), **evaluate_run(spec)}
+    metrics = {**_loss_metrics(result["metrics"]), **evaluate_run(spec, placement)}
     eval_seconds = time.perf_counter() - eval_start
     objective_name, objective = objective_of(spec, metrics)
     record = write_run_record(
@@ -171,6 +164,29 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     return objective
 
 
+def _export(spec: RunSpec, precision: str, placement: Placement) -> dict:
+    """merged/, saved in the run's precision; the merge's fp32 copies freed before anything else loads."""
+    import torch
+
+    save_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    weights = RunDirectory(spec.output_dir).weights(spec.method.weights)
+    export = export_merged(spec, weights, save_dtype=save_dtype, placement=placement)
+    _release_training_memory()
+    return export
+
+
+def _sample(spec: RunSpec, placement: Placement) -> str | None:
+    """A reply of merged/ to train.sample_prompt, printed; None when no prompt is set."""
+    if not spec.train.sample_prompt:
+        return None
+    merged = RunDirectory(spec.output_dir).merged
+    sample = sample_reply(
+        merged, spec.train.sample_prompt, trust_remote_code=spec.model.trust_remote_code, placement=placement
+    )
+    print(f"\nSample from merged/:\n  prompt: {spec.train.sample_prompt}\n  reply:  {sample}\n", flush=True)
+    return sample
+
+
 def memory_record(plan, peak: dict | None) -> dict:
     """The plan's estimate beside the measured peak of rank 0, and how far apart they are."""
     record = {
@@ -205,13 +221,14 @@ def _loss_metrics(trained: dict) -> dict:
     return out
 
 
-def evaluate_run(spec: RunSpec) -> dict[str, float]:
-    """The configured generation tasks on merged/, and on the base model for comparison."""
+def evaluate_run(spec: RunSpec, placement: Placement = CPU_FP32) -> dict[str, float]:
+    """The configured generation tasks on merged/, and on the base model for comparison, both loaded
+    where `placement` says (the harness's HFLM runs on the model as loaded)."""
 
     root = cache_root(spec.run.cache_dir)
-    base = base_target(spec.model, root) if spec.eval.compare_base else None
+    base = base_target(spec.model, root, placement=placement) if spec.eval.compare_base else None
     layout = RunDirectory(spec.output_dir)
-    tuned = merged_target(layout.merged, trust_remote_code=spec.model.trust_remote_code)
+    tuned = merged_target(layout.merged, trust_remote_code=spec.model.trust_remote_code, placement=placement)
     return run_evaluation(
         tuned, base, spec.eval.tasks, cache_root=root, out_dir=layout.eval, system_prompt=spec.dataset.system_prompt
     )

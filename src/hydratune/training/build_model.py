@@ -3,12 +3,15 @@
 Dtypes, chosen so the optimizer always updates fp32 weights:
 - full: fp32 master weights; bf16/fp16 runs autocast the matmuls.
 - lora: the frozen base in the compute dtype (bf16 on GPUs), the adapter in fp32.
-- qlora: decoder Linear weights in 4 bits, dequantized to the compute dtype per matmul.
+- qlora: decoder Linear weights in 4 bits, dequantized to the compute dtype per matmul; the
+  other frozen weights in fp32, or, under FSDP2 and ZeRO-3, in the compute dtype the 4-bit
+  weights are stored in.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -16,11 +19,10 @@ import torch
 from hydratune.config.environment import Environment
 from hydratune.config.spec import MethodSpec, RunSpec
 from hydratune.models.attention_choice import resolve_attention
+from hydratune.models.inference_placement import DTYPES
 from hydratune.models.model_loading import load_base_model, load_model_config
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def lora_config(method: MethodSpec):
@@ -58,6 +60,29 @@ def shards_weights(spec: RunSpec) -> bool:
     return sh.strategy == "fsdp" or (sh.strategy == "deepspeed" and sh.deepspeed.stage == 3)
 
 
+def qlora_device_map(spec: RunSpec, env: Environment, local_rank: int) -> dict | None:
+    """Where the 4-bit base loads. One GPU or DDP: this rank's GPU. ZeRO-3 and FSDP2: no map, as their
+    QLoRA recipes load: transformers refuses any device_map while a ZeRO-3 config is alive (the
+    TrainingArguments made before the model hold one), and for both its bitsandbytes quantizer then
+    places the weights on the current device, which the process group set to this rank's GPU;
+    accelerate's FSDP2 preparation shards a model with 4-bit weights where it loaded."""
+    if not env.cuda or shards_weights(spec):
+        return None
+    return {"": local_rank}
+
+
+def freeze_keeping_dtype(model, gradient_checkpointing: bool) -> None:
+    """prepare_model_for_kbit_training without its fp32 upcast of every non-4-bit parameter: under
+    FSDP2 and ZeRO-3 the norms and embeddings stay in the dtype the 4-bit weights are stored in, so
+    every frozen parameter the strategy shards has one dtype (PEFT's FSDP-QLoRA guidance; TRL skips
+    that preparation for a sharded 4-bit model for the same reason). Reentrant-free checkpointing
+    needs no gradient on the inputs."""
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: str):
     """The base model wrapped for the spec's method, ready for the Trainer."""
     method = spec.method.weights
@@ -68,10 +93,7 @@ def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: st
         # and ZeRO-3 QLoRA do: the strategy then splits them like any other parameter.
         storage = dtype if shards_weights(spec) else torch.uint8
         kwargs["quantization_config"] = quantization_config(spec.method, precision, storage)
-        if env.cuda:
-            import os
-
-            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+        kwargs["device_map"] = qlora_device_map(spec, env, int(os.environ.get("LOCAL_RANK", 0)))
     model = load_base_model(
         spec.model,
         cache_root,
@@ -88,8 +110,11 @@ def build_model(spec: RunSpec, env: Environment, cache_root: Path, precision: st
         from peft import prepare_model_for_kbit_training
 
         keep_4bit_layout(model)
-        # The checkpointing kwargs go by position: peft 0.22 renamed the keyword (and warns on the old name).
-        model = prepare_model_for_kbit_training(model, spec.train.gradient_checkpointing, {"use_reentrant": False})
+        if shards_weights(spec):
+            freeze_keeping_dtype(model, spec.train.gradient_checkpointing)
+        else:
+            # The checkpointing kwargs go by position: peft 0.22 renamed the keyword (and warns on the old name).
+            model = prepare_model_for_kbit_training(model, spec.train.gradient_checkpointing, {"use_reentrant": False})
     elif spec.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if method == "lora":
