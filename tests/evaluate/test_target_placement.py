@@ -55,3 +55,29 @@ def test_adapter_target_loads_on_the_placement(tmp_path, monkeypatch):
     with pytest.raises(Loaded):
         targets.adapter_target(tmp_path, placement=ON_GPU).load()
     assert seen["dtype"] == torch.bfloat16 and seen["device_map"] == "cuda"
+
+
+def test_hydratune_eval_loads_its_models_on_the_gpu_where_there_is_one(tmp_path, monkeypatch):
+    """The standalone command (behind hydratune-eval) resolves its target and base on the machine's placement."""
+    import argparse
+
+    from hydratune.commands import evaluate
+
+    from ..conftest import cpu_env
+
+    seen = {}
+
+    def fake_resolve(target, root, *, trust_remote_code, placement):
+        seen["target"] = placement
+        raise Loaded
+
+    monkeypatch.setattr(evaluate, "resolve_target", fake_resolve)
+    monkeypatch.setattr(evaluate, "detect_environment", lambda: cpu_env(cuda=True, cuda_bf16=True, gpu_count=1))
+    args = argparse.Namespace(cache_dir=str(tmp_path), target="some/model", trust_remote_code=False)
+    with pytest.raises(Loaded):
+        evaluate.evaluate_from_arguments(args)
+    assert seen["target"] == ON_GPU
+    monkeypatch.setattr(evaluate, "detect_environment", lambda: cpu_env())
+    with pytest.raises(Loaded):
+        evaluate.evaluate_from_arguments(args)
+    assert seen["target"] == CPU_FP32

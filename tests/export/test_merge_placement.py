@@ -52,3 +52,28 @@ def test_full_weights_load_in_the_saved_dtype_on_the_placement_device(spec, tmp_
     with pytest.raises(Loaded):
         merge_adapter.export_merged(spec, tmp_path, save_dtype=torch.bfloat16, placement=ON_GPU)
     assert seen["dtype"] == torch.bfloat16 and seen["device_map"] == "cuda"
+
+
+def test_hydratune_export_merges_on_the_gpu_where_there_is_one(spec, tmp_path, monkeypatch):
+    """The standalone command (export_run, behind hydratune-export) passes the machine's placement on."""
+    from hydratune.config.spec_file import save_spec
+    from hydratune.export import run_export
+
+    run_dir = tmp_path / "run"
+    save_spec(spec, run_dir)
+    (run_dir / "adapter").mkdir()
+    seen = {}
+
+    def fake_export(spec, weights, *, save_dtype, placement):
+        seen["placement"] = placement
+        raise Loaded
+
+    monkeypatch.setattr(run_export, "detect_environment", lambda: cpu_env(cuda=True, cuda_bf16=True, gpu_count=1))
+    monkeypatch.setattr(run_export, "export_merged", fake_export)
+    with pytest.raises(Loaded):
+        run_export.export_run(run_dir, None)
+    assert seen["placement"].device == "cuda"
+    monkeypatch.setattr(run_export, "detect_environment", lambda: cpu_env())
+    with pytest.raises(Loaded):
+        run_export.export_run(run_dir, None)
+    assert seen["placement"] == Placement("cpu", torch.float32)

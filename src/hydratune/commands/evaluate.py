@@ -23,13 +23,16 @@ from typing import Any
 
 from hydratune.cache_dirs import cache_root as default_cache_root
 from hydratune.commands.cli import add_model_source_flags, user_errors_exit
+from hydratune.config.environment import detect_environment
 from hydratune.config.problems import ConfigError, Problem, raise_if_any
 from hydratune.config.spec import ModelSpec
 from hydratune.evaluate.run_evaluation import run_evaluation
 from hydratune.evaluate.targets import base_target, resolve_target
 from hydratune.evaluate.tasks import TASKS
 from hydratune.evaluate.tasks.harness import harness_problems
+from hydratune.models.inference_placement import inference_placement
 from hydratune.run_layout import RunDirectory
+from hydratune.training.plan import resolve_precision
 
 # command-line flag -> task option it overrides
 OPTION_FLAGS = {
@@ -115,7 +118,10 @@ def output_directory(out: Path | None, target: str, kind: str) -> Path:
 
 def evaluate_from_arguments(args: argparse.Namespace) -> dict[str, float]:
     root = default_cache_root(args.cache_dir)
-    resolved = resolve_target(args.target, root, trust_remote_code=args.trust_remote_code)
+    # On a GPU machine the models load there, in bf16 where the GPU has it; on the CPU in fp32.
+    env = detect_environment()
+    placement = inference_placement(env, resolve_precision("auto", env))
+    resolved = resolve_target(args.target, root, trust_remote_code=args.trust_remote_code, placement=placement)
     tasks = task_options(resolved, args)
     if not tasks:
         print("nothing to evaluate: no generative task (use --task gsm8k)", file=sys.stderr)
@@ -127,7 +133,7 @@ def evaluate_from_arguments(args: argparse.Namespace) -> dict[str, float]:
         if args.base and args.base != "none"
         else resolved.base_model
     )
-    base = None if args.base == "none" or base_spec is None else base_target(base_spec, root)
+    base = None if args.base == "none" or base_spec is None else base_target(base_spec, root, placement=placement)
     out_dir = output_directory(args.out, args.target, resolved.kind)
     system_prompt = resolved.spec.dataset.system_prompt if resolved.spec else None
     metrics = run_evaluation(resolved.tuned, base, tasks, cache_root=root, out_dir=out_dir, system_prompt=system_prompt)

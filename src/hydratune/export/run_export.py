@@ -14,12 +14,14 @@ from pathlib import Path
 import torch
 
 from hydratune.atomic_dir import write_json_atomic
+from hydratune.config.environment import detect_environment
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec_file import load_spec
 from hydratune.export.consolidate_checkpoint import consolidated, is_sharded
 from hydratune.export.merge_adapter import export_merged
 from hydratune.export.model_card import write_model_card
 from hydratune.export.push_to_hub import push_folder
+from hydratune.models.inference_placement import inference_placement
 from hydratune.run_layout import RunDirectory
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -51,11 +53,13 @@ def export_run(path: Path, dtype_name: str | None) -> dict:
     trained_bf16 = record is not None and record.get("precision") == "bf16"
     dtype = getattr(torch, dtype_name) if dtype_name else (torch.bfloat16 if trained_bf16 else torch.float32)
     weights = checkpoint or layout.weights(spec.method.weights)
+    # On a GPU machine the merge runs there (in fp32 for an adapter, as export_merged says).
+    placement = inference_placement(detect_environment(), "bf16" if trained_bf16 else "fp32")
     if is_sharded(weights):  # an FSDP2 checkpoint: its shards gathered first
         with consolidated(spec, weights) as whole:
-            result = {**export_merged(spec, whole, save_dtype=dtype), "from": str(weights)}
+            result = {**export_merged(spec, whole, save_dtype=dtype, placement=placement), "from": str(weights)}
     else:
-        result = export_merged(spec, weights, save_dtype=dtype)
+        result = export_merged(spec, weights, save_dtype=dtype, placement=placement)
     if record is not None:
         record["export"] = result
         write_json_atomic(layout.record, record)
