@@ -10,7 +10,9 @@ a valid key need not exist in the composed config to be set.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -229,17 +231,43 @@ def spec_from_config(
         ]
     try:
         spec = absolute_paths(build_run_spec(cfg, output_dir=output_dir))
-    except ConfigError as error:
-        raise ConfigError([*extra_problems, *error.problems]) from None
-    if env is None:
-        adopt_slurm_environment(spec.sharding.world_size)  # srun's tasks as the ranks, when they are
-    try:
+        if env is None:
+            adopt_slurm_environment(spec.sharding.world_size)  # srun's tasks as the ranks, when they are
         check_run_spec(spec, env or detect_environment())
     except ConfigError as error:
-        raise ConfigError([*extra_problems, *error.problems]) from None
+        raise ConfigError(removals_to_type([*extra_problems, *error.problems], cfg, argv_keys)) from None
     if extra_problems:
         raise ConfigError(extra_problems)
     return spec
+
+
+def removals_to_type(problems: list[Problem], cfg: Any, argv_keys: tuple[str, ...]) -> list[Problem]:
+    """A fix that says to remove a key an experiment or a config group set names the override that removes
+    it, `~key`: the user never typed the key, so "remove method.sft_weight" alone is not a fix they can type."""
+    out = []  # checks word a removal "remove <key>", "..., or remove it", "remove the override to keep the default"
+    for problem in problems:
+        key = problem.key.split("=", 1)[0]
+        removal = re.search(rf"remove (it|the override to keep the default|{re.escape(key)})\b", problem.fix)
+        if removal and key not in argv_keys and _is_set(cfg, key):
+            text = f"remove it with ~{key}, as an experiment or config group sets it"
+            problem = dataclasses.replace(
+                problem, fix=problem.fix[: removal.start()] + text + problem.fix[removal.end() :]
+            )
+        out.append(problem)
+    return out
+
+
+def _is_set(cfg: Any, key: str) -> bool:
+    """Whether the composed config holds `key` (null included): only then can `~key` remove it."""
+    node = cfg
+    for part in key.split("."):
+        try:
+            if part not in node:
+                return False
+        except TypeError:
+            return False
+        node = node[part]
+    return True
 
 
 def compose_spec(overrides: list[str] = (), *, output_dir: str | None = None, env=None) -> RunSpec:
