@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from hydratune.commands import INTERRUPTED, INTERRUPTED_EXIT_CODE
 from hydratune.config.environment import adopt_slurm_environment, detect_environment
 from hydratune.config.local_paths import absolute_paths
 from hydratune.config.problems import ConfigError, Problem
@@ -125,14 +126,26 @@ def add_model_source_flags(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
+def interrupted_exits() -> Iterator[None]:
+    """Ctrl-C: one line and exit 130, no traceback. What was being written lies under a scratch name
+    that no later command reads (atomic_dir.py); `finally` blocks and atexit handlers still run."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED_EXIT_CODE)
+
+
+@contextmanager
 def user_errors_exit() -> Iterator[None]:
     """Every console script's contract: a bad config or bad data exits 2 with one message naming
     the key, file or row and the fix; failed ranks exit 1 with one message; never a traceback."""
-    try:
-        yield
-    except HydratuneError as error:  # also found by stages before their expensive work (an unreachable model)
-        print(error.describe(), file=sys.stderr)
-        sys.exit(error.exit_code)
+    with interrupted_exits():
+        try:
+            yield
+        except HydratuneError as error:  # also found by stages before their expensive work (an unreachable model)
+            print(error.describe(), file=sys.stderr)
+            sys.exit(error.exit_code)
 
 
 def hydra_entry(
@@ -168,7 +181,8 @@ def hydra_entry(
         argv_problems.extend(problems)
         # Overrides first, flags last: argparse takes no positional after a flag that consumed a value.
         sys.argv[1:] = [f"hydra.job.name={job_name}", *overrides, *flags]
-        task()
+        with interrupted_exits():  # Hydra's composition and job runner, as well as the stage
+            task()
 
     return main
 
