@@ -10,12 +10,15 @@ a valid key need not exist in the composed config to be set.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from hydratune.commands import INTERRUPTED, INTERRUPTED_EXIT_CODE
 from hydratune.config.environment import adopt_slurm_environment, detect_environment
 from hydratune.config.local_paths import absolute_paths
 from hydratune.config.problems import ConfigError, Problem
@@ -123,14 +126,26 @@ def add_model_source_flags(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
+def interrupted_exits() -> Iterator[None]:
+    """Ctrl-C: one line and exit 130, no traceback. What was being written lies under a scratch name
+    that no later command reads (atomic_dir.py); `finally` blocks and atexit handlers still run."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED_EXIT_CODE)
+
+
+@contextmanager
 def user_errors_exit() -> Iterator[None]:
     """Every console script's contract: a bad config or bad data exits 2 with one message naming
     the key, file or row and the fix; failed ranks exit 1 with one message; never a traceback."""
-    try:
-        yield
-    except HydratuneError as error:  # also found by stages before their expensive work (an unreachable model)
-        print(error.describe(), file=sys.stderr)
-        sys.exit(error.exit_code)
+    with interrupted_exits():
+        try:
+            yield
+        except HydratuneError as error:  # also found by stages before their expensive work (an unreachable model)
+            print(error.describe(), file=sys.stderr)
+            sys.exit(error.exit_code)
 
 
 def hydra_entry(
@@ -166,7 +181,8 @@ def hydra_entry(
         argv_problems.extend(problems)
         # Overrides first, flags last: argparse takes no positional after a flag that consumed a value.
         sys.argv[1:] = [f"hydra.job.name={job_name}", *overrides, *flags]
-        task()
+        with interrupted_exits():  # Hydra's composition and job runner, as well as the stage
+            task()
 
     return main
 
@@ -229,17 +245,43 @@ def spec_from_config(
         ]
     try:
         spec = absolute_paths(build_run_spec(cfg, output_dir=output_dir))
-    except ConfigError as error:
-        raise ConfigError([*extra_problems, *error.problems]) from None
-    if env is None:
-        adopt_slurm_environment(spec.sharding.world_size)  # srun's tasks as the ranks, when they are
-    try:
+        if env is None:
+            adopt_slurm_environment(spec.sharding.world_size)  # srun's tasks as the ranks, when they are
         check_run_spec(spec, env or detect_environment())
     except ConfigError as error:
-        raise ConfigError([*extra_problems, *error.problems]) from None
+        raise ConfigError(removals_to_type([*extra_problems, *error.problems], cfg, argv_keys)) from None
     if extra_problems:
         raise ConfigError(extra_problems)
     return spec
+
+
+def removals_to_type(problems: list[Problem], cfg: Any, argv_keys: tuple[str, ...]) -> list[Problem]:
+    """A fix that says to remove a key an experiment or a config group set names the override that removes
+    it, `~key`: the user never typed the key, so "remove method.sft_weight" alone is not a fix they can type."""
+    out = []  # checks word a removal "remove <key>", "..., or remove it", "remove the override to keep the default"
+    for problem in problems:
+        key = problem.key.split("=", 1)[0]
+        removal = re.search(rf"remove (it|the override to keep the default|{re.escape(key)})\b", problem.fix)
+        if removal and key not in argv_keys and _is_set(cfg, key):
+            text = f"remove it with ~{key}, as an experiment or config group sets it"
+            problem = dataclasses.replace(
+                problem, fix=problem.fix[: removal.start()] + text + problem.fix[removal.end() :]
+            )
+        out.append(problem)
+    return out
+
+
+def _is_set(cfg: Any, key: str) -> bool:
+    """Whether the composed config holds `key` (null included): only then can `~key` remove it."""
+    node = cfg
+    for part in key.split("."):
+        try:
+            if part not in node:
+                return False
+        except TypeError:
+            return False
+        node = node[part]
+    return True
 
 
 def compose_spec(overrides: list[str] = (), *, output_dir: str | None = None, env=None) -> RunSpec:

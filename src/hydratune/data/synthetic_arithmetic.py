@@ -39,10 +39,9 @@ Solution = Callable[..., str]
 def _problem(rng: random.Random) -> tuple[str, Solution, int]:
     """A question, its worked answer as a function of the first step's result, and that result.
 
-    The answer function also takes `second_offset` (the second step's result off by that much)
-    and `misread` (the second step uses a count as the question states it instead of as it is
-    meant). Defaults give the correct solution; the others give the rejected side of a
-    preference pair: a solution with one wrong step, carried through to a wrong final answer."""
+    The answer function also takes `second_offset` (the second step's result off by that much) and `misread` (the
+    second step uses a count as the question states it instead of as it is meant). Defaults give the correct
+    solution; the others the rejected side of a preference pair: one wrong step, carried to a wrong final answer."""
     name = rng.choice(NAMES)
     item, items = rng.choice(ITEMS)
     kind = rng.randrange(3)

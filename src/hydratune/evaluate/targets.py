@@ -96,6 +96,20 @@ class ResolvedTarget:
     kind: str
 
 
+def _require_merged(run_dir: Path) -> None:
+    """A run without merged/ (a dry run, one that stopped before export) is refused with what to run instead."""
+    layout = RunDirectory(run_dir)
+    if (layout.merged / "config.json").is_file():
+        return
+    if layout.adapter.is_dir() or layout.trained.is_dir():
+        fix = f"rebuild it: hydratune-export {run_dir}"
+    else:
+        fix = (
+            f"train it first: its train command again (no run.dry_run), with train.resume=auto hydra.run.dir={run_dir}"
+        )
+    raise ConfigError([Problem(str(run_dir), "has no merged/ (a dry run, or a run that stopped before export)", fix)])
+
+
 def resolve_target(
     target: str, cache_root: Path, *, trust_remote_code: bool = False, placement: Placement = CPU_FP32
 ) -> ResolvedTarget:
@@ -116,6 +130,7 @@ def resolve_target(
         spec = load_spec(path)
         with FileLock(str(RunDirectory(path).merge_lock)):
             recover_merged(path)  # an interrupted export moved the previous merged/ aside
+        _require_merged(path)
         return ResolvedTarget(
             merged_target(
                 RunDirectory(path).merged, trust_remote_code=spec.model.trust_remote_code, placement=placement

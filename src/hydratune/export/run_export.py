@@ -33,6 +33,8 @@ def locate(path: Path) -> tuple[Path, Path | None]:
     if RunDirectory(path).is_run():
         return path, None
     if path.name.startswith("checkpoint-") and RunDirectory(path.parents[1]).is_run():
+        if not path.is_dir():
+            raise ConfigError([Problem(str(path), "no such checkpoint", _exportable(path.parents[1]))])
         return path.parents[1], path
     raise ConfigError(
         [
@@ -53,6 +55,9 @@ def export_run(path: Path, dtype_name: str | None) -> dict:
     trained_bf16 = record is not None and record.get("precision") == "bf16"
     dtype = getattr(torch, dtype_name) if dtype_name else (torch.bfloat16 if trained_bf16 else torch.float32)
     weights = checkpoint or layout.weights(spec.method.weights)
+    if not weights.is_dir():
+        problem = f"has no {weights.name}/: the run has not finished training (a dry run, or one that stopped)"
+        raise ConfigError([Problem(str(run_dir), problem, _exportable(run_dir))])
     # On a GPU machine the merge runs there (in fp32 for an adapter, as export_merged says).
     placement = inference_placement(detect_environment(), "bf16" if trained_bf16 else "fp32")
     if is_sharded(weights):  # an FSDP2 checkpoint: its shards gathered first
@@ -65,6 +70,22 @@ def export_run(path: Path, dtype_name: str | None) -> dict:
         write_json_atomic(layout.record, record)
     print(json.dumps(result, indent=2))
     return result
+
+
+def _exportable(run_dir: Path) -> str:
+    """The fix for a missing checkpoint or trained weights: what this run can export, or how to finish it."""
+    layout = RunDirectory(run_dir)
+    if layout.adapter.is_dir() or layout.trained.is_dir():
+        return f"export its trained weights: hydratune-export {run_dir}"
+    found = sorted(
+        (p for p in layout.checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    resume = f"finish the run: its train command again, with train.resume=auto hydra.run.dir={run_dir}"
+    if not found:
+        return resume
+    names = ", ".join(p.name for p in found)
+    return f"export one it has: hydratune-export {found[-1]} (checkpoints: {names}), or {resume}"
 
 
 def publish_run(path: Path, repo_id: str, *, dtype_name: str | None, private: bool, adapter_only: bool) -> str:

@@ -109,15 +109,7 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     """Export merged/, evaluate, plot and record: one process, after training."""
 
     result = read_train_result(spec)
-    sizes = result["data"]
-    if sizes.get("longest_row") is not None or sizes.get("most_supervised_per_micro_batch") is not None:
-        # the estimate sized by the prepared data, which the printed plan preceded
-        plan = plan_run(
-            spec,
-            quiet=True,
-            most_supervised=sizes.get("most_supervised_per_micro_batch"),
-            longest_row=sizes.get("longest_row"),
-        )
+    plan = _plan_sized_by_data(spec, plan, result["data"])
     placement = inference_placement(detect_environment(), result["precision"])
     export_start = time.perf_counter()
     export = _export(spec, result["precision"], placement)
@@ -185,6 +177,18 @@ def _sample(spec: RunSpec, placement: Placement) -> str | None:
     )
     print(f"\nSample from merged/:\n  prompt: {spec.train.sample_prompt}\n  reply:  {sample}\n", flush=True)
     return sample
+
+
+def _plan_sized_by_data(spec: RunSpec, plan, sizes: dict):
+    """The estimate sized by the prepared data, which the printed plan preceded (when the data says)."""
+    if sizes.get("longest_row") is None and sizes.get("most_supervised_per_micro_batch") is None:
+        return plan
+    return plan_run(
+        spec,
+        quiet=True,
+        most_supervised=sizes.get("most_supervised_per_micro_batch"),
+        longest_row=sizes.get("longest_row"),
+    )
 
 
 def memory_record(plan, peak: dict | None) -> dict:

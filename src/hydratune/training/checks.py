@@ -4,6 +4,7 @@ strategy, the precision and trackers this machine can run, a DeepSpeed file, a c
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -337,6 +338,29 @@ def _machine_problems(spec: RunSpec, env: Environment) -> list[Problem]:
     return out
 
 
+def _deepspeed_file_shape(path: Path) -> list[Problem]:
+    """A user's DeepSpeed JSON is an object whose `zero_optimization` (when present) is one: the checks of its
+    values read them as such. Unreadable JSON is left to load_user_config, which names the parse error."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    key = f"sharding.deepspeed.config_file={path}"
+    if not isinstance(config, dict):
+        found = type(config).__name__
+        return [Problem(key, f"holds a JSON {found}, not an object", 'write one object: {"zero_optimization": {...}}')]
+    zero = config.get("zero_optimization", {})
+    if not isinstance(zero, dict):
+        return [
+            Problem(
+                key,
+                f"zero_optimization is {zero!r}, not an object",
+                'write it as an object, e.g. "zero_optimization": {"stage": 2}',
+            )
+        ]
+    return []
+
+
 def _file_problems(spec: RunSpec) -> list[Problem]:
     """A DeepSpeed JSON of the user's, and a checkpoint to resume from, exist and fit the run."""
     out = []
@@ -350,8 +374,11 @@ def _file_problems(spec: RunSpec) -> list[Problem]:
             )
         )
     elif spec.sharding.strategy == "deepspeed" and ds_file:
+        shape = _deepspeed_file_shape(Path(ds_file))  # the values are read only from the right shape
+        out += shape
         try:
-            load_user_config(Path(ds_file), spec)
+            if not shape:
+                load_user_config(Path(ds_file), spec)
         except ConfigError as error:
             out += error.problems
     resume = spec.train.resume

@@ -399,8 +399,7 @@ def _human(n: float) -> str:
 
 
 def render_plan(spec: RunSpec, plan: Plan) -> str:
-    m, s = plan.memory, plan.shape
-    sh = spec.sharding
+    m, s, sh = plan.memory, plan.shape, spec.sharding
     lines = [
         "hydratune plan",
         "==============",
@@ -429,8 +428,7 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
         f"  gradients    {m.gradients / GIB:8.2f} GiB",
         f"  optimizer    {m.optimizer / GIB:8.2f} GiB",
         f"  activations  {m.activations / GIB:8.2f} GiB ({spec.train.micro_batch_size} x "
-        f"{plan.global_batch_tokens // plan.global_batch_rows} "
-        f"tokens, "
+        f"{plan.global_batch_tokens // plan.global_batch_rows} tokens, "
         f"checkpointing {'on' if spec.train.gradient_checkpointing else 'off'})",
         f"  logits       {m.logits / GIB:8.2f} GiB ("
         + (
