@@ -81,3 +81,25 @@ def test_collective_timeout_and_checkpoint_pruning_come_from_the_spec():
     assert args.save_total_limit is None  # hydratune prunes, counting complete checkpoints only
     # each rank writes its own part of a checkpoint; fit() gathers the final weights once
     assert fsdp_settings(spec("sharding=fsdp"), "LlamaDecoderLayer")["state_dict_type"] == "SHARDED_STATE_DICT"
+
+
+def test_grpo_with_vllm_colocated_sizes_its_engine_from_the_spec():
+    """vLLM's context is a prompt (at most dataset.max_length) plus a completion, not the model's
+    whole context, and its share of the GPU and sleep mode are the spec's: TRL's GRPOConfig holds them."""
+    from hydratune.training.trainer_args import training_arguments
+
+    gpu = cpu_env(cuda=True, cuda_bf16=True, gpu_count=1, packages=cpu_env().packages | {"vllm"})
+    grpo = [
+        "method=grpo",
+        "eval=[none]",
+        "dataset.max_length=300",
+        "method.max_completion_length=200",
+        "method.vllm_gpu_memory_utilization=0.45",
+        "method.vllm_sleep_mode=true",
+    ]
+    run = compose_spec(["+experiment=quickstart", *grpo], env=gpu)
+    # fp32: TrainingArguments refuses bf16 on a machine without a GPU; the vLLM fields do not depend on it
+    args = training_arguments(run, gpu, precision="fp32", has_eval=False, layer_class="LlamaDecoderLayer")
+    assert type(args).__name__ == "GRPOConfig" and args.use_vllm and args.vllm_mode == "colocate"
+    assert args.vllm_max_model_length == 300 + 200
+    assert args.vllm_gpu_memory_utilization == 0.45 and args.vllm_enable_sleep_mode is True
