@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from hydratune.commands.cli import compose_spec
 from hydratune.training.plan import estimate_memory, make_plan, model_shape
 
@@ -222,3 +224,24 @@ def test_attention_scores_are_counted_only_where_stock_sdpa_runs():
     assert estimate_memory(sft, shape, "fp32", attention="sdpa").attention > 0
     assert estimate_memory(dpo, shape, "fp32", attention="sdpa_packed").attention > 0
     assert estimate_memory(sft, shape, "fp32", attention="sdpa", cuda=True).attention == 0
+
+
+def test_grpo_with_vllm_colocated_counts_its_share_of_the_gpu():
+    """Colocated, vLLM takes method.vllm_gpu_memory_utilization of the GPU beside training and holds
+    the KV cache transformers' generate would; in sleep mode its share is free while the model trains."""
+    import dataclasses
+
+    gpu = dict(cuda=True, cuda_bf16=True, gpu_count=1, gpu_memory_bytes=80 * 2**30)
+    with_vllm = cpu_env(**gpu, packages=cpu_env().packages | {"vllm"})
+    grpo = ("method=grpo", "eval=[none]")
+    spec, config = _shape_and_spec(*grpo)
+    spec = dataclasses.replace(spec, method=dataclasses.replace(spec.method, vllm_gpu_memory_utilization=0.4))
+    alone = make_plan(spec, cpu_env(**gpu), config).memory  # no vllm installed: transformers samples
+    colocated = make_plan(spec, with_vllm, config).memory
+    assert alone.generation > 0 and alone.vllm == 0
+    assert colocated.vllm == 0.4 * 80 * 2**30 and colocated.generation == 0
+    assert colocated.total == pytest.approx(alone.total - alone.generation + 0.4 * 80 * 2**30, rel=1e-12)
+    sleeping = dataclasses.replace(spec, method=dataclasses.replace(spec.method, vllm_sleep_mode=True))
+    slept = make_plan(sleeping, with_vllm, config).memory
+    kept = slept.weights + slept.optimizer + slept.reference
+    assert slept.total == pytest.approx(max(colocated.total - colocated.vllm, kept + 0.4 * 80 * 2**30), rel=1e-12)

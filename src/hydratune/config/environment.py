@@ -24,6 +24,7 @@ class Environment:
     slurm_node: int = 0  # the node of this task within the step (SLURM_NODEID)
     slurm_local: int = 0  # this task among the step's tasks on its node (SLURM_LOCALID)
     compiler: bool = True  # what torch.compile builds kernels with: Triton (GPU), a C++ compiler (CPU)
+    gpu_memory_bytes: int = 0  # one GPU's memory (the first's); 0 without a GPU
 
     def has(self, package: str) -> bool:
         return package in self.packages
@@ -57,6 +58,7 @@ def detect_environment() -> Environment:
         slurm_node=int(os.environ.get("SLURM_NODEID", "0")),
         slurm_local=int(os.environ.get("SLURM_LOCALID", "0")),
         compiler=has_kernel_compiler(cuda),
+        gpu_memory_bytes=torch.cuda.get_device_properties(0).total_memory if cuda else 0,
     )
 
 

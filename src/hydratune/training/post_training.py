@@ -17,7 +17,7 @@ from hydratune.training.compiled_model import eager_generation
 from hydratune.training.fast_sampling import can_fold_adapter, fast_sampling
 from hydratune.training.hydratune_trainer import HydratuneMixin, HydratuneTrainer
 from hydratune.training.lean_loss import use_chunked_loss
-from hydratune.training.support_matrix import LOSS_TYPES
+from hydratune.training.support_matrix import LOSS_TYPES, resolve_generation
 
 
 def _trl_classes(method: str) -> tuple[type, type]:
@@ -111,12 +111,6 @@ def _grpo_arguments(spec: RunSpec, env: Environment, common: dict[str, Any]) -> 
         if m.vllm_server_url:
             grpo["vllm_server_base_url"] = m.vllm_server_url
     return grpo
-
-
-def resolve_generation(choice: str, env: Environment) -> str:
-    if choice != "auto":
-        return choice
-    return "vllm_colocate" if env.cuda and env.has("vllm") else "transformers"
 
 
 def build_trainer(spec: RunSpec, **kwargs: Any):
