@@ -202,7 +202,8 @@ def _training_state(spec: RunSpec, shape: ModelShape, act_bytes: int) -> tuple[f
     else:
         constants = 0.127 if spec.method.quant.double_quant else 0.5
         quantized = shape.linear_params * (0.5 + constants / 8)
-        weights = quantized + act_bytes * (n - shape.linear_params) + 4.0 * shape.lora_params
+        rest = 4 if _upcasts_outside_4bit(spec) else act_bytes  # embeddings, head, norms
+        weights = quantized + rest * (n - shape.linear_params) + 4.0 * shape.lora_params
         trainable = shape.lora_params
     optimizer = 2.0 if spec.optim.name == "adamw_8bit" else 8.0
     if spec.sharding.strategy == "deepspeed":
@@ -212,6 +213,25 @@ def _training_state(spec: RunSpec, shape: ModelShape, act_bytes: int) -> tuple[f
         if method == "full":
             weights = act_bytes * n
     return weights, 4.0 * trainable, optimizer * trainable
+
+
+def _upcasts_outside_4bit(spec: RunSpec) -> bool:
+    """QLoRA: prepare_model_for_kbit_training casts every parameter that is not 4-bit (the embeddings,
+    an untied head, the norms) to fp32. DeepSpeed casts them back to the compute dtype as it wraps
+    the model; FSDP2 keeps them fp32 in storage and casts its gathered copy for each forward."""
+    return spec.method.weights == "qlora" and spec.sharding.strategy != "deepspeed"
+
+
+def residual_bytes(spec: RunSpec, act_bytes: int) -> int:
+    """Bytes per element of the residual stream (the decoder layers' inputs and the norms' inputs).
+    Autocast runs the matmuls in bf16/fp16 but not the embedding lookup, the norms (their weights
+    multiply in their own dtype) or the residual sums: where those weights are fp32 (full
+    fine-tuning's master weights; QLoRA's upcast) the stream stays fp32. FSDP2 casts the weights
+    to the compute dtype for its forward and DeepSpeed holds them in it."""
+    fp32_weights = spec.method.weights == "full" or _upcasts_outside_4bit(spec)
+    if not fp32_weights or spec.sharding.strategy in ("fsdp", "deepspeed"):
+        return act_bytes
+    return 4
 
 
 @dataclass(frozen=True)
@@ -262,15 +282,16 @@ def _activation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int, length: 
     """What the decoder layers save for backward in one micro-batch of rows of `length` tokens."""
     tokens = spec.train.micro_batch_size * length
     h, kv, ffn = shape.hidden_size, shape.kv_size, shape.intermediate_size
-    # Saved for backward per token per layer: norms' inputs, q/k/v/attention output,
-    # gate/up/act/product of the MLP (7h + 2kv + 4ffn elements).
-    per_layer = tokens * (7 * h + 2 * kv + 4 * ffn) * act_bytes
+    residual = residual_bytes(spec, act_bytes)
+    # Saved for backward per token per layer: norms' inputs (the residual stream), q/k/v/attention
+    # output, gate/up/act/product of the MLP (7h + 2kv + 4ffn elements).
+    per_layer = tokens * (2 * h * residual + (5 * h + 2 * kv + 4 * ffn) * act_bytes)
     if spec.method.weights != "full" and spec.method.lora.dropout > 0:
         # PEFT keeps each adapted layer's dropped-out input and its mask for backward: q, k, v,
         # o, gate and up read h-wide inputs, down an ffn-wide one (all-linear; fewer otherwise).
         per_layer += tokens * (6 * h + ffn) * (act_bytes + 1)
-    if spec.train.gradient_checkpointing:
-        return float(shape.num_layers * tokens * h * act_bytes + per_layer)
+    if spec.train.gradient_checkpointing:  # each layer's input is kept: the residual stream
+        return float(shape.num_layers * tokens * h * residual + per_layer)
     return float(shape.num_layers * per_layer)
 
 
