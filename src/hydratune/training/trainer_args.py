@@ -30,10 +30,10 @@ def fsdp_settings(spec: RunSpec, layer_class: str) -> dict:
 
 
 def training_arguments(
-    spec: RunSpec, env: Environment, *, precision: str, has_eval: bool, layer_class: str, hidden_size: int | None = None
+    spec: RunSpec, env: Environment, *, precision: str, has_eval: bool, layer_class: str, model_config=None
 ):
     """The method's TrainingArguments (TRL's config subclass for dpo, kto, grpo); the model's decoder
-    layer class and hidden size size FSDP's units and DeepSpeed's buckets."""
+    layer class and config size FSDP's units and DeepSpeed's buckets."""
 
     t, o, sh = spec.train, spec.optim, spec.sharding
     loss_task = spec.eval.tasks.get("loss")
@@ -89,5 +89,5 @@ def training_arguments(
                 dp_replicate_size=replicas, dp_shard_size=sh.world_size // replicas
             )
     if sh.strategy == "deepspeed":
-        kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision, hidden_size=hidden_size)
+        kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision, model_config=model_config)
     return config_class(spec)(**{**kwargs, **method_arguments(spec, env)})
