@@ -76,6 +76,13 @@ def training_arguments(
         ddp_timeout=int(sh.collective_timeout_minutes * 60),  # a dead peer fails the others in minutes, not torch's 30
         disable_tqdm=False,
     )
+    kwargs |= _sharding_arguments(spec, env, precision, layer_class, model_config)
+    return config_class(spec)(**{**kwargs, **method_arguments(spec, env)})
+
+
+def _sharding_arguments(spec: RunSpec, env: Environment, precision: str, layer_class: str, model_config) -> dict:
+    """The strategy's TrainingArguments: the collective backend, FSDP2's settings, the DeepSpeed JSON."""
+    sh, kwargs = spec.sharding, {}
     if sh.world_size > 1:
         kwargs["ddp_backend"] = sh.backend if sh.backend != "auto" else ("nccl" if env.cuda else "gloo")
     if sh.strategy == "fsdp":
@@ -90,4 +97,4 @@ def training_arguments(
             )
     if sh.strategy == "deepspeed":
         kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision, model_config=model_config)
-    return config_class(spec)(**{**kwargs, **method_arguments(spec, env)})
+    return kwargs
