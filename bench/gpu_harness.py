@@ -171,14 +171,14 @@ def gpu_facts() -> dict:
     bf16 matmul rate, the ceiling the training parts are measured against."""
     import torch
 
-    from hydratune.config.environment import nvml_compute_capabilities
+    from hydratune.config.environment import nvml_gpus
 
     name = torch.cuda.get_device_name(0)
     return {
         "name": name,
         "torch_cuda": torch.version.cuda,
         "capability_torch": list(torch.cuda.get_device_capability(0)),
-        "capability_nvml": nvml_compute_capabilities(),
+        "capability_nvml": [(gpu.major, gpu.minor) for gpu in nvml_gpus() or []],
         "memory_gib": torch.cuda.get_device_properties(0).total_memory / 2**30,
         "bf16_peak_tflops": next((peak / 1e12 for part, peak in BF16_PEAKS if part in name), None),
         "matmul_bf16_tflops": matmul_flops_per_second(True) / 1e12,

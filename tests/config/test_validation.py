@@ -231,6 +231,13 @@ CASES = [
         [Q, "method=grpo", "eval=[none]", "method.generation=auto"],
     ),
     (
+        [Q, "method=grpo", "eval=[none]", "method.vllm_gpu_memory_utilization=1.5"],
+        {},
+        "method.vllm_gpu_memory_utilization=1.5",
+        "use e.g. 0.3",
+        [Q, "method=grpo", "eval=[none]", "method.vllm_gpu_memory_utilization=0.3"],
+    ),
+    (
         [Q, "method=grpo", "eval=[none]", "method.precompute_reference=true"],
         {},
         "method.precompute_reference",

@@ -21,7 +21,8 @@ def two_gpus(monkeypatch):
     """torch.cuda says two GPUs are here; anything that would start CUDA fails the test."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(environment, "nvml_compute_capabilities", lambda: [(9, 0), (9, 0)])
+    h100 = environment.NvmlGpu(9, 0, 80 * 2**30)
+    monkeypatch.setattr(environment, "nvml_gpus", lambda: [h100, h100])
     for name in [*STARTS_CUDA, "is_bf16_supported"]:
 
         def starts_cuda(*args, _name=name, **kwargs):
@@ -35,8 +36,9 @@ def two_gpus(monkeypatch):
 
 def test_the_environment_is_probed_without_starting_cuda(two_gpus, monkeypatch):
     env = environment.detect_environment()
-    assert env.cuda and env.cuda_bf16 and env.gpu_count == 2
-    monkeypatch.setattr(environment, "nvml_compute_capabilities", lambda: [(9, 0), (7, 5)])
+    assert env.cuda and env.cuda_bf16 and env.gpu_count == 2 and env.gpu_memory_bytes == 80 * 2**30
+    gpus = [environment.NvmlGpu(9, 0, 80 * 2**30), environment.NvmlGpu(7, 5, 16 * 2**30)]
+    monkeypatch.setattr(environment, "nvml_gpus", lambda: gpus)
     environment.detect_environment.cache_clear()
     assert not environment.detect_environment().cuda_bf16  # a pre-Ampere GPU among them: no bf16
 

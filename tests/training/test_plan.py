@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from hydratune.commands.cli import compose_spec
 from hydratune.training.plan import estimate_memory, make_plan, model_shape
 
@@ -222,3 +224,57 @@ def test_attention_scores_are_counted_only_where_stock_sdpa_runs():
     assert estimate_memory(sft, shape, "fp32", attention="sdpa").attention > 0
     assert estimate_memory(dpo, shape, "fp32", attention="sdpa_packed").attention > 0
     assert estimate_memory(sft, shape, "fp32", attention="sdpa", cuda=True).attention == 0
+
+
+def test_grpo_with_vllm_colocated_counts_its_share_of_the_gpu():
+    """Colocated, vLLM takes method.vllm_gpu_memory_utilization of the GPU beside training and holds
+    the KV cache transformers' generate would; in sleep mode its share is free while the model trains."""
+    import dataclasses
+
+    gpu = dict(cuda=True, cuda_bf16=True, gpu_count=1, gpu_memory_bytes=80 * 2**30)
+    with_vllm = cpu_env(**gpu, packages=cpu_env().packages | {"vllm"})
+    grpo = ("method=grpo", "eval=[none]")
+    spec, config = _shape_and_spec(*grpo)
+    spec = dataclasses.replace(spec, method=dataclasses.replace(spec.method, vllm_gpu_memory_utilization=0.4))
+    alone = make_plan(spec, cpu_env(**gpu), config).memory  # no vllm installed: transformers samples
+    colocated = make_plan(spec, with_vllm, config).memory
+    assert alone.generation > 0 and alone.vllm == 0
+    assert colocated.vllm == 0.4 * 80 * 2**30 and colocated.generation == 0
+    assert colocated.total == pytest.approx(alone.total - alone.generation + 0.4 * 80 * 2**30, rel=1e-12)
+    sleeping = dataclasses.replace(spec, method=dataclasses.replace(spec.method, vllm_sleep_mode=True))
+    slept = make_plan(sleeping, with_vllm, config).memory
+    kept = slept.weights + slept.optimizer + slept.reference
+    assert slept.total == pytest.approx(max(colocated.total - colocated.vllm, kept + 0.4 * 80 * 2**30), rel=1e-12)
+
+
+def test_bf16_qlora_on_a_gpu_counts_what_stays_fp32():
+    """PEFT's prepare_model_for_kbit_training casts every parameter outside the 4-bit layers (the
+    embeddings, an untied head, the norms) to fp32, and with fp32 embeddings and norms autocast keeps
+    the residual stream fp32: the plan of a bf16 run counts both at 4 bytes, the rest at 2."""
+    from transformers import LlamaConfig
+
+    gpu = cpu_env(cuda=True, cuda_bf16=True, gpu_count=1)
+    spec = compose_spec(["+experiment=quickstart", "method=qlora", "train.gradient_checkpointing=true"], env=gpu)
+    h, ffn, layers, heads, kv_heads, vocab = 64, 128, 2, 4, 2, 1000
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=h,
+        intermediate_size=ffn,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        tie_word_embeddings=False,
+    )
+    plan = make_plan(spec, gpu, config)
+    assert plan.precision == "bf16"
+    kv = kv_heads * h // heads
+    linears = [(h, h), (h, kv), (h, kv), (h, h), (h, ffn), (h, ffn), (ffn, h)]  # q k v o gate up down
+    four_bit = layers * sum(i * o for i, o in linears)
+    fp32 = 2 * vocab * h + (2 * layers + 1) * h  # embeddings, head, norms
+    lora = layers * sum(spec.method.lora.rank * (i + o) for i, o in linears)
+    assert plan.memory.weights == pytest.approx(four_bit * (0.5 + 0.127 / 8) + 4 * fp32 + 4 * lora, rel=1e-12)
+    tokens = spec.train.micro_batch_size * spec.dataset.max_length
+    # checkpointed: each layer's input (the residual stream) at fp32, and one layer's saved tensors,
+    # the norms' inputs at fp32 and the rest (q, k, v, attention output, the MLP's) at bf16
+    one_layer = tokens * (2 * h * 4 + (5 * h + 2 * kv + 4 * ffn) * 2)
+    assert plan.memory.activations == layers * tokens * h * 4 + one_layer

@@ -26,10 +26,7 @@ def test_generated_config_follows_the_spec():
     assert zero3["train_micro_batch_size_per_gpu"] == "auto"  # filled by the Trainer from the spec
     # buckets sized to the model, and ZeRO-3 frees gathered weights after each use
     assert z["reduce_bucket_size"] == z["stage3_prefetch_bucket_size"] == "auto"
-    assert "stage3_max_live_parameters" not in z  # no hidden size given: DeepSpeed's own
-    sized = deepspeed_config(spec("sharding=deepspeed_zero3"), cpu=True, precision="fp32", hidden_size=64)
-    z = sized["zero_optimization"]
-    assert z["stage3_max_live_parameters"] == 2 * 64**2 and z["stage3_max_reuse_distance"] == 0
+    assert "stage3_max_live_parameters" not in z  # no model config given: DeepSpeed's own
     zero1 = deepspeed_config(spec("sharding=deepspeed_zero1"), cpu=False, precision="bf16")
     assert zero1["zero_optimization"] == {"stage": 1, "overlap_comm": True, "contiguous_gradients": True}
     assert "optimizer" not in zero1  # on GPUs DeepSpeed uses the Trainer's optimizer
@@ -81,3 +78,55 @@ def test_collective_timeout_and_checkpoint_pruning_come_from_the_spec():
     assert args.save_total_limit is None  # hydratune prunes, counting complete checkpoints only
     # each rank writes its own part of a checkpoint; fit() gathers the final weights once
     assert fsdp_settings(spec("sharding=fsdp"), "LlamaDecoderLayer")["state_dict_type"] == "SHARDED_STATE_DICT"
+
+
+def test_grpo_with_vllm_colocated_sizes_its_engine_from_the_spec():
+    """vLLM's context is a prompt (at most dataset.max_length) plus a completion, not the model's
+    whole context, and its share of the GPU and sleep mode are the spec's: TRL's GRPOConfig holds them."""
+    from hydratune.training.trainer_args import training_arguments
+
+    gpu = cpu_env(cuda=True, cuda_bf16=True, gpu_count=1, packages=cpu_env().packages | {"vllm"})
+    grpo = [
+        "method=grpo",
+        "eval=[none]",
+        "dataset.max_length=300",
+        "method.max_completion_length=200",
+        "method.vllm_gpu_memory_utilization=0.45",
+        "method.vllm_sleep_mode=true",
+    ]
+    run = compose_spec(["+experiment=quickstart", *grpo], env=gpu)
+    # fp32: TrainingArguments refuses bf16 on a machine without a GPU; the vLLM fields do not depend on it
+    args = training_arguments(run, gpu, precision="fp32", has_eval=False, layer_class="LlamaDecoderLayer")
+    assert type(args).__name__ == "GRPOConfig" and args.use_vllm and args.vllm_mode == "colocate"
+    assert args.vllm_max_model_length == 300 + 200
+    assert args.vllm_gpu_memory_utilization == 0.45 and args.vllm_enable_sleep_mode is True
+
+
+def llama_config(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+    )
+
+
+def test_zero3_gathers_whole_layers_on_gpus_and_stays_lean_on_the_cpu():
+    """An 8B model's decoder layer (Llama-3.1-8B: one MLP matrix alone is 4096 x 14336 parameters)
+    fits in what ZeRO-3 keeps gathered, and is prefetched whole; on the CPU the tiny and 135M shapes
+    keep the figures the distributed tests were measured with (2 h^2 live, nothing kept for reuse)."""
+    zero3 = spec("sharding=deepspeed_zero3")
+    z = deepspeed_config(zero3, cpu=False, precision="bf16", model_config=llama_config(4096, 14336, 32, 32, 8))
+    z = z["zero_optimization"]
+    mlp_matrix = 4096 * 14336
+    layer = 2 * 4096**2 + 2 * 4096 * 1024 + 3 * mlp_matrix
+    assert z["stage3_max_live_parameters"] >= layer > mlp_matrix
+    assert z["stage3_max_reuse_distance"] > 0 and z["stage3_prefetch_bucket_size"] >= layer
+    for hidden, intermediate, layers, heads, kv_heads in ((32, 64, 2, 4, 2), (576, 1536, 30, 9, 3)):
+        config = llama_config(hidden, intermediate, layers, heads, kv_heads)
+        z = deepspeed_config(zero3, cpu=True, precision="fp32", model_config=config)["zero_optimization"]
+        assert z["stage3_max_live_parameters"] == 2 * hidden**2 and z["stage3_max_reuse_distance"] == 0
+        assert z["stage3_prefetch_bucket_size"] == z["stage3_param_persistence_threshold"] == "auto"

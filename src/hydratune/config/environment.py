@@ -6,6 +6,7 @@ Validation takes an `Environment` instead of probing on its own, so tests can as
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import subprocess
@@ -27,6 +28,7 @@ class Environment:
     slurm_local: int = 0  # this task among the step's tasks on its node (SLURM_LOCALID)
     compiler: bool = True  # what torch.compile builds kernels with: Triton (GPU), a C++ compiler (CPU)
     versions: tuple[tuple[str, str], ...] = ()  # (package, version) of the stack with a supported floor
+    gpu_memory_bytes: int = 0  # one GPU's memory (the first's); 0 without a GPU
 
     def has(self, package: str) -> bool:
         return package in self.packages
@@ -67,6 +69,7 @@ def detect_environment() -> Environment:
         slurm_local=int(os.environ.get("SLURM_LOCALID", "0")),
         compiler=has_kernel_compiler(cuda),
         versions=installed_versions(),
+        gpu_memory_bytes=gpu_memory_bytes() if cuda else 0,
     )
 
 
@@ -75,19 +78,40 @@ def bf16_supported() -> bool:
     All of them, not the visible ones: CUDA_VISIBLE_DEVICES may name GPUs by UUID or in another
     order than NVML's, and a mixed machine then trains in fp16 rather than fail. Only where the
     NVIDIA driver's NVML cannot be loaded is torch asked (which starts CUDA)."""
-    capabilities = nvml_compute_capabilities()
-    if capabilities is None:
+    gpus = nvml_gpus()
+    if gpus is None:
         import torch
 
         return torch.cuda.is_bf16_supported()
-    return bool(capabilities) and all(major >= 8 for major, _ in capabilities)
+    return bool(gpus) and all(gpu.major >= 8 for gpu in gpus)
 
 
-def nvml_compute_capabilities() -> list[tuple[int, int]] | None:
-    """(major, minor) of each GPU, from the driver's NVML library, which starts no CUDA context
-    (torch.cuda's own NVML device count loads it the same way); None where it cannot be read."""
-    import ctypes
+def gpu_memory_bytes() -> int:
+    """The memory of the first GPU NVML reports (the plan sizes vLLM's share by it); torch is
+    asked, which starts CUDA, only where NVML cannot be loaded."""
+    gpus = nvml_gpus()
+    if gpus is None:
+        import torch
 
+        return torch.cuda.get_device_properties(0).total_memory
+    return gpus[0].memory_bytes if gpus else 0
+
+
+@dataclass(frozen=True)
+class NvmlGpu:
+    major: int  # compute capability
+    minor: int
+    memory_bytes: int
+
+
+class _NvmlMemory(ctypes.Structure):
+    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
+
+
+def nvml_gpus() -> list[NvmlGpu] | None:
+    """Each GPU's compute capability and memory, from the driver's NVML library, which starts no
+    CUDA context (torch.cuda's own NVML device count loads it the same way); None where it
+    cannot be read."""
     try:
         nvml = ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:
@@ -98,15 +122,17 @@ def nvml_compute_capabilities() -> list[tuple[int, int]] | None:
         count = ctypes.c_uint()
         if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) != 0:
             return None
-        capabilities = []
+        gpus = []
         for index in range(count.value):
-            handle, major, minor = ctypes.c_void_p(), ctypes.c_int(), ctypes.c_int()
-            if nvml.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle)) != 0:
+            handle, major, minor, memory = ctypes.c_void_p(), ctypes.c_int(), ctypes.c_int(), _NvmlMemory()
+            if (
+                nvml.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle)) != 0
+                or nvml.nvmlDeviceGetCudaComputeCapability(handle, ctypes.byref(major), ctypes.byref(minor)) != 0
+                or nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(memory)) != 0
+            ):
                 return None
-            if nvml.nvmlDeviceGetCudaComputeCapability(handle, ctypes.byref(major), ctypes.byref(minor)) != 0:
-                return None
-            capabilities.append((major.value, minor.value))
-        return capabilities
+            gpus.append(NvmlGpu(major.value, minor.value, memory.total))
+        return gpus
     finally:
         nvml.nvmlShutdown()
 

@@ -225,6 +225,16 @@ class MethodSpec:
     vllm_server_url: Optional[str] = knob(
         None, "grpo with generation=vllm_server: http://host:port of `trl vllm-serve`."
     )
+    vllm_gpu_memory_utilization: float = knob(
+        0.3,
+        "grpo with vLLM colocated: the share of each GPU's memory vLLM takes (its copy of the weights, "
+        "its KV cache, its activations); training has the rest. Between 0 and 1.",
+    )
+    vllm_sleep_mode: bool = knob(
+        False,
+        "grpo with vLLM colocated: vLLM releases its weights and KV cache while the model trains and "
+        "wakes for each sampling round: its share is free for training, at the cost of reloading weights.",
+    )
 
     @property
     def is_preference(self) -> bool:

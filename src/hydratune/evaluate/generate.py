@@ -77,13 +77,37 @@ def generate_hf(
 def generate_vllm(
     model_dir: Path, conversations: Sequence[Conversation], *, max_new_tokens: int, trust_remote_code: bool = False
 ) -> Generations:
-    """vLLM over a merged model directory (continuous batching, paged attention)."""
+    """vLLM over a merged model directory (continuous batching, paged attention). The engine is
+    shut down before this returns: the tuned and the base model's evaluations each open one, and
+    each takes most of the GPU's memory (vLLM's gpu_memory_utilization), so two cannot coexist."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
-    llm = LLM(model=str(model_dir), trust_remote_code=trust_remote_code)
     params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(tokenizer))
-    outputs = llm.chat([list(c) for c in conversations], params, use_tqdm=False)
-    return Generations([o.outputs[0].text.strip() for o in outputs], time.perf_counter() - start)
+    llm = LLM(model=str(model_dir), trust_remote_code=trust_remote_code)
+    try:
+        outputs = llm.chat([list(c) for c in conversations], params, use_tqdm=False)
+        texts = [o.outputs[0].text.strip() for o in outputs]
+    finally:
+        del llm  # this function holds the only reference; the engine's own cycles go at the collection below
+        free_vllm_memory()
+    return Generations(texts, time.perf_counter() - start)
+
+
+def free_vllm_memory() -> None:
+    """What vLLM documents for freeing a deleted engine's GPU memory: its model-parallel state
+    destroyed, the engine's reference cycles collected, torch's cached blocks returned to the GPU.
+    The torch.distributed process group is left alone: in a launched run it is training's."""
+    import gc
+
+    try:
+        from vllm.distributed.parallel_state import destroy_model_parallel
+    except ImportError:  # a vLLM without it: collecting and emptying the cache still frees the engine
+        destroy_model_parallel = None
+    if destroy_model_parallel is not None:
+        destroy_model_parallel()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -198,11 +198,13 @@ def memory_record(plan, peak: dict | None) -> dict:
         "measured_peak_bytes": None,
         "measured_as": None,
         "measured_over_estimate": None,
+        "measured_reserved_bytes": None,  # GPUs: the caching allocator's peak, beside the live tensors'
     }
     if peak is not None:
         record.update(
             measured_peak_bytes=peak["bytes"],
             measured_as=peak["as"],
+            measured_reserved_bytes=peak.get("reserved_bytes"),
             measured_over_estimate=round(peak["bytes"] / plan.memory.total, 3) if plan.memory.total else None,
         )
         sized = f", the loss's logits at {plan.memory.loss_positions} positions" if plan.memory.chunked_loss else ""

@@ -170,6 +170,14 @@ def _grpo_problems(spec: RunSpec, env: Environment) -> list[Problem]:
                 "use method.generation=auto (transformers' generate here)",
             )
         )
+    if not 0 < m.vllm_gpu_memory_utilization < 1:
+        out.append(
+            Problem(
+                f"method.vllm_gpu_memory_utilization={m.vllm_gpu_memory_utilization}",
+                "must be a share of the GPU's memory above 0 and below 1 (training needs the rest)",
+                "use e.g. 0.3 (TRL's default), or more with method.vllm_sleep_mode=true",
+            )
+        )
     if m.generation == "vllm_server" and not m.vllm_server_url:
         out.append(
             Problem(

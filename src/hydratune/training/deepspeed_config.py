@@ -14,7 +14,8 @@ from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import RunSpec
 
 
-def deepspeed_config(spec: RunSpec, *, cpu: bool, precision: str, hidden_size: int | None = None) -> dict[str, Any]:
+def deepspeed_config(spec: RunSpec, *, cpu: bool, precision: str, model_config=None) -> dict[str, Any]:
+    """The generated JSON; `model_config` (the model's transformers config) sizes ZeRO-3's buckets."""
     ds = spec.sharding.deepspeed
     if ds.config_file:
         return load_user_config(Path(ds.config_file), spec)
@@ -30,12 +31,8 @@ def deepspeed_config(spec: RunSpec, *, cpu: bool, precision: str, hidden_size: i
         # DeepSpeed's fixed 5e8/5e7 elements.
         zero |= dict.fromkeys(("reduce_bucket_size", "stage3_prefetch_bucket_size"), "auto")
         zero["stage3_param_persistence_threshold"] = "auto"
-        if hidden_size:
-            # DeepSpeed keeps up to 1e9 gathered parameters alive, and any it will reuse within 1e9:
-            # a model under a billion parameters then stays whole on every rank after the first step.
-            # Released after each use and prefetched a bucket ahead, a rank holds a layer or two.
-            zero["stage3_max_live_parameters"] = 2 * hidden_size**2
-            zero["stage3_max_reuse_distance"] = 0
+        if model_config is not None:
+            zero |= zero3_gathering(model_config, cpu=cpu)
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": "auto",
         "gradient_accumulation_steps": "auto",
@@ -54,6 +51,35 @@ def deepspeed_config(spec: RunSpec, *, cpu: bool, precision: str, hidden_size: i
             "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto", "torch_adam": True},
         }
     return config
+
+
+def zero3_gathering(model_config, *, cpu: bool) -> dict[str, int]:
+    """How many gathered parameters ZeRO-3 keeps alive, and how far ahead it fetches. DeepSpeed's
+    defaults keep up to 1e9 gathered parameters alive, and any it will reuse within 1e9: a model
+    under a billion parameters then stays whole on every rank after the first step.
+
+    On the CPU, where gathering is a copy in one machine's memory: released after each use, a rank
+    holds a layer or two. On GPUs the gather of the next layer overlaps the current one's compute
+    when both fit: live parameters and the prefetch bucket hold decoder layers whole (one running,
+    one fetched), and a layer used again within one layer's parameters (the last layer's forward
+    then backward; a checkpointed layer's recompute then backward) stays gathered."""
+    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    h = getattr(text, "hidden_size", None)
+    if not h:  # not a decoder config this knows how to read: DeepSpeed's own figures
+        return {}
+    if cpu:
+        return {"stage3_max_live_parameters": 2 * h**2, "stage3_max_reuse_distance": 0}
+    ffn = getattr(text, "intermediate_size", None) or 4 * h
+    heads = text.num_attention_heads
+    kv = (getattr(text, "num_key_value_heads", None) or heads) * (getattr(text, "head_dim", None) or h // heads)
+    layer = 2 * h * h + 2 * h * kv + 3 * h * ffn  # q, o; k, v; the MLP's gate, up and down
+    return {
+        "stage3_max_live_parameters": min(2, text.num_hidden_layers) * layer,
+        "stage3_max_reuse_distance": layer,
+        "stage3_prefetch_bucket_size": layer,
+        # norms and biases stay whole on every rank: gathering them costs more than they hold
+        "stage3_param_persistence_threshold": 10 * h,
+    }
 
 
 REQUIRED_KEYS = ("zero_optimization",)

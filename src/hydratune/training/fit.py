@@ -136,7 +136,7 @@ def setup_distributed(spec: RunSpec, env: Environment, root: Path, precision: st
         precision=precision,
         has_eval=has_eval,
         layer_class=layer_class,
-        hidden_size=getattr(config.get_text_config(), "hidden_size", None),
+        model_config=config,
     )
     args.device  # initializes the process group across all ranks
     if spec.sharding.strategy == "deepspeed":

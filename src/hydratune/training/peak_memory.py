@@ -2,7 +2,8 @@
 everything that exists because of the model and its training (weights, gradients, optimizer
 state, activations), not the interpreter and libraries loaded before.
 
-On GPUs: `torch.cuda.max_memory_allocated` since the model was built. On the CPU: the peak
+On GPUs: `torch.cuda.max_memory_allocated` since the model was built, and beside it
+`torch.cuda.max_memory_reserved` (the caching allocator's blocks, freed or not). On the CPU: the peak
 resident set size above the resident size just before the model was built, with glibc's free
 heap returned first (Linux resets the kernel's high-water mark through /proc/self/clear_refs,
 so the peak is this run's), less the file-backed pages mapped since: the code of libraries that
@@ -50,12 +51,14 @@ class PeakMemory:
     def __init__(self) -> None:
         self.cuda = torch.cuda.is_available()
         self.baseline = 0
+        self.reserved_baseline = 0
         self.file_baseline = 0
 
     def start(self) -> None:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
             self.baseline = torch.cuda.memory_allocated()
+            self.reserved_baseline = torch.cuda.memory_reserved()
             return
         _return_free_heap()
         try:
@@ -68,7 +71,13 @@ class PeakMemory:
     def measured(self) -> dict | None:
         """{'bytes': peak above the baseline, 'as': what was measured}, or None where it cannot be read."""
         if self.cuda:
-            return {"bytes": torch.cuda.max_memory_allocated() - self.baseline, "as": "torch.cuda.max_memory_allocated"}
+            # Reserved: what the caching allocator held at its peak (live tensors plus its cached and
+            # fragmented blocks), which is what runs out first on a full GPU.
+            return {
+                "bytes": torch.cuda.max_memory_allocated() - self.baseline,
+                "as": "torch.cuda.max_memory_allocated",
+                "reserved_bytes": torch.cuda.max_memory_reserved() - self.reserved_baseline,
+            }
         peak, mapped = _status_kib("VmHWM"), _status_kib("RssFile")
         if peak is None or mapped is None:
             return None

@@ -23,6 +23,7 @@ from hydratune.training.support_matrix import (
     CHUNK_TOKENS,
     chunked_loss_blocked,
     rescaled_logits,
+    resolve_generation,
 )
 from hydratune.url_credentials import without_credentials
 
@@ -55,6 +56,7 @@ class MemoryEstimate:
     reference: float = 0.0  # dpo, kto, grpo: a frozen reference copy (full weights only)
     generation: float = 0.0  # grpo: the KV cache of the sampled completions
     gathered: float = 0.0  # sharded weights gathered whole while they run: the embedding and two layers
+    vllm: float = 0.0  # grpo with vLLM colocated: what its share of the GPU adds to training's peak
     logits: float = 0.0  # the LM head's output and the loss over it
     attention: float = 0.0  # attention scores, where the kernel materializes them (SDPA on the CPU)
     chunked_loss: bool = False
@@ -72,6 +74,7 @@ class MemoryEstimate:
             + self.reference
             + self.generation
             + self.gathered
+            + self.vllm
         )
 
 
@@ -199,7 +202,8 @@ def _training_state(spec: RunSpec, shape: ModelShape, act_bytes: int) -> tuple[f
     else:
         constants = 0.127 if spec.method.quant.double_quant else 0.5
         quantized = shape.linear_params * (0.5 + constants / 8)
-        weights = quantized + act_bytes * (n - shape.linear_params) + 4.0 * shape.lora_params
+        rest = 4 if _upcasts_outside_4bit(spec) else act_bytes  # embeddings, head, norms
+        weights = quantized + rest * (n - shape.linear_params) + 4.0 * shape.lora_params
         trainable = shape.lora_params
     optimizer = 2.0 if spec.optim.name == "adamw_8bit" else 8.0
     if spec.sharding.strategy == "deepspeed":
@@ -209,6 +213,25 @@ def _training_state(spec: RunSpec, shape: ModelShape, act_bytes: int) -> tuple[f
         if method == "full":
             weights = act_bytes * n
     return weights, 4.0 * trainable, optimizer * trainable
+
+
+def _upcasts_outside_4bit(spec: RunSpec) -> bool:
+    """QLoRA: prepare_model_for_kbit_training casts every parameter that is not 4-bit (the embeddings,
+    an untied head, the norms) to fp32. DeepSpeed casts them back to the compute dtype as it wraps
+    the model; FSDP2 keeps them fp32 in storage and casts its gathered copy for each forward."""
+    return spec.method.weights == "qlora" and spec.sharding.strategy != "deepspeed"
+
+
+def residual_bytes(spec: RunSpec, act_bytes: int) -> int:
+    """Bytes per element of the residual stream (the decoder layers' inputs and the norms' inputs).
+    Autocast runs the matmuls in bf16/fp16 but not the embedding lookup, the norms (their weights
+    multiply in their own dtype) or the residual sums: where those weights are fp32 (full
+    fine-tuning's master weights; QLoRA's upcast) the stream stays fp32. FSDP2 casts the weights
+    to the compute dtype for its forward and DeepSpeed holds them in it."""
+    fp32_weights = spec.method.weights == "full" or _upcasts_outside_4bit(spec)
+    if not fp32_weights or spec.sharding.strategy in ("fsdp", "deepspeed"):
+        return act_bytes
+    return 4
 
 
 @dataclass(frozen=True)
@@ -259,15 +282,16 @@ def _activation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int, length: 
     """What the decoder layers save for backward in one micro-batch of rows of `length` tokens."""
     tokens = spec.train.micro_batch_size * length
     h, kv, ffn = shape.hidden_size, shape.kv_size, shape.intermediate_size
-    # Saved for backward per token per layer: norms' inputs, q/k/v/attention output,
-    # gate/up/act/product of the MLP (7h + 2kv + 4ffn elements).
-    per_layer = tokens * (7 * h + 2 * kv + 4 * ffn) * act_bytes
+    residual = residual_bytes(spec, act_bytes)
+    # Saved for backward per token per layer: norms' inputs (the residual stream), q/k/v/attention
+    # output, gate/up/act/product of the MLP (7h + 2kv + 4ffn elements).
+    per_layer = tokens * (2 * h * residual + (5 * h + 2 * kv + 4 * ffn) * act_bytes)
     if spec.method.weights != "full" and spec.method.lora.dropout > 0:
         # PEFT keeps each adapted layer's dropped-out input and its mask for backward: q, k, v,
         # o, gate and up read h-wide inputs, down an ffn-wide one (all-linear; fewer otherwise).
         per_layer += tokens * (6 * h + ffn) * (act_bytes + 1)
-    if spec.train.gradient_checkpointing:
-        return float(shape.num_layers * tokens * h * act_bytes + per_layer)
+    if spec.train.gradient_checkpointing:  # each layer's input is kept: the residual stream
+        return float(shape.num_layers * tokens * h * residual + per_layer)
     return float(shape.num_layers * per_layer)
 
 
@@ -350,6 +374,26 @@ def _generation_bytes(spec: RunSpec, shape: ModelShape, act_bytes: int, length: 
     )
 
 
+def with_vllm(spec: RunSpec, env: Environment, memory: MemoryEstimate) -> MemoryEstimate:
+    """GRPO sampling through vLLM: transformers' KV cache is not held (vLLM keeps its own). Colocated,
+    vLLM holds method.vllm_gpu_memory_utilization of the GPU (its copy of the weights, its KV cache
+    and activations) beside training. In sleep mode it releases that share while the model trains:
+    it raises the peak only where the share and what training keeps between steps (weights,
+    optimizer states, a reference copy) exceed training's own peak. Not yet measured on a GPU."""
+    m = spec.method
+    generation = resolve_generation(m.generation, env) if m.name == "grpo" else "transformers"
+    if generation == "transformers":
+        return memory
+    memory = dataclasses.replace(memory, generation=0.0)
+    if generation != "vllm_colocate":
+        return memory
+    share = m.vllm_gpu_memory_utilization * env.gpu_memory_bytes
+    if m.vllm_sleep_mode:
+        kept = memory.weights + memory.optimizer + memory.reference
+        share = max(0.0, kept + share - memory.total)
+    return dataclasses.replace(memory, vllm=share)
+
+
 def train_flops_per_token(spec: RunSpec, shape: ModelShape) -> float:
     """Forward = 2 FLOPs per non-embedding parameter plus attention (2 * layers * context * hidden
     for causal QK^T and AV). Backward costs 2x forward with weight gradients (full), about 1x
@@ -378,14 +422,8 @@ def make_plan(
         global_batch_tokens=rows * sequence_tokens(spec, longest_row),
         shape=shape,
         trainable_params=shape.total_params if spec.method.weights == "full" else shape.lora_params,
-        memory=estimate_memory(
-            spec,
-            shape,
-            precision,
-            attention,
-            env.cuda,
-            most_supervised,
-            longest_row,
+        memory=with_vllm(
+            spec, env, estimate_memory(spec, shape, precision, attention, env.cuda, most_supervised, longest_row)
         ),
         train_flops_per_token=train_flops_per_token(spec, shape),
     )
@@ -437,27 +475,36 @@ def render_plan(spec: RunSpec, plan: Plan) -> str:
             if m.chunked_loss
             else "every position, fp32)"
         ),
-        *(
-            [f"  attention    {m.attention / GIB:8.2f} GiB (SDPA on the CPU, sized as its attention scores)"]
-            if m.attention
-            else []
-        ),
-        *([f"  reference    {m.reference / GIB:8.2f} GiB (a frozen copy of the start model)"] if m.reference else []),
-        *(
-            [f"  generation   {m.generation / GIB:8.2f} GiB (KV cache of {spec.train.micro_batch_size} completions)"]
-            if m.generation
-            else []
-        ),
-        *(
-            [f"  gathered     {m.gathered / GIB:8.2f} GiB (sharded weights gathered to run: embedding, two layers)"]
-            if m.gathered
-            else []
-        ),
+        *_optional_memory_lines(spec, m),
         f"  total        {m.total / GIB:8.2f} GiB"
         + (f"  (+{m.host_offload / GIB:.2f} GiB offloaded to CPU memory)" if m.host_offload else ""),
         f"output       {spec.output_dir}",
     ]
     return "\n".join(lines)
+
+
+def _optional_memory_lines(spec: RunSpec, m: MemoryEstimate) -> list[str]:
+    """The plan's memory terms that only some runs have."""
+    lines = []
+    if m.attention:
+        lines.append(f"  attention    {m.attention / GIB:8.2f} GiB (SDPA on the CPU, sized as its attention scores)")
+    if m.reference:
+        lines.append(f"  reference    {m.reference / GIB:8.2f} GiB (a frozen copy of the start model)")
+    if m.generation:
+        lines.append(
+            f"  generation   {m.generation / GIB:8.2f} GiB (KV cache of {spec.train.micro_batch_size} completions)"
+        )
+    if m.gathered:
+        lines.append(
+            f"  gathered     {m.gathered / GIB:8.2f} GiB (sharded weights gathered to run: embedding, two layers)"
+        )
+    if m.vllm:
+        sleeping = ", beyond training's peak: sleep mode" if spec.method.vllm_sleep_mode else ""
+        lines.append(
+            f"  vllm         {m.vllm / GIB:8.2f} GiB (vLLM colocated, "
+            f"{spec.method.vllm_gpu_memory_utilization:g} of the GPU{sleeping})"
+        )
+    return lines
 
 
 def _reference_line(spec: RunSpec) -> str:

@@ -17,7 +17,7 @@ from hydratune.training.compiled_model import eager_generation
 from hydratune.training.fast_sampling import can_fold_adapter, fast_sampling
 from hydratune.training.hydratune_trainer import HydratuneMixin, HydratuneTrainer
 from hydratune.training.lean_loss import use_chunked_loss
-from hydratune.training.support_matrix import LOSS_TYPES
+from hydratune.training.support_matrix import LOSS_TYPES, resolve_generation
 
 
 def _trl_classes(method: str) -> tuple[type, type]:
@@ -77,6 +77,11 @@ def method_arguments(spec: RunSpec, env: Environment) -> dict[str, Any]:
             # the KL estimate pairs neighbours in a batch; the data stage stored the rows shuffled
             "train_sampling_strategy": "sequential",
         }
+    return _grpo_arguments(spec, env, common)
+
+
+def _grpo_arguments(spec: RunSpec, env: Environment, common: dict[str, Any]) -> dict[str, Any]:
+    m, ds = spec.method, spec.dataset
     generation = resolve_generation(m.generation, env)
     grpo = {
         **common,
@@ -94,17 +99,18 @@ def method_arguments(spec: RunSpec, env: Environment) -> dict[str, Any]:
         "use_vllm": generation != "transformers",
         "log_completions": False,
     }
+    if generation == "vllm_colocate":
+        # Left unset, vLLM sizes its KV cache for the model's whole context (131,072 tokens for
+        # Llama-3.1-8B), which does not fit its share of the GPU; a prompt is at most
+        # dataset.max_length tokens (longer ones are dropped by the data stage).
+        grpo["vllm_max_model_length"] = ds.max_length + m.max_completion_length
+        grpo["vllm_gpu_memory_utilization"] = m.vllm_gpu_memory_utilization
+        grpo["vllm_enable_sleep_mode"] = m.vllm_sleep_mode
     if generation != "transformers":
         grpo["vllm_mode"] = generation.removeprefix("vllm_")
         if m.vllm_server_url:
             grpo["vllm_server_base_url"] = m.vllm_server_url
     return grpo
-
-
-def resolve_generation(choice: str, env: Environment) -> str:
-    if choice != "auto":
-        return choice
-    return "vllm_colocate" if env.cuda and env.has("vllm") else "transformers"
 
 
 def build_trainer(spec: RunSpec, **kwargs: Any):

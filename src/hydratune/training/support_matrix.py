@@ -8,6 +8,7 @@ README prints it (a test keeps the two equal), the distributed tests run it.
 
 from __future__ import annotations
 
+from hydratune.config.environment import Environment
 from hydratune.config.spec import RunSpec
 
 SUPPORT_MATRIX: dict[str, dict[str, str]] = {
@@ -61,6 +62,13 @@ def chunked_loss_blocked(spec: RunSpec) -> str | None:
     if spec.method.name != "sft":
         return f"method={spec.method.name} computes its own loss"
     return None
+
+
+def resolve_generation(choice: str, env: Environment) -> str:
+    """Who samples GRPO's completions: method.generation, with auto resolved for this machine."""
+    if choice != "auto":
+        return choice
+    return "vllm_colocate" if env.cuda and env.has("vllm") else "transformers"
 
 
 def supported(row: str, strategy: str) -> bool:

@@ -30,10 +30,10 @@ def fsdp_settings(spec: RunSpec, layer_class: str) -> dict:
 
 
 def training_arguments(
-    spec: RunSpec, env: Environment, *, precision: str, has_eval: bool, layer_class: str, hidden_size: int | None = None
+    spec: RunSpec, env: Environment, *, precision: str, has_eval: bool, layer_class: str, model_config=None
 ):
     """The method's TrainingArguments (TRL's config subclass for dpo, kto, grpo); the model's decoder
-    layer class and hidden size size FSDP's units and DeepSpeed's buckets."""
+    layer class and config size FSDP's units and DeepSpeed's buckets."""
 
     t, o, sh = spec.train, spec.optim, spec.sharding
     loss_task = spec.eval.tasks.get("loss")
@@ -76,12 +76,12 @@ def training_arguments(
         ddp_timeout=int(sh.collective_timeout_minutes * 60),  # a dead peer fails the others in minutes, not torch's 30
         disable_tqdm=False,
     )
-    kwargs.update(_sharding_arguments(spec, env, precision=precision, layer_class=layer_class, hidden_size=hidden_size))
+    kwargs |= _sharding_arguments(spec, env, precision, layer_class, model_config)
     return config_class(spec)(**{**kwargs, **method_arguments(spec, env)})
 
 
-def _sharding_arguments(spec: RunSpec, env: Environment, *, precision: str, layer_class: str, hidden_size) -> dict:
-    """The TrainingArguments of the sharding strategy: the process group's backend, FSDP's or DeepSpeed's config."""
+def _sharding_arguments(spec: RunSpec, env: Environment, precision: str, layer_class: str, model_config) -> dict:
+    """The strategy's TrainingArguments: the collective backend, FSDP2's settings, the DeepSpeed JSON."""
     sh, kwargs = spec.sharding, {}
     if sh.world_size > 1:
         kwargs["ddp_backend"] = sh.backend if sh.backend != "auto" else ("nccl" if env.cuda else "gloo")
@@ -96,5 +96,5 @@ def _sharding_arguments(spec: RunSpec, env: Environment, *, precision: str, laye
                 dp_replicate_size=replicas, dp_shard_size=sh.world_size // replicas
             )
     if sh.strategy == "deepspeed":
-        kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision, hidden_size=hidden_size)
+        kwargs["deepspeed"] = deepspeed_config(spec, cpu=not env.cuda, precision=precision, model_config=model_config)
     return kwargs
