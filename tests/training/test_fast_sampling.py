@@ -17,13 +17,13 @@ from ..tiny_llama import tiny_llama
 PAD = 0
 
 
-def _adapted_model(use_dora: bool = False):
+def _adapted_model(use_dora: bool = False, targets="all-linear", **config):
     from peft import LoraConfig, get_peft_model
 
-    base = tiny_llama(pad_token_id=PAD, eos_token_id=1)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", use_dora=use_dora))
+    base = tiny_llama(pad_token_id=PAD, eos_token_id=1, **config)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=targets, use_dora=use_dora))
     for name, param in model.named_parameters():
-        if "lora_B" in name:  # a trained adapter, not peft's zero start
+        if "lora_B" in name or "lora_embedding_A" in name:  # a trained adapter, not peft's zero start
             torch.nn.init.normal_(param, std=0.2)
     return model.eval()
 
@@ -120,3 +120,29 @@ def test_dora_and_quantized_weights_are_not_folded():
         layer = model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
         layer.weight = torch.nn.Parameter(layer.weight.to(torch.int8), requires_grad=False)
     assert not can_fold_adapter(model)
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [["lm_head", "embed_tokens", "q_proj"], ["lm_head", "q_proj"]],
+    ids=["lm_head-and-embed_tokens", "lm_head-only"],
+)
+@torch.no_grad()
+def test_tied_embeddings_sample_as_unfolded_and_keep_their_weights(targets):
+    """One weight read by the embedding and the output layer cannot hold both layers' deltas:
+    such a model samples unfolded, with the logits of the adapted model, round after round."""
+    model = _adapted_model(targets=targets, tie_word_embeddings=True)
+    base = model.get_base_model()
+    assert base.lm_head.base_layer.weight is base.model.embed_tokens.weight  # tied, as in SmolLM2
+    ids, mask = _grouped_prompts()
+    weights = {name: p.clone() for name, p in model.named_parameters()}
+    plain_tokens, plain_logits = _greedy(model.generate, ids, mask)
+    for _round in range(2):
+        with fast_sampling(model, fold_adapter=can_fold_adapter(model)):
+            tokens, logits = _greedy(model.generate, ids, mask)
+        assert torch.equal(tokens, plain_tokens)
+        torch.testing.assert_close(logits, plain_logits, atol=1e-5, rtol=1e-5)
+        assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters())
+    with pytest.raises(ValueError, match="shared"), adapter_folded_in(model):
+        pass
+    assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters())
