@@ -135,6 +135,23 @@ def can_fold_adapter(model: torch.nn.Module) -> bool:
 
 
 @contextmanager
+def in_eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Within the block every module is in eval mode (no dropout); afterwards each module is back
+    in the mode it had, one by one (a module kept in eval mode during training stays so).
+
+    GRPO samples under eval semantics: TRL's transformers path would otherwise sample in the
+    training mode `Trainer.training_step` set, with `method.lora.dropout` dropping LoRA inputs,
+    while the folded adapter (which switches the LoRA branch off) samples without it."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextmanager
 def fast_sampling(model: torch.nn.Module, fold_adapter: bool) -> Iterator[None]:
     """Within the block, `model.generate` shares prompt passes and, with `fold_adapter`, runs
     the adapter folded into the base weights."""
