@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -17,13 +19,14 @@ from ..tiny_llama import tiny_llama
 PAD = 0
 
 
-def _adapted_model(use_dora: bool = False):
+def _adapted_model(use_dora: bool = False, targets="all-linear", lora_dropout: float = 0.0, **config):
     from peft import LoraConfig, get_peft_model
 
-    base = tiny_llama(pad_token_id=PAD, eos_token_id=1)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", use_dora=use_dora))
+    base = tiny_llama(pad_token_id=PAD, eos_token_id=1, **config)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=targets, use_dora=use_dora, lora_dropout=lora_dropout)
+    model = get_peft_model(base, lora)
     for name, param in model.named_parameters():
-        if "lora_B" in name:  # a trained adapter, not peft's zero start
+        if "lora_B" in name or "lora_embedding_A" in name:  # a trained adapter, not peft's zero start
             torch.nn.init.normal_(param, std=0.2)
     return model.eval()
 
@@ -120,3 +123,62 @@ def test_dora_and_quantized_weights_are_not_folded():
         layer = model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
         layer.weight = torch.nn.Parameter(layer.weight.to(torch.int8), requires_grad=False)
     assert not can_fold_adapter(model)
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [["lm_head", "embed_tokens", "q_proj"], ["lm_head", "q_proj"]],
+    ids=["lm_head-and-embed_tokens", "lm_head-only"],
+)
+@torch.no_grad()
+def test_tied_embeddings_sample_as_unfolded_and_keep_their_weights(targets):
+    """One weight read by the embedding and the output layer cannot hold both layers' deltas:
+    such a model samples unfolded, with the logits of the adapted model, round after round."""
+    model = _adapted_model(targets=targets, tie_word_embeddings=True)
+    base = model.get_base_model()
+    assert base.lm_head.base_layer.weight is base.model.embed_tokens.weight  # tied, as in SmolLM2
+    ids, mask = _grouped_prompts()
+    weights = {name: p.clone() for name, p in model.named_parameters()}
+    plain_tokens, plain_logits = _greedy(model.generate, ids, mask)
+    for _round in range(2):
+        with fast_sampling(model, fold_adapter=can_fold_adapter(model)):
+            tokens, logits = _greedy(model.generate, ids, mask)
+        assert torch.equal(tokens, plain_tokens)
+        torch.testing.assert_close(logits, plain_logits, atol=1e-5, rtol=1e-5)
+        assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters())
+    with pytest.raises(ValueError, match="shared"), adapter_folded_in(model):
+        pass
+    assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters())
+
+
+class _TRLGeneration:
+    """What TRL 1.16's transformers path does in `_generate_single_turn`: `generate` on the
+    unwrapped model as the trainer left it (`Trainer.training_step` calls `model.train()` first)."""
+
+    def _generate_single_turn(self, prompt_ids, images, *args, **kwargs):
+        ids, mask = prompt_ids
+        with torch.no_grad():
+            return _greedy(self.model_wrapped.generate, ids, mask)
+
+
+@pytest.mark.parametrize("shortcuts", [True, False], ids=["folded", "trl"])
+def test_sampling_runs_without_dropout_folded_or_not(shortcuts):
+    """LoRA dropout 0.5 during training: both sampling paths sample from the model in eval mode
+    (deterministic logits, those of the model without dropout), and training mode comes back."""
+    from hydratune.training.post_training import FastSampling
+
+    model = _adapted_model(lora_dropout=0.5)
+    ids, mask = _grouped_prompts()
+    with torch.no_grad():
+        _, eval_logits = _greedy(model.generate, ids, mask)
+    trainer = type("Trainer", (FastSampling, _TRLGeneration), {})()
+    trainer.model_wrapped, trainer.accelerator = model, types.SimpleNamespace(unwrap_model=lambda m: m)
+    trainer.use_vllm, trainer._is_vlm, trainer.sampling_shortcuts = False, False, shortcuts
+    assert can_fold_adapter(model)
+    model.train()
+    model.get_base_model().lm_head.eval()  # a module a caller keeps in eval mode stays so
+    modes = {name: m.training for name, m in model.named_modules()}
+    for _round in range(2):
+        tokens, logits = trainer._generate_single_turn((ids, mask), None)
+        torch.testing.assert_close(logits, eval_logits, atol=1e-5, rtol=1e-5)
+        assert {name: m.training for name, m in model.named_modules()} == modes

@@ -125,3 +125,33 @@ def test_a_resumed_run_computes_its_reference_from_the_start_model(tmp_path):
     fresh = reference_log_probs(Path(record(tmp_path / "fresh")["data"]["directory"]))
     again = reference_log_probs(data_dir)
     assert len(fresh) == 2 * 64 and again == pytest.approx(fresh, abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "budget", [["train.max_steps=4"], ["train.max_steps=null", "dataset.max_rows=8"]], ids=["max_steps", "epochs"]
+)
+def test_a_run_resumed_at_its_step_budget_trains_no_step_and_keeps_its_loss(budget, tmp_path):
+    """Killed after its last checkpoint (during export) and resumed, a run has no step left. The
+    Trainer would run one more past a max_steps budget (its loop checks the budget after a step),
+    and its own mean loss over the steps one call trained reads 0.0 where none ran. The record
+    keeps the run's loss, from the checkpoint's log history, and a sweep optimizing train_loss
+    reads that."""
+    from .runs import record
+
+    extra = [*COMMON, *budget, "method.lora.dropout=0", "eval=[none]"]
+    train(tmp_path / "straight", *extra)
+    _kill_after_first_checkpoint(tmp_path / "resumed", *extra)  # checkpoint-4 is the last one
+    train(tmp_path / "resumed", *extra)
+    straight, resumed = record(tmp_path / "straight"), record(tmp_path / "resumed")
+    assert resumed["resumed_from"].endswith("checkpoint-4") and resumed["metrics"]["global_step"] == 4
+    assert straight["metrics"]["train_loss"] > 1.0
+    assert resumed["metrics"]["train_loss"] == pytest.approx(straight["metrics"]["train_loss"], rel=1e-6)
+    assert resumed["objective"] == {
+        "name": "train_loss",
+        "value": resumed["metrics"]["train_loss"],
+        "direction": "minimize",
+    }
+    a = load_file(tmp_path / "straight" / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5

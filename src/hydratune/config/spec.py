@@ -122,7 +122,8 @@ class LoraSpec:
     # input costs a pass over it and keeps it for backward (bench/train_throughput.py, BENCHMARKS.md).
     dropout: float = knob(
         0.0,
-        "Dropout on the LoRA input; above 0 it keeps a mask per adapted layer input (slower, more memory).",
+        "Dropout on the LoRA input in training steps (GRPO samples its completions without it); above 0 it"
+        " keeps a mask per adapted layer input (slower, more memory).",
         ge=0,
         lt=1,
     )

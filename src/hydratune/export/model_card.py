@@ -171,7 +171,11 @@ def _eval_lines(run_dir: Path, record: dict[str, Any]) -> list[str]:
             "",
             table,
         ]
-    losses = {k: v for k, v in record["metrics"].items() if k.startswith("loss.") or k == "train_loss"}
+    losses = {
+        k: v
+        for k, v in record["metrics"].items()
+        if (k.startswith("loss.") or k == "train_loss") and v is not None  # None: a loss no step measured
+    }
     if not losses:
         return ["Not evaluated."]
     return ["| metric | value |", "|---|---|", *(f"| {k} | {v:.4g} |" for k, v in losses.items())]

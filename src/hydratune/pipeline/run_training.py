@@ -245,7 +245,8 @@ def objective_of(spec: RunSpec, metrics: dict[str, float]) -> tuple[str, float |
     nothing is evaluated. `lm_eval.<task>` names that task's first metric. The value is None when
     the objective was not measured."""
     if not spec.eval.tasks:
-        return "train_loss", float(metrics["train_loss"])
+        loss = metrics.get("train_loss")  # None where no step's loss is known: never a 0.0 not measured
+        return "train_loss", None if loss is None else float(loss)
     name = spec.eval.objective
     if name not in metrics and name.startswith("lm_eval.") and name.count(".") == 1:
         measured = [m.removeprefix("lm_eval.") for m in metrics if m.startswith("lm_eval.")]

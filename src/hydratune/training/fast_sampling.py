@@ -66,15 +66,20 @@ def _cache_keyword(model: torch.nn.Module) -> str:
 def adapter_folded_in(model: torch.nn.Module) -> Iterator[None]:
     """Within the block, each LoRA layer's base weight holds W + scale * B @ A and the adapter is
     off, so a forward pass is one matmul per linear. The original weight tensors are put back
-    afterwards (not subtracted, which would round), so no bit of them changes."""
+    afterwards (not subtracted, which would round), so no bit of them changes.
+
+    A weight that another module reads too (tied input and output embeddings) is refused: the
+    folded copy would hand one layer's delta to the other (see `can_fold_adapter`)."""
     from peft.tuners.lora import LoraLayer
 
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    shared = _shared_weight_storages(model)
+    if any(_storage(layer.get_base_layer().weight) in shared for layer in layers):
+        raise ValueError("the adapter cannot be folded: an adapted weight is shared with another module")
     swapped: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
     try:
         with torch.no_grad():
-            for layer in model.modules():
-                if not isinstance(layer, LoraLayer):
-                    continue
+            for layer in layers:
                 weight = layer.get_base_layer().weight
                 delta = sum(layer.get_delta_weight(name) for name in layer.active_adapters)
                 swapped.append((weight, weight.data))
@@ -82,13 +87,31 @@ def adapter_folded_in(model: torch.nn.Module) -> Iterator[None]:
         with model.disable_adapter():
             yield
     finally:
-        for weight, original in swapped:
+        for weight, original in reversed(swapped):  # last folded first: each finds what it left
             weight.data = original
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
+
+
+def _shared_weight_storages(model: torch.nn.Module) -> set[int]:
+    """The storages that more than one parameter slot of the model reads: a tied weight is one
+    Parameter registered under two modules (transformers' `tie_word_embeddings`)."""
+    seen: set[int] = set()
+    shared: set[int] = set()
+    for _name, param in model.named_parameters(remove_duplicate=False):
+        key = _storage(param)
+        if key:  # 0: no memory of its own (an empty or meta tensor)
+            (shared if key in seen else seen).add(key)
+    return shared
 
 
 def can_fold_adapter(model: torch.nn.Module) -> bool:
     """Whether every adapted layer is plain LoRA on a dense floating-point weight in CPU memory
-    (not QLoRA's 4-bit weights, not DoRA, whose magnitude does not fold into one matrix).
+    (not QLoRA's 4-bit weights, not DoRA, whose magnitude does not fold into one matrix) that no
+    other module reads. Tied embeddings with `lm_head` (or `embed_tokens`) among the targets
+    sample unfolded: folded, the output layer's delta would reach the input embeddings too.
 
     The folded copy holds every adapted weight once more while sampling: measured worth it on
     the CPU, where decoding is bound by memory traffic; not yet measured on a GPU, where the
@@ -98,16 +121,34 @@ def can_fold_adapter(model: torch.nn.Module) -> bool:
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
     if not layers or not hasattr(model, "disable_adapter"):
         return False
+    shared = _shared_weight_storages(model)
     for layer in layers:
         weight = getattr(layer.get_base_layer(), "weight", None)
         # bitsandbytes' quantized weights are Parameter subclasses, or integer tensors
         if type(weight) is not torch.nn.Parameter or not weight.dtype.is_floating_point:
             return False
-        if weight.device.type != "cpu":
+        if weight.device.type != "cpu" or _storage(weight) in shared:
             return False
         if any(layer.use_dora.get(name) for name in layer.active_adapters):
             return False
     return True
+
+
+@contextmanager
+def in_eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Within the block every module is in eval mode (no dropout); afterwards each module is back
+    in the mode it had, one by one (a module kept in eval mode during training stays so).
+
+    GRPO samples under eval semantics: TRL's transformers path would otherwise sample in the
+    training mode `Trainer.training_step` set, with `method.lora.dropout` dropping LoRA inputs,
+    while the folded adapter (which switches the LoRA branch off) samples without it."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 @contextmanager

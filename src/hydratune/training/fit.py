@@ -45,6 +45,7 @@ from hydratune.training.parity_rows import parity_batch, save_parity_rows
 from hydratune.training.peak_memory import PeakMemory
 from hydratune.training.plan import decoder_layer_class, layer_class_of, resolve_precision
 from hydratune.training.post_training import build_trainer
+from hydratune.training.run_loss import resumed_step, run_training_loss
 from hydratune.training.token_throughput import CountingCollator
 from hydratune.training.trainer_args import training_arguments
 from hydratune.training.upstream_patches import (
@@ -178,8 +179,9 @@ def setup_trainer(spec: RunSpec, args, model, tokenizer, data: FitData):
     return trainer
 
 
-def train_and_measure(spec: RunSpec, trainer, data: FitData, resume_from: str | None) -> dict[str, float]:
-    """Train, with the held-out metrics before (preference methods) and after."""
+def train_and_measure(spec: RunSpec, trainer, data: FitData, resume_from: str | None) -> dict[str, float | None]:
+    """Train, with the held-out metrics before (preference methods) and after. `train_loss` is the
+    whole run's mean (`run_training_loss`), None where no step's loss is known."""
     metrics: dict[str, float] = {}
     evaluating = data.eval_rows is not None
     # Where the held-out preference metrics start (policy = reference: margins 0), measured by the
@@ -189,7 +191,10 @@ def train_and_measure(spec: RunSpec, trainer, data: FitData, resume_from: str | 
     if trainer.args.eval_on_start:
         start = next(e for e in trainer.state.log_history if e.get("step") == 0 and "eval_loss" in e)
         metrics.update({f"{k}_start": v for k, v in held_out_metrics(start).items()})
-    metrics.update({"train_loss": output.training_loss, "global_step": output.global_step})
+    resumed_at = resumed_step(resume_from)
+    steps = output.global_step - resumed_at
+    loss = run_training_loss(trainer.state.log_history, resumed_at, output.training_loss, steps)
+    metrics.update({"train_loss": loss, "global_step": output.global_step})
     if evaluating:
         metrics.update(held_out_metrics(trainer.evaluate()))
         if spec.method.name == "sft":

@@ -38,6 +38,14 @@ class HydratuneMixin:
         self.first_step.restart()
         return super().train(*args, **kwargs)
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        # The Trainer checks its step budget after each step: resumed from a checkpoint at the
+        # budget (a run killed during export) it would train one step past it, at a learning rate
+        # past the schedule's end. No batch, no step: training ends where the checkpoint is.
+        if 0 < self.state.max_steps <= self.state.global_step:
+            return [], None
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
+
     def _prepare_inputs(self, inputs):
         if isinstance(inputs, dict):  # GRPO passes raw rows (a list) on to be sampled from
             inputs = self.throughput.take(inputs, training=self.model.training)

@@ -14,7 +14,7 @@ from hydratune.config.environment import Environment
 from hydratune.config.spec import RunSpec
 from hydratune.rewards import for_trainer
 from hydratune.training.compiled_model import eager_generation
-from hydratune.training.fast_sampling import can_fold_adapter, fast_sampling
+from hydratune.training.fast_sampling import can_fold_adapter, fast_sampling, in_eval_mode
 from hydratune.training.hydratune_trainer import HydratuneMixin, HydratuneTrainer
 from hydratune.training.lean_loss import use_chunked_loss
 from hydratune.training.support_matrix import LOSS_TYPES, resolve_generation
@@ -134,13 +134,14 @@ def build_trainer(spec: RunSpec, **kwargs: Any):
 class FastSampling:
     """GRPO's transformers-path sampling through fast_sampling (one prompt pass per group; on
     the CPU the adapter folded in, where the weights allow) in a single process or under DDP.
-    vLLM, vision models, FSDP2 and DeepSpeed sample as TRL does. Compiled layers sample eagerly."""
+    vLLM, vision models, FSDP2 and DeepSpeed sample as TRL does. Compiled layers sample eagerly.
+    Every path samples in eval mode, without dropout (`in_eval_mode`), folded or not."""
 
     sampling_shortcuts = False
 
     def _generate_single_turn(self, prompt_ids, images, *args, **kwargs):
         model = self.accelerator.unwrap_model(self.model_wrapped)
-        with eager_generation(model):
+        with eager_generation(model), in_eval_mode(model):
             if not self.sampling_shortcuts or self.use_vllm or self._is_vlm:
                 return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
             with fast_sampling(model, fold_adapter=can_fold_adapter(model)):
