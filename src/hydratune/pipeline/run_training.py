@@ -131,15 +131,7 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     import torch
 
     result = read_train_result(spec)
-    sizes = result["data"]
-    if sizes.get("longest_row") is not None or sizes.get("most_supervised_per_micro_batch") is not None:
-        # the estimate sized by the prepared data, which the printed plan preceded
-        plan = plan_run(
-            spec,
-            quiet=True,
-            most_supervised=sizes.get("most_supervised_per_micro_batch"),
-            longest_row=sizes.get("longest_row"),
-        )
+    plan = _plan_sized_by_data(spec, plan, result["data"])
     save_dtype = torch.bfloat16 if result["precision"] == "bf16" else torch.float32
     export_start = time.perf_counter()
     export = export_merged(spec, RunDirectory(spec.output_dir).weights(spec.method.weights), save_dtype=save_dtype)
@@ -191,6 +183,18 @@ def finish_run(spec: RunSpec, plan, *, started: float) -> float:
     if objective is None:
         raise unmeasured_objective(spec, metrics)
     return objective
+
+
+def _plan_sized_by_data(spec: RunSpec, plan, sizes: dict):
+    """The estimate sized by the prepared data, which the printed plan preceded."""
+    if sizes.get("longest_row") is None and sizes.get("most_supervised_per_micro_batch") is None:
+        return plan
+    return plan_run(
+        spec,
+        quiet=True,
+        most_supervised=sizes.get("most_supervised_per_micro_batch"),
+        longest_row=sizes.get("longest_row"),
+    )
 
 
 def memory_record(plan, peak: dict | None) -> dict:
