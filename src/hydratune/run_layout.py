@@ -11,9 +11,13 @@ import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
-# Besides the entries RunDirectory names: the job's log (`train.log`), and what an interrupted
-# export leaves beside merged/ (its scratch, the previous merged/ moved aside).
-PATTERNS = ("*.log", ".merged.tmp-*", ".merged.old-*", ".consolidated.tmp-*")
+# The commands that log into a run directory (hydra_entry's job names): their logs are the only
+# `*.log` files a run writes, so a user's `console.log` beside them is never cleared.
+JOB_NAMES = ("train", "preprocess")
+
+# Besides the entries RunDirectory names: what an interrupted export leaves beside merged/ (its
+# scratch, the previous merged/ moved aside).
+PATTERNS = (".merged.tmp-*", ".merged.old-*", ".consolidated.tmp-*")
 
 
 def written_by_a_run(name: str) -> bool:
@@ -121,6 +125,16 @@ class RunDirectory:
     def log(self, job_name: str) -> Path:
         return self.root / f"{job_name}.log"
 
+    @property
+    def logs(self) -> tuple[Path, ...]:
+        """The logs of the commands that write into a run directory (and no other `*.log`)."""
+        return tuple(self.log(name) for name in JOB_NAMES)
+
+    @property
+    def run_lock(self) -> Path:
+        """Locked by the command working in the directory for as long as it does (run_lock.py)."""
+        return self.root / ".hydratune-run.lock"
+
     def is_run(self) -> bool:
         """Whether the directory holds a hydratune run (it has the spec every run writes first)."""
         return self.spec.is_file()
@@ -133,5 +147,5 @@ class RunDirectory:
 _NAMED = frozenset(
     getattr(RunDirectory(Path()), name).parts[0]
     for name, value in vars(RunDirectory).items()
-    if isinstance(value, property)
-)
+    if isinstance(value, property) and name != "logs"
+) | {p.name for p in RunDirectory(Path()).logs}

@@ -55,3 +55,30 @@ def test_optuna_sweep_records_the_best_trial(tmp_path):
     rows = summary_rows(tmp_path)
     assert len(rows) == 3
     assert results["best_value"] == pytest.approx(min(float(r["objective"]) for r in rows))
+
+
+def test_a_rerun_sweep_keeps_its_finished_jobs(tmp_path):
+    """The sweep again into its directory: every job is refused its finished directory, and summary.csv,
+    each job's status and objective stay as they were. Resumed (the way out the refusal names), the
+    sweep skips the finished jobs and reports them with their objectives."""
+    multirun(tmp_path, "method.lora.rank=4,8")
+    summary = (tmp_path / "summary.csv").read_text()
+    statuses = {job: (tmp_path / job / "job_status.json").read_text() for job in ("0", "1")}
+    assert [r["status"] for r in summary_rows(tmp_path)] == ["completed", "completed"]
+
+    out = multirun(tmp_path, "method.lora.rank=4,8", check=False)
+    assert out.returncode != 0 and "already holds a finished run" in out.stderr
+    assert "resume it with train.resume=auto" in out.stderr
+    assert (tmp_path / "summary.csv").read_text() == summary
+    assert {job: (tmp_path / job / "job_status.json").read_text() for job in statuses} == statuses
+
+    out = multirun(tmp_path, "method.lora.rank=4,8", "train.resume=auto")
+    assert (
+        out.stdout.count("finished this run already: the resumed sweep skips it")
+        + out.stderr.count("finished this run already: the resumed sweep skips it")
+        == 2
+    )
+    rows = summary_rows(tmp_path)
+    assert [(r["status"], r["objective"]) for r in rows] == [
+        (r["status"], r["objective"]) for r in csv.DictReader(summary.splitlines())
+    ]

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import re
+import secrets
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,7 @@ from hydratune.config.spec import KEY_ALIASES, RunSpec
 from hydratune.config.spec_builder import build_run_spec, check_key
 from hydratune.errors import HydratuneError
 from hydratune.held_run_files import hold, release, write_held
+from hydratune.pipeline.run_directory import held_if_empty
 from hydratune.pipeline.validation import check_run_spec
 from hydratune.url_credentials import strip_credentials
 
@@ -33,6 +36,18 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # the package's li
 PRIMARY_CONFIG = "config"
 
 log = logging.getLogger(__name__)
+
+# The end of the default run and sweep directory names (configs/hydra/layout.yaml): the process id keeps
+# two commands started in one second on one machine apart, the random part those on two machines
+# sharing a filesystem. Taken once, so every reading of hydra.run.dir in the process agrees.
+_PROCESS_NAME = f"{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("hydratune.process"):
+        OmegaConf.register_new_resolver("hydratune.process", lambda: _PROCESS_NAME)
 
 
 def config_groups() -> set[str]:
@@ -155,11 +170,12 @@ def hydra_entry(
 
     What Hydra would write into the run directory (`.hydra/`, the job's log) is held
     (held_run_files.py): a stage that `claims_run_directory` writes it once the directory is its
-    own; for any other stage it is written before the stage runs."""
+    own; any other stage writes it only into a new or empty directory (never over a run's)."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
+    _register_resolvers()
     argv_problems: list[Problem] = []
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=PRIMARY_CONFIG, version_base="1.3")
@@ -200,8 +216,17 @@ def _run_stage(stage, cfg, hydra_cfg, argv_problems: list[Problem], claims_run_d
         if multirun:
             raise  # one bad job fails alone; the sweep goes on
         exit_on_config_error(error)
-    if not claims_run_directory:
-        write_held(spec.output_dir)
+    if claims_run_directory:
+        return _in_mode(stage, spec, multirun)
+    with held_if_empty(spec.output_dir) as empty:
+        if empty:
+            write_held(spec.output_dir)
+        else:  # a run's directory: its .hydra/ and log stay the run's
+            log.info("%s holds files already: its config and log are left as they are", spec.output_dir)
+        return _in_mode(stage, spec, multirun)
+
+
+def _in_mode(stage, spec: RunSpec, multirun: bool) -> Any:
     if multirun:
         return stage(spec)  # one failing job fails alone; the sweep goes on
     with user_errors_exit():

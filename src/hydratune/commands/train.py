@@ -17,12 +17,13 @@ from hydratune.training.upstream_patches import import_bitsandbytes_only_if_used
 
 
 def run_train(spec: RunSpec) -> Any:
-    if HydraConfig.get().mode.name != "MULTIRUN":  # a sweep's later jobs may quantize
+    sweep_job = HydraConfig.get().mode.name == "MULTIRUN"
+    if not sweep_job:  # a sweep's later jobs may quantize
         import_bitsandbytes_only_if_used(spec)
     # Imported only now: the training stack imports peft, which may import bitsandbytes.
     from hydratune.pipeline.run_training import run_training
 
-    return run_training(spec)
+    return run_training(spec, sweep_job=sweep_job)
 
 
 main = hydra_entry(run_train, job_name="train", claims_run_directory=True)

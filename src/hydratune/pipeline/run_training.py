@@ -30,13 +30,13 @@ from hydratune.export.merge_adapter import export_merged
 from hydratune.held_run_files import write_held
 from hydratune.models.inference_placement import CPU_FP32, Placement, inference_placement
 from hydratune.pipeline.curves import plot_curves
-from hydratune.pipeline.run_directory import claim_run_directory, take_run_directory
+from hydratune.pipeline.run_directory import RunDirectoryRefused, claim_run_directory, take_run_directory
 from hydratune.pipeline.run_record import parent_record, write_run_record
 from hydratune.pipeline.run_summary import run_summary
 from hydratune.pipeline.sample_generation import sample_reply
 from hydratune.run_layout import RunDirectory
 from hydratune.training import mlflow_tracking
-from hydratune.training.checkpoints import resolve_resume
+from hydratune.training.checkpoints import finished_at_budget, resolve_resume
 from hydratune.training.fit import check_prepared_rows, fit, read_train_result
 from hydratune.training.launch import needs_relaunch, relaunch
 from hydratune.training.plan import plan_run, write_plan
@@ -48,22 +48,35 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def run_training(spec: RunSpec) -> Any:
-    """The run's objective (what a sweep optimizes); None for a dry run and on non-main ranks."""
+def run_training(spec: RunSpec, *, sweep_job: bool = False) -> Any:
+    """The run's objective (what a sweep optimizes); None for a dry run and on non-main ranks.
+    `sweep_job`: a job of a sweep, which `train.resume=auto` skips when it has finished."""
     start = time.perf_counter()
-    env = detect_environment()
     # Nodes may share one run directory (a shared filesystem): node 0 owns it. Another
     # node writing first would make node 0 refuse its own run as an earlier one.
     owner = is_main_process() and spec.sharding.node_rank == 0
     claim = claim_run_directory(spec) if owner else None  # refused here, before anything is written
+    try:
+        return _run_in(spec, claim, start, sweep_job)
+    finally:
+        if claim is not None:
+            claim.release()  # held for the whole run: no other command clears, resumes or joins it meanwhile
+
+
+def _run_in(spec: RunSpec, claim, start: float, sweep_job: bool) -> Any:
+    env = detect_environment()
     plan = plan_run(spec, save=False) if is_main_process() else None
     if spec.run.dry_run:
         if claim is not None:
             _dry_run(spec, claim, plan)
         return None
-    if owner:
+    if claim is not None:
         if claim.kind == "resume":  # decided on the data too: a changed file is another run
-            resolve_resume(spec, run_preprocess(spec).key)
+            skip = sweep_job and finished_at_budget(spec)
+            _refused_as_the_directory(lambda: resolve_resume(spec, run_preprocess(spec).key, finished_ok=skip))
+            if skip:
+                log.info("%s finished this run already: the resumed sweep skips it", spec.output_dir)
+                return json.loads(RunDirectory(spec.output_dir).record.read_text())["objective"]["value"]
         take_run_directory(claim)
         write_held(spec.output_dir)
         write_plan(spec, plan, spec.output_dir)
@@ -72,16 +85,25 @@ def run_training(spec: RunSpec) -> Any:
     try:
         return _train_and_finish(spec, env, plan, start)
     except BaseException:
-        if owner:
+        if claim is not None:
             mlflow_tracking.fail_run(spec.output_dir)
         raise
+
+
+def _refused_as_the_directory(decide) -> Any:
+    """A resume refused (another run's checkpoints, a finished run) refuses the directory: nothing was written."""
+    try:
+        return decide()
+    except ConfigError as error:
+        raise RunDirectoryRefused(error.problems) from None
 
 
 def _dry_run(spec: RunSpec, claim, plan) -> None:
     """Print what the run would do with its directory; write only into a directory that held nothing."""
     if claim.kind == "resume":
-        resolve_resume(spec, None)  # refused as the real run would be (the data is checked when it runs)
-    if claim.kind == "new":
+        _refused_as_the_directory(lambda: resolve_resume(spec, None))  # the data is checked when it runs
+    if claim.kind == "new" and not claim.found:
+        claim.lock.keep()
         write_held(spec.output_dir)
         write_plan(spec, plan, spec.output_dir)
         save_spec(spec, spec.output_dir)

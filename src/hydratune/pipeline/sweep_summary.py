@@ -3,7 +3,8 @@
 After every job (so a sweep that stops half-way, or whose jobs fail, still has one)
 it rewrites summary.csv, summary.md and objective.png from the jobs' own records:
 each job's overrides, status, objective, eval metrics, train loss, tokens/s, wall
-time, and for a failed job its error.
+time, and for a failed job its error. A job refused its directory (a rerun into a
+sweep's directory, whose job there finished) records nothing: the status there stays.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hydratune.atomic_dir import write_json_atomic
+from hydratune.pipeline.run_directory import RunDirectoryRefused
 from hydratune.run_layout import RunDirectory
 from hydratune.training.mlflow_tracking import finish_sweep
 from hydratune.url_credentials import has_credentials, strip_credentials
@@ -36,6 +38,9 @@ class SweepSummary(Callback):
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         job_dir = Path(config.hydra.runtime.output_dir)
+        if job_return.status == JobStatus.FAILED and isinstance(job_return._return_value, RunDirectoryRefused):
+            # Nothing was written there: a rerun refused a finished job's directory, which keeps its status.
+            return
         status = {
             "job": int(config.hydra.job.num),
             "overrides": [strip_credentials(o) for o in config.hydra.overrides.task if not o.startswith("hydra.")],

@@ -114,10 +114,12 @@ def barrier() -> None:
         dist.barrier()
 
 
-def resolve_resume(spec: RunSpec, data_key: str | None) -> str | None:
+def resolve_resume(spec: RunSpec, data_key: str | None, *, finished_ok: bool = False) -> str | None:
     """The checkpoint `train.resume` continues from (None: start at step 0), or ConfigError naming
     everything that stands in the way and the way out. Decided before the run writes anything.
-    `data_key` None (a dry run, before the data is prepared) checks everything but the data."""
+    `data_key` None (a dry run, before the data is prepared) checks everything but the data.
+    `finished_ok`: a run finished at this step budget is not refused (a resumed sweep skips it),
+    though one of another config still is."""
     resume = spec.train.resume
     if not resume:
         return None
@@ -150,7 +152,8 @@ def resolve_resume(spec: RunSpec, data_key: str | None) -> str | None:
                     f"fix the config to match it, or {START_OVER}",
                 )
             )
-    problems += _finished_problems(spec, layout, has_checkpoint=bool(complete))
+    if not (finished_ok and finished_at_budget(spec)):
+        problems += _finished_problems(spec, layout, has_checkpoint=bool(complete))
     raise_if_any(problems)
     if not complete and layout.spec.is_file():
         log.info("%s has no checkpoint yet: the run starts over at step 0", layout.root)
@@ -160,17 +163,26 @@ def resolve_resume(spec: RunSpec, data_key: str | None) -> str | None:
 START_OVER = "start over in a new hydra.run.dir, or clear this one with run.overwrite=true"
 
 
+def finished_at_budget(spec: RunSpec) -> bool:
+    """Whether the run in spec's directory finished and spec asks for no more steps than it was given."""
+    layout = RunDirectory(spec.output_dir)
+    return layout.finished() and not _budget_raised(spec, json.loads(layout.record.read_text()))
+
+
+def _budget_raised(spec: RunSpec, record: dict[str, Any]) -> bool:
+    before = record.get("spec", {}).get("train", {})
+    return (spec.train.max_steps or 0) > (before.get("max_steps") or 0) or (
+        spec.train.max_steps is None and before.get("max_steps") is None and spec.train.epochs > before.get("epochs", 0)
+    )
+
+
 def _finished_problems(spec: RunSpec, layout: RunDirectory, *, has_checkpoint: bool) -> list[Problem]:
     """A finished run is continued only to a larger step budget, and only from a checkpoint."""
     if not layout.finished():
         return []
     record = json.loads(layout.record.read_text())
     step = record.get("metrics", {}).get("global_step")
-    before = record.get("spec", {}).get("train", {})
-    raised = (spec.train.max_steps or 0) > (before.get("max_steps") or 0) or (
-        spec.train.max_steps is None and before.get("max_steps") is None and spec.train.epochs > before.get("epochs", 0)
-    )
-    if not raised:
+    if not _budget_raised(spec, record):
         return [
             Problem(
                 "train.resume=auto",
