@@ -12,7 +12,16 @@ from ..training.runs import record, train
 
 pytestmark = pytest.mark.slow
 
-SECRET = "hf_do_not_log_this_3f9a2c"
+# A password as users type it in a URL: an `@` and a `/` unencoded. Each piece that a rule cutting at the
+# first `@` or `/` would leave in place is searched for too.
+SECRET = "p@ss/w0rd_3f9a2cZQX"
+SECRET_PIECES = (SECRET, "ss/w0rd", "w0rd_3f9a2cZQX")
+
+
+def assert_holds_no_secret(data: bytes | str, where) -> None:
+    data = data.encode() if isinstance(data, str) else data
+    for piece in SECRET_PIECES:
+        assert piece.encode() not in data, f"{where} holds {piece!r}"
 
 
 def wandb_history(run_dir) -> list[dict]:
@@ -106,29 +115,30 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
     server.wait(timeout=60)
 
 
-def test_mlflow_and_offline_wandb_receive_the_run_and_no_secret_is_recorded(tmp_path, monkeypatch, mlflow_server):
+def test_trackers_receive_the_run_and_no_file_holds_a_secret(tmp_path, monkeypatch, mlflow_server):
     """MLflow behind basic auth, its credentials in the tracking URI as typed, a token in another URL
-    setting and in HF_TOKEN: the run logs everything, and no file written holds a secret."""
+    setting and in HF_TOKEN, TensorBoard and offline W&B too, a checkpoint every step: the run logs
+    everything, a refused resume prints no secret, and no file written (run directory, checkpoints,
+    event files, the MLflow store, W&B's files, the card) holds any piece of one."""
     from mlflow import MlflowClient
 
-    from ..training.runs import command
+    from ..training.runs import TINY, command
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HF_TOKEN", SECRET)
     host = mlflow_server.removeprefix("http://")
     run_dir = tmp_path / "run"
-    train(
-        run_dir,
-        "train.max_steps=3",
-        "train.report_to=[mlflow,wandb]",
-        f"train.mlflow.tracking_uri=http://admin:{SECRET}@{host}",
+    settings = [
+        "train.report_to=[tensorboard,mlflow,wandb]",
         f"method.vllm_server_url=https://me:{SECRET}@vllm.example:8000",
+        "train.save_steps=1",
         "eval=[loss,gsm8k]",
         "eval.tasks.gsm8k.path=generated:arithmetic",
         "eval.tasks.gsm8k.config_name=null",
         "eval.tasks.gsm8k.max_samples=4",
         "eval.tasks.gsm8k.max_new_tokens=4",
-    )
+    ]
+    train(run_dir, *settings, "train.max_steps=3", f"train.mlflow.tracking_uri=http://admin:{SECRET}@{host}")
     logged = [(e["step"], e["loss"]) for e in record(run_dir)["log_history"] if "loss" in e]
     assert len(logged) == 3
 
@@ -173,9 +183,26 @@ def test_mlflow_and_offline_wandb_receive_the_run_and_no_secret_is_recorded(tmp_
     card = command("hydratune-export", str(run_dir), "--push-to-hub", "me/tiny", env={"HF_HUB_OFFLINE": "1"})
     assert card.returncode == 1 and (run_dir / "merged" / "README.md").is_file()
     assert f"train.mlflow.tracking_uri=http://{host}" in (run_dir / "merged" / "README.md").read_text()
-    for path in tmp_path.rglob("*"):  # the store, its artifacts, the W&B files, the run directory, the card
-        if path.is_file():
-            assert SECRET.encode() not in path.read_bytes(), path
+    # Another run's checkpoints (another learning rate), offered with other credentials: refused, silently.
+    refused = command(
+        "train",
+        *TINY,
+        *settings,
+        "train.max_steps=4",
+        "train.resume=auto",
+        "optim.learning_rate=1e-3",
+        f"train.mlflow.tracking_uri=http://bob:{SECRET}@{host}",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert refused.returncode == 2 and "belongs to another run" in refused.stderr, refused.stderr[-3000:]
+    assert_holds_no_secret(refused.stdout + refused.stderr, "the refused resume's output")
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    kinds = {"hydratune-complete.json", "training_args.bin", "mlflow.db"}
+    assert kinds <= {path.name for path in written}
+    assert any(path.name.startswith("events.out.tfevents") for path in written)
+    assert any(path.suffix == ".wandb" for path in written)
+    for path in written:  # the store, its artifacts, the W&B files, the run directory, its checkpoints, the card
+        assert_holds_no_secret(path.read_bytes(), path)
 
 
 def test_each_job_of_a_sweep_gets_its_own_wandb_run(tmp_path, monkeypatch):

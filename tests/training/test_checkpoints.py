@@ -55,6 +55,20 @@ def test_resume_auto_refuses_checkpoints_that_are_incomplete_or_of_another_run(t
     assert resolve_resume(longer, "key") == str(tmp_path / "checkpoints" / "checkpoint-2")
 
 
+def test_a_checkpoints_identity_holds_no_url_credentials_and_a_rotated_token_resumes(tmp_path):
+    """run_identity() is written into every checkpoint's marker and printed by a refused resume."""
+    typed = "train.mlflow.tracking_uri=https://alice:p@ss/w0rdZQX@mlflow.example:5000"
+    identity = run_identity(_spec(tmp_path, typed), "key")
+    assert "w0rdZQX" not in json.dumps(identity)
+    assert identity["train.mlflow.tracking_uri"] == "https://mlflow.example:5000"
+    folder = _checkpoint(tmp_path / "checkpoints", 2, identity=identity)
+    rotated = "train.mlflow.tracking_uri=https://alice:n3w@mlflow.example:5000"
+    assert resolve_resume(_spec(tmp_path, rotated, "train.max_steps=50"), "key") == str(folder)
+    with pytest.raises(ConfigError) as refused:  # another run: its message names no credentials
+        resolve_resume(_spec(tmp_path, rotated, "train.max_steps=50", "optim.learning_rate=1e-3"), "key")
+    assert "belongs to another run" in refused.value.render() and "n3w" not in refused.value.render()
+
+
 def test_a_save_clears_the_old_marker_before_writing(tmp_path, monkeypatch):
     """A rerun's checkpoint-N must not inherit the marker of an earlier checkpoint-N while it is being written."""
     from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments

@@ -130,3 +130,73 @@ def test_zero3_gathers_whole_layers_on_gpus_and_stays_lean_on_the_cpu():
         z = deepspeed_config(zero3, cpu=True, precision="fp32", model_config=config)["zero_optimization"]
         assert z["stage3_max_live_parameters"] == 2 * hidden**2 and z["stage3_max_reuse_distance"] == 0
         assert z["stage3_prefetch_bucket_size"] == z["stage3_param_persistence_threshold"] == "auto"
+
+
+SERVER_SECRET = "p@ss/w0rdZQX"
+
+
+def grpo_on_a_vllm_server():
+    """A GRPO spec sampling on `trl vllm-serve` behind basic auth (checked as on a GPU machine with vLLM)."""
+    gpu = cpu_env(cuda=True, cuda_bf16=True, gpu_count=1, packages=cpu_env().packages | {"vllm"})
+    return compose_spec(
+        [
+            "model=tiny_llama",
+            "method=grpo",
+            "eval=[none]",
+            "method.generation=vllm_server",
+            f"method.vllm_server_url=https://me:{SERVER_SECRET}@vllm.example:8000",
+        ],
+        env=gpu,
+    )
+
+
+def test_grpo_arguments_hold_the_vllm_server_without_its_credentials():
+    """The trainer's arguments are what TensorBoard (`to_json_string`) and W&B (`to_dict`) log and every
+    checkpoint pickles (training_args.bin): none holds any part of the password."""
+    import pickle
+
+    from hydratune.training.trainer_args import training_arguments
+
+    args = training_arguments(grpo_on_a_vllm_server(), cpu_env(), precision="fp32", has_eval=False, layer_class="x")
+    assert args.use_vllm and args.vllm_mode == "server"
+    assert args.vllm_server_base_url == "https://vllm.example:8000"
+    for written in (args.to_json_string(), str(args.to_sanitized_dict()), pickle.dumps(args)):
+        text = written if isinstance(written, str) else written.decode("latin-1")
+        assert "w0rdZQX" not in text and "p@ss" not in text
+
+
+def test_trls_vllm_client_gets_the_credentials_and_the_arguments_keep_none(monkeypatch, tmp_path):
+    """The credentials are lent to TRL's trainer while it connects (its vLLM client reads them from
+    `vllm_server_base_url`), and are gone from the arguments once it is built."""
+    import trl.trainer.grpo_trainer
+    from datasets import Dataset
+
+    from hydratune.training.post_training import build_trainer
+    from hydratune.training.trainer_args import training_arguments
+
+    from ..data.tokenizers_for_tests import tiny_tokenizer
+    from ..tiny_llama import tiny_llama
+
+    class Connected(Exception):
+        pass
+
+    def connect(**kwargs):
+        raise Connected(kwargs["server_base_url"])
+
+    monkeypatch.setattr(trl.trainer.grpo_trainer, "VLLMGeneration", connect)
+    spec = grpo_on_a_vllm_server()
+    args = training_arguments(spec, cpu_env(), precision="fp32", has_eval=False, layer_class="x")
+    args.output_dir, args.beta = str(tmp_path), 0.0  # no reference model to build
+    tokenizer = tiny_tokenizer()
+    with pytest.raises(Connected) as connected:
+        build_trainer(
+            spec,
+            model=tiny_llama(vocab_size=len(tokenizer)),
+            args=args,
+            train_dataset=Dataset.from_list([{"prompt": "What is 2 + 3 ?"}] * 8),
+            processing_class=tokenizer,
+            identity={},
+            keep_checkpoints=None,
+        )
+    assert connected.value.args[0] == f"https://me:{SERVER_SECRET}@vllm.example:8000"
+    assert args.vllm_server_base_url == "https://vllm.example:8000"

@@ -136,7 +136,8 @@ def add_model_source_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-remote-code",
         action="store_true",
-        help="run the model's own code from its directory or Hub repository (a run's setting is kept without it)",
+        help="run the model's own code from its directory or Hub repository (needed for a run trained with "
+        "model.trust_remote_code=true: a run directory never grants it)",
     )
 
 

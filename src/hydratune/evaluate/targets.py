@@ -113,8 +113,8 @@ def _require_merged(run_dir: Path) -> None:
 def resolve_target(
     target: str, cache_root: Path, *, trust_remote_code: bool = False, placement: Placement = CPU_FP32
 ) -> ResolvedTarget:
-    """What `target` names. A run's model code is trusted as the run was (`model.trust_remote_code` in
-    its spec, for the run and for its merged/ and adapter/); anything else as `trust_remote_code` says."""
+    """What `target` names. Model code runs only as `trust_remote_code` (the user's --trust-remote-code)
+    says: a run directory may come from anyone, and its spec never grants it."""
     path = Path(target).expanduser()
     if target.startswith(("/", "./", "../", "~")) and not path.exists():  # a path, not a Hub id
         raise ConfigError(
@@ -128,19 +128,18 @@ def resolve_target(
         )
     if RunDirectory(path).is_run():
         spec = load_spec(path)
+        trust_remote_code = code_trusted(path, spec, trust_remote_code)
         with FileLock(str(RunDirectory(path).merge_lock)):
             recover_merged(path)  # an interrupted export moved the previous merged/ aside
         _require_merged(path)
         return ResolvedTarget(
-            merged_target(
-                RunDirectory(path).merged, trust_remote_code=spec.model.trust_remote_code, placement=placement
-            ),
-            spec.model,
+            merged_target(RunDirectory(path).merged, trust_remote_code=trust_remote_code, placement=placement),
+            dataclasses.replace(spec.model, trust_remote_code=trust_remote_code),
             spec,
             "run",
         )
     if RunDirectory(path.parent).is_run():  # a run's merged/ or adapter/
-        trust_remote_code = trust_remote_code or load_spec(path.parent).model.trust_remote_code
+        trust_remote_code = code_trusted(path.parent, load_spec(path.parent), trust_remote_code)
     if (path / "adapter_config.json").is_file():
         base = ModelSpec(name=adapter_base_name(path), trust_remote_code=trust_remote_code)
         tuned = adapter_target(path, trust_remote_code=trust_remote_code, placement=placement)
@@ -150,3 +149,20 @@ def resolve_target(
         return ResolvedTarget(tuned, None, None, "merged")
     model = ModelSpec(name=target, trust_remote_code=trust_remote_code)
     return ResolvedTarget(base_target(model, cache_root, label=target, placement=placement), None, None, "model")
+
+
+def code_trusted(run_dir: Path, spec: RunSpec, flag: bool) -> bool:
+    """Whether a run's model code may run: only on the user's flag. A run made with
+    model.trust_remote_code=true is refused without it, before anything is loaded."""
+    if spec.model.trust_remote_code and not flag:
+        raise ConfigError(
+            [
+                Problem(
+                    "--trust-remote-code",
+                    f"{run_dir} was trained with model.trust_remote_code=true: loading it runs the Python code "
+                    "its model folder ships, which a run directory cannot vouch for",
+                    "read that code; if you trust it, add --trust-remote-code",
+                )
+            ]
+        )
+    return flag

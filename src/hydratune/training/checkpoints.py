@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 from hydratune.config.problems import ConfigError, Problem, raise_if_any
 from hydratune.config.spec import RunSpec
 from hydratune.run_layout import RunDirectory
+from hydratune.url_credentials import without_credentials
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ _RESUMABLE_CHANGES = ("train.max_steps", "train.epochs", "train.resume", "run.")
 
 def run_identity(spec: RunSpec, data_key: str | None) -> dict[str, Any]:
     """What a checkpoint must share with the run that resumes it, as flat `key: value` pairs
-    (without the data's key when it is not known yet)."""
-    spec_part = _flatten_spec(dataclasses.asdict(spec))
+    (without the data's key when it is not known yet). URL settings come without their credentials:
+    every checkpoint's marker holds this, a refused resume prints it, and a rotated token is the same run."""
+    spec_part = _flatten_spec(without_credentials(dataclasses.asdict(spec)))
     return spec_part if data_key is None else {**spec_part, "data.cache_key": data_key}
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from hydratune.config.spec import RunSpec
 from hydratune.errors import HydratuneError
 from hydratune.run_layout import RunDirectory
-from hydratune.url_credentials import pass_to_ranks, settings_with_credentials
+from hydratune.url_credentials import passed_to_ranks, settings_with_credentials
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,11 @@ def relaunch(spec: RunSpec) -> None:
         wait_for_nodes(spec)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // sh.nproc_per_node)))
     os.environ[LAUNCHER_PID] = str(os.getpid())
-    pass_to_ranks(settings_with_credentials(dataclasses.asdict(spec)))  # spec.json holds them stripped
     log.info("starting %d rank(s) on this node (node %d of %d)", sh.nproc_per_node, sh.node_rank, sh.nnodes)
     previous = {sig: signal.getsignal(sig) for sig in _HANDLED}
     try:
-        run(parse_args(torchrun_args(spec)))
+        with passed_to_ranks(settings_with_credentials(dataclasses.asdict(spec))):  # spec.json holds them stripped
+            run(parse_args(torchrun_args(spec)))
     except ChildFailedError as error:
         raise LaunchError(describe_failure(error, spec.output_dir)) from None
     except SignalException as stop:  # the agent has stopped every rank already

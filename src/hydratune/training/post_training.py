@@ -18,6 +18,7 @@ from hydratune.training.fast_sampling import can_fold_adapter, fast_sampling, in
 from hydratune.training.hydratune_trainer import HydratuneMixin, HydratuneTrainer
 from hydratune.training.lean_loss import use_chunked_loss
 from hydratune.training.support_matrix import LOSS_TYPES, resolve_generation
+from hydratune.url_credentials import lent_credentials, strip_credentials
 
 
 def _trl_classes(method: str) -> tuple[type, type]:
@@ -109,7 +110,9 @@ def _grpo_arguments(spec: RunSpec, env: Environment, common: dict[str, Any]) -> 
     if generation != "transformers":
         grpo["vllm_mode"] = generation.removeprefix("vllm_")
         if m.vllm_server_url:
-            grpo["vllm_server_base_url"] = m.vllm_server_url
+            # the arguments are logged (TensorBoard, W&B) and pickled into every checkpoint: build_trainer
+            # lends the credentials to TRL's client alone
+            grpo["vllm_server_base_url"] = strip_credentials(m.vllm_server_url)
     return grpo
 
 
@@ -121,7 +124,9 @@ def build_trainer(spec: RunSpec, **kwargs: Any):
     if spec.method.name == "grpo":
         trainer_class = type("HydratuneGRPOTrainer", (FastSampling, HydratuneMixin, trl_trainer), {})
         kwargs.pop("data_collator", None)  # GRPO samples its own batches
-        trainer = trainer_class(reward_funcs=[for_trainer(name) for name in spec.method.rewards], **kwargs)
+        server_url = spec.method.vllm_server_url if kwargs["args"].vllm_server_base_url else None
+        with lent_credentials(kwargs["args"], "vllm_server_base_url", server_url):  # TRL's client connects in here
+            trainer = trainer_class(reward_funcs=[for_trainer(name) for name in spec.method.rewards], **kwargs)
         # Under FSDP2 and ZeRO-3 each forward gathers weights with the other ranks, and ranks whose
         # batches repeat prompts differently would run different numbers of forwards.
         trainer.sampling_shortcuts = spec.sharding.strategy in ("single", "ddp")
