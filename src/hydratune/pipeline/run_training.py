@@ -37,6 +37,7 @@ from hydratune.pipeline.sample_generation import sample_reply
 from hydratune.run_layout import RunDirectory
 from hydratune.training import mlflow_tracking
 from hydratune.training.checkpoints import resolve_resume
+from hydratune.training.disk_estimate import check_disk_space, estimate_disk
 from hydratune.training.fit import check_prepared_rows, fit, read_train_result
 from hydratune.training.launch import needs_relaunch, relaunch
 from hydratune.training.plan import plan_run, write_plan
@@ -57,16 +58,18 @@ def run_training(spec: RunSpec) -> Any:
     owner = is_main_process() and spec.sharding.node_rank == 0
     claim = claim_run_directory(spec) if owner else None  # refused here, before anything is written
     plan = plan_run(spec, save=False) if is_main_process() else None
+    disk = estimate_disk(spec, plan) if plan is not None else None
     if spec.run.dry_run:
         if claim is not None:
-            _dry_run(spec, claim, plan)
+            _dry_run(spec, claim, plan, disk)
         return None
     if owner:
+        check_disk_space(spec, disk, spec.output_dir)  # refused (exit 2) before the data or training writes
         if claim.kind == "resume":  # decided on the data too: a changed file is another run
             resolve_resume(spec, run_preprocess(spec).key)
         take_run_directory(claim)
         write_held(spec.output_dir)
-        write_plan(spec, plan, spec.output_dir)
+        write_plan(spec, plan, spec.output_dir, disk=disk.to_dict())
         save_spec(spec, spec.output_dir)
         mlflow_tracking.start_run(spec)
     try:
@@ -77,13 +80,13 @@ def run_training(spec: RunSpec) -> Any:
         raise
 
 
-def _dry_run(spec: RunSpec, claim, plan) -> None:
+def _dry_run(spec: RunSpec, claim, plan, disk) -> None:
     """Print what the run would do with its directory; write only into a directory that held nothing."""
     if claim.kind == "resume":
         resolve_resume(spec, None)  # refused as the real run would be (the data is checked when it runs)
     if claim.kind == "new":
         write_held(spec.output_dir)
-        write_plan(spec, plan, spec.output_dir)
+        write_plan(spec, plan, spec.output_dir, disk=disk.to_dict())
         save_spec(spec, spec.output_dir)
         return
     print(f"dry run: the run {claim.describe()}; nothing was written there", flush=True)
