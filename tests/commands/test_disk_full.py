@@ -24,6 +24,7 @@ from .test_machine_faults import assert_one_message, small_filesystem
 SAVING = ("train.max_steps=2", "train.save_steps=1")
 
 
+@pytest.mark.slow
 def test_a_run_directory_too_small_is_refused_before_training(tmp_path):
     run_dir = tmp_path / "small" / "run"
     with small_filesystem(tmp_path / "small", "6m"):
@@ -37,6 +38,7 @@ def test_a_run_directory_too_small_is_refused_before_training(tmp_path):
     assert (tmp_path / "big" / "run" / "merged" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_fewer_checkpoints_is_named_where_checkpoints_would_not_fit(tmp_path):
     with small_filesystem(tmp_path / "small", "24m"):
         result = train(tmp_path / "small" / "run", "train.max_steps=4", "train.save_steps=1", check=False, timeout=300)
@@ -45,6 +47,7 @@ def test_fewer_checkpoints_is_named_where_checkpoints_would_not_fit(tmp_path):
         train(tmp_path / "small" / "run", "train.max_steps=4", "train.save_steps=null", timeout=300)
 
 
+@pytest.mark.slow
 def test_a_disk_filling_during_export_ends_in_one_line_and_keeps_the_earlier_run(tmp_path):
     mount = tmp_path / "disk"
     with small_filesystem(mount, "64m"):
@@ -65,6 +68,7 @@ def test_a_disk_filling_during_export_ends_in_one_line_and_keeps_the_earlier_run
         assert (run_dir / "run.json").is_file() and (run_dir / "merged" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_its_save_left_unfinished_is_not_exported(tmp_path):
     run_dir = tmp_path / "run"
     train(run_dir, "train.max_steps=2", "train.save_steps=1", timeout=300)
@@ -137,3 +141,36 @@ def test_other_errors_pass_through(tmp_path):
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
     with pytest.raises(ValueError), disk_full_exits(tmp_path):
         raise ValueError("not a disk")
+
+
+def test_a_rank_the_disk_stopped_is_reported_as_a_full_disk(tmp_path):
+    """torchrun's ranks: the launcher's one message says the disk is full (the rank's traceback names
+    only safetensors' error), and a rank with no room for its traceback exits 1 without a second error."""
+    from types import SimpleNamespace
+
+    from hydratune.training.launch import describe_failure
+
+    (tmp_path / "errors").mkdir()
+    (tmp_path / "errors" / "rank0.txt").write_text(
+        "Traceback ...\nSafetensorError: Error while serializing: I/O error: No space left on device (os error 28)"
+    )
+    failure = SimpleNamespace(timestamp=1, exitcode=1, pid=7, signal_name=lambda: "")
+    message = describe_failure(SimpleNamespace(failures={0: failure}), tmp_path)
+    assert "rank 0 (pid 7)" in message and f"no space left on device writing {tmp_path} (" in message
+    assert "\n" not in message
+
+
+def test_a_rank_without_room_for_its_traceback_exits_1(tmp_path, monkeypatch, capsys):
+    from hydratune.training import rank_worker
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rank_worker, "die_with_launcher", lambda: None)
+    monkeypatch.setattr(rank_worker, "load_spec", lambda run_dir: full())
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(SystemExit) as stopped:
+        rank_worker.main([str(tmp_path)])
+    assert stopped.value.code == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert not (tmp_path / "errors" / "rank0.txt").exists()
