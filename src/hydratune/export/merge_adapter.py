@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM
 from hydratune.cache_dirs import cache_root
 from hydratune.config.spec import RunSpec
 from hydratune.data.prepare_data import run_preprocess
+from hydratune.disk_space import disk_full_exits
 from hydratune.models.chat_templates import stop_token_ids
 from hydratune.models.inference_placement import CPU_FP32, Placement
 from hydratune.models.model_loading import load_base_model, load_tokenizer
@@ -117,8 +118,9 @@ def _replace_merged(run_dir: Path, model, tokenizer) -> Path:
         recover_merged(run_dir)
         scratch = run_dir / f".merged.tmp-{uuid.uuid4().hex[:8]}"
         try:
-            model.save_pretrained(str(scratch), safe_serialization=True)
-            tokenizer.save_pretrained(str(scratch))
+            with disk_full_exits(layout.merged, name_file=False):  # the scratch's name would mean nothing to a user
+                model.save_pretrained(str(scratch), safe_serialization=True)
+                tokenizer.save_pretrained(str(scratch))
             old = None
             if layout.merged.exists():
                 old = layout.merged.rename(run_dir / f".merged.old-{uuid.uuid4().hex[:8]}")

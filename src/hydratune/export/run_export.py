@@ -23,6 +23,7 @@ from hydratune.export.model_card import write_model_card
 from hydratune.export.push_to_hub import push_folder
 from hydratune.models.inference_placement import inference_placement
 from hydratune.run_layout import RunDirectory
+from hydratune.training.checkpoints import COMPLETE_MARKER
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
@@ -35,6 +36,9 @@ def locate(path: Path) -> tuple[Path, Path | None]:
     if path.name.startswith("checkpoint-") and RunDirectory(path.parents[1]).is_run():
         if not path.is_dir():
             raise ConfigError([Problem(str(path), "no such checkpoint", _exportable(path.parents[1]))])
+        if not (path / COMPLETE_MARKER).is_file():  # its save failed (a full disk) or was stopped: never read
+            problem = f"is not a complete checkpoint (no {COMPLETE_MARKER}: its save did not finish)"
+            raise ConfigError([Problem(str(path), problem, _exportable(path.parents[1]))])
         return path.parents[1], path
     raise ConfigError(
         [

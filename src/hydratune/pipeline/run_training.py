@@ -37,6 +37,7 @@ from hydratune.pipeline.sample_generation import sample_reply
 from hydratune.run_layout import RunDirectory
 from hydratune.training import mlflow_tracking
 from hydratune.training.checkpoints import finished_at_budget, resolve_resume
+from hydratune.training.disk_estimate import check_disk_space, estimate_disk
 from hydratune.training.fit import check_prepared_rows, fit, read_train_result
 from hydratune.training.launch import needs_relaunch, relaunch
 from hydratune.training.plan import plan_run, write_plan
@@ -66,11 +67,13 @@ def run_training(spec: RunSpec, *, sweep_job: bool = False) -> Any:
 def _run_in(spec: RunSpec, claim, start: float, sweep_job: bool) -> Any:
     env = detect_environment()
     plan = plan_run(spec, save=False) if is_main_process() else None
+    disk = estimate_disk(spec, plan) if plan is not None else None
     if spec.run.dry_run:
         if claim is not None:
-            _dry_run(spec, claim, plan)
+            _dry_run(spec, claim, plan, disk)
         return None
     if claim is not None:
+        check_disk_space(spec, disk, spec.output_dir)  # refused (exit 2) before the data or training writes
         if claim.kind == "resume":  # decided on the data too: a changed file is another run
             skip = sweep_job and finished_at_budget(spec)
             _refused_as_the_directory(lambda: resolve_resume(spec, run_preprocess(spec).key, finished_ok=skip))
@@ -79,7 +82,7 @@ def _run_in(spec: RunSpec, claim, start: float, sweep_job: bool) -> Any:
                 return json.loads(RunDirectory(spec.output_dir).record.read_text())["objective"]["value"]
         take_run_directory(claim)
         write_held(spec.output_dir)
-        write_plan(spec, plan, spec.output_dir)
+        write_plan(spec, plan, spec.output_dir, disk=disk.to_dict())
         save_spec(spec, spec.output_dir)
         mlflow_tracking.start_run(spec)
     try:
@@ -98,14 +101,14 @@ def _refused_as_the_directory(decide) -> Any:
         raise RunDirectoryRefused(error.problems) from None
 
 
-def _dry_run(spec: RunSpec, claim, plan) -> None:
+def _dry_run(spec: RunSpec, claim, plan, disk) -> None:
     """Print what the run would do with its directory; write only into a directory that held nothing."""
     if claim.kind == "resume":
         _refused_as_the_directory(lambda: resolve_resume(spec, None))  # the data is checked when it runs
     if claim.kind == "new" and not claim.found:
         claim.lock.keep()
         write_held(spec.output_dir)
-        write_plan(spec, plan, spec.output_dir)
+        write_plan(spec, plan, spec.output_dir, disk=disk.to_dict())
         save_spec(spec, spec.output_dir)
         return
     print(f"dry run: the run {claim.describe()}; nothing was written there", flush=True)

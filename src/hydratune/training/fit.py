@@ -86,9 +86,8 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     if "wandb" in spec.train.report_to and trainer.is_world_process_zero():
         finish_wandb_run()  # the next job of a sweep in this process starts its own
     target = RunDirectory(spec.output_dir).weights(spec.method.weights)
-    save_weights(trainer, target)
+    save_trained(trainer, tokenizer, target)
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(target))
         result = {
             "metrics": metrics,
             "log_history": trainer.state.log_history,
@@ -273,6 +272,19 @@ def held_out_metrics(evaluated: dict[str, float]) -> dict[str, float]:
     out = {"eval_loss": evaluated["eval_loss"]}
     out.update({ours: evaluated[theirs] for theirs, ours in PREFERENCE_METRICS.items() if theirs in evaluated})
     return out
+
+
+def save_trained(trainer: HydratuneMixin, tokenizer, target: Path) -> None:
+    """The weights and the tokenizer in `target`; a save that fails (a full disk) leaves no half-written
+    `target` that export would read."""
+    try:
+        save_weights(trainer, target)
+        if trainer.is_world_process_zero():
+            tokenizer.save_pretrained(str(target))
+    except BaseException:
+        if trainer.is_world_process_zero():
+            shutil.rmtree(target, ignore_errors=True)
+        raise
 
 
 def save_weights(trainer: HydratuneMixin, target: Path) -> None:

@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from hydratune.config.spec import RunSpec
+from hydratune.disk_space import NEARLY_FULL_BYTES, DiskFullError, free_bytes, is_disk_full
 from hydratune.errors import HydratuneError
 from hydratune.run_layout import RunDirectory
 from hydratune.url_credentials import passed_to_ranks, settings_with_credentials
@@ -107,7 +108,10 @@ def describe_failure(error, run_dir: Path) -> str:
         else:
             cause = f"exited with code {failure.exitcode}"
         causes.append(f"rank {rank} (pid {failure.pid}) {cause}")
-    return "training failed: " + "; ".join(causes) + "; the other ranks were stopped"
+    message = "training failed: " + "; ".join(causes) + "; the other ranks were stopped"
+    if any(is_disk_full(Exception(cause), run_dir) for cause in causes) or free_bytes(run_dir) < NEARLY_FULL_BYTES:
+        message += f"; {DiskFullError(run_dir).describe().removeprefix('Error: ')}"
+    return message
 
 
 # ------------------------------------------------------------------ multi-node

@@ -520,12 +520,11 @@ def _reference_line(spec: RunSpec) -> str:
     return f"; reference: {where}{extra}"
 
 
-def write_plan(spec: RunSpec, plan: Plan, directory: Path) -> None:
-
+def write_plan(spec: RunSpec, plan: Plan, directory: Path, *, disk: dict | None = None) -> None:
+    """plan.json: the spec and the plan, with the disk estimate (training/disk_estimate.py) when given."""
     directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        RunDirectory(directory).plan, {"spec": without_credentials(dataclasses.asdict(spec)), "plan": plan.to_dict()}
-    )
+    record = {"spec": without_credentials(dataclasses.asdict(spec)), "plan": plan.to_dict()}
+    write_json_atomic(RunDirectory(directory).plan, record if disk is None else {**record, "disk": disk})
 
 
 def plan_run(

@@ -47,11 +47,19 @@ def main(argv: list[str]) -> None:
 
         fit(spec, detect_environment())
     except Exception as error:
-        errors = RunDirectory(run_dir).errors
-        errors.mkdir(exist_ok=True)
-        (errors / f"rank{rank}.txt").write_text(traceback.format_exc())
+        keep_traceback(RunDirectory(run_dir).errors / f"rank{rank}.txt")
         print(f"rank {rank}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def keep_traceback(path: Path) -> None:
+    """The failing rank's traceback for the launcher to report; on a full disk there is no room for it,
+    and the launcher reports the disk instead (launch.describe_failure)."""
+    try:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(traceback.format_exc())
+    except OSError:
+        path.unlink(missing_ok=True)  # half a traceback would be reported as the cause
 
 
 if __name__ == "__main__":
