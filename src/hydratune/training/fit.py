@@ -186,11 +186,12 @@ def train_and_measure(spec: RunSpec, trainer, data: FitData, resume_from: str | 
     # Where the held-out preference metrics start (policy = reference: margins 0), measured by the
     # Trainer at step 0 of training: before it, FSDP2 cannot prepare the model without its optimizer.
     trainer.args.eval_on_start = evaluating and spec.method.is_preference and not resume_from
+    # Read before training: save_total_limit may delete the checkpoint resumed from as newer ones are saved.
+    resumed_at = resumed_step(resume_from)
     output = trainer.train(resume_from_checkpoint=resume_from)
     if trainer.args.eval_on_start:
         start = next(e for e in trainer.state.log_history if e.get("step") == 0 and "eval_loss" in e)
         metrics.update({f"{k}_start": v for k, v in held_out_metrics(start).items()})
-    resumed_at = resumed_step(resume_from)
     steps = output.global_step - resumed_at
     loss = run_training_loss(trainer.state.log_history, resumed_at, output.training_loss, steps)
     metrics.update({"train_loss": loss, "global_step": output.global_step})
