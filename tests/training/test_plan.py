@@ -278,3 +278,16 @@ def test_bf16_qlora_on_a_gpu_counts_what_stays_fp32():
     # the norms' inputs at fp32 and the rest (q, k, v, attention output, the MLP's) at bf16
     one_layer = tokens * (2 * h * 4 + (5 * h + 2 * kv + 4 * ffn) * 2)
     assert plan.memory.activations == layers * tokens * h * 4 + one_layer
+
+
+def test_qlora_counts_fp32_outside_4bit_only_where_the_model_is_built_so():
+    """build_model upcasts QLoRA's non-4-bit weights (prepare_model_for_kbit_training) in one process
+    and under DDP; under FSDP2 and ZeRO-3 it keeps them in the storage dtype, and ZeRO-1/2 cast them back."""
+    from hydratune.training.build_model import shards_weights
+    from hydratune.training.plan import _upcasts_outside_4bit
+
+    gpu = cpu_env(cuda=True, cuda_bf16=True, gpu_count=2)
+    for sharding in ("single", "ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"):
+        spec = compose_spec(["+experiment=quickstart", "method=qlora", f"sharding={sharding}"], env=gpu)
+        upcast = not shards_weights(spec) and spec.sharding.strategy != "deepspeed"
+        assert _upcasts_outside_4bit(spec) == upcast, sharding

@@ -216,10 +216,11 @@ def _training_state(spec: RunSpec, shape: ModelShape, act_bytes: int) -> tuple[f
 
 
 def _upcasts_outside_4bit(spec: RunSpec) -> bool:
-    """QLoRA: prepare_model_for_kbit_training casts every parameter that is not 4-bit (the embeddings,
-    an untied head, the norms) to fp32. DeepSpeed casts them back to the compute dtype as it wraps
-    the model; FSDP2 keeps them fp32 in storage and casts its gathered copy for each forward."""
-    return spec.method.weights == "qlora" and spec.sharding.strategy != "deepspeed"
+    """QLoRA in one process or under DDP: prepare_model_for_kbit_training casts every parameter that
+    is not 4-bit (the embeddings, an untied head, the norms) to fp32. Under FSDP2 and ZeRO-3
+    build_model freezes them in the dtype the 4-bit weights are stored in instead
+    (`freeze_keeping_dtype`), and ZeRO-1/2 cast them back to the compute dtype as they wrap the model."""
+    return spec.method.weights == "qlora" and spec.sharding.strategy not in ("fsdp", "deepspeed")
 
 
 def residual_bytes(spec: RunSpec, act_bytes: int) -> int:
