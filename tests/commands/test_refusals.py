@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from hydratune.commands.cli import CONFIG_DIR, compose_spec
 from hydratune.config.problems import ConfigError
+from hydratune.training.checkpoints import COMPLETE_MARKER
 
 from ..conftest import cpu_env
 from ..training.runs import command, train
@@ -40,14 +42,17 @@ def test_export_of_a_missing_checkpoint_names_the_fix(unfinished_run):
 
 def test_export_of_a_run_without_trained_weights_names_its_checkpoints(unfinished_run, tmp_path):
     assert_refused(command("hydratune-export", str(unfinished_run)), "has no adapter/", "train.resume=auto")
-    (unfinished_run / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    checkpoint = unfinished_run / "checkpoints" / "checkpoint-4"
+    (checkpoint.parent / "checkpoint-6").mkdir(parents=True)  # its save did not finish: never suggested
+    checkpoint.mkdir()
+    (checkpoint / COMPLETE_MARKER).write_text("{}")
     try:
-        assert_refused(
-            command("hydratune-export", str(unfinished_run)),
-            f"hydratune-export {unfinished_run / 'checkpoints' / 'checkpoint-4'}",
-        )
+        refused = command("hydratune-export", str(unfinished_run))
+        assert_refused(refused, f"hydratune-export {checkpoint}")
+        assert "checkpoint-6" not in refused.stderr
     finally:
-        (unfinished_run / "checkpoints" / "checkpoint-4").rmdir()
+        shutil.rmtree(checkpoint)
+        (checkpoint.parent / "checkpoint-6").rmdir()
 
 
 @pytest.mark.parametrize("name", ["hydratune-chat", "hydratune-eval"])

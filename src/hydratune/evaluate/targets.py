@@ -15,6 +15,7 @@ from hydratune.config.spec import ModelSpec, RunSpec
 from hydratune.config.spec_file import load_spec
 from hydratune.evaluate.run_evaluation import EvalTarget
 from hydratune.export.merge_adapter import recover_merged
+from hydratune.export.run_export import how_to_export
 from hydratune.models.inference_placement import CPU_FP32, Placement
 from hydratune.models.model_loading import (
     load_base_model,
@@ -98,16 +99,10 @@ class ResolvedTarget:
 
 def _require_merged(run_dir: Path) -> None:
     """A run without merged/ (a dry run, one that stopped before export) is refused with what to run instead."""
-    layout = RunDirectory(run_dir)
-    if (layout.merged / "config.json").is_file():
+    if (RunDirectory(run_dir).merged / "config.json").is_file():
         return
-    if layout.adapter.is_dir() or layout.trained.is_dir():
-        fix = f"rebuild it: hydratune-export {run_dir}"
-    else:
-        fix = (
-            f"train it first: its train command again (no run.dry_run), with train.resume=auto hydra.run.dir={run_dir}"
-        )
-    raise ConfigError([Problem(str(run_dir), "has no merged/ (a dry run, or a run that stopped before export)", fix)])
+    problem = "has no merged/ (a dry run, or a run that stopped before export)"
+    raise ConfigError([Problem(str(run_dir), problem, how_to_export(run_dir))])
 
 
 def resolve_target(

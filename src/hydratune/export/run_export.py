@@ -23,7 +23,7 @@ from hydratune.export.model_card import write_model_card
 from hydratune.export.push_to_hub import push_folder
 from hydratune.models.inference_placement import inference_placement
 from hydratune.run_layout import RunDirectory
-from hydratune.training.checkpoints import COMPLETE_MARKER
+from hydratune.training.checkpoints import COMPLETE_MARKER, complete_checkpoints
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
@@ -35,10 +35,10 @@ def locate(path: Path) -> tuple[Path, Path | None]:
         return path, None
     if path.name.startswith("checkpoint-") and RunDirectory(path.parents[1]).is_run():
         if not path.is_dir():
-            raise ConfigError([Problem(str(path), "no such checkpoint", _exportable(path.parents[1]))])
+            raise ConfigError([Problem(str(path), "no such checkpoint", how_to_export(path.parents[1]))])
         if not (path / COMPLETE_MARKER).is_file():  # its save failed (a full disk) or was stopped: never read
             problem = f"is not a complete checkpoint (no {COMPLETE_MARKER}: its save did not finish)"
-            raise ConfigError([Problem(str(path), problem, _exportable(path.parents[1]))])
+            raise ConfigError([Problem(str(path), problem, how_to_export(path.parents[1]))])
         return path.parents[1], path
     raise ConfigError(
         [
@@ -61,7 +61,7 @@ def export_run(path: Path, dtype_name: str | None) -> dict:
     weights = checkpoint or layout.weights(spec.method.weights)
     if not weights.is_dir():
         problem = f"has no {weights.name}/: the run has not finished training (a dry run, or one that stopped)"
-        raise ConfigError([Problem(str(run_dir), problem, _exportable(run_dir))])
+        raise ConfigError([Problem(str(run_dir), problem, how_to_export(run_dir))])
     # On a GPU machine the merge runs there (in fp32 for an adapter, as export_merged says).
     placement = inference_placement(detect_environment(), "bf16" if trained_bf16 else "fp32")
     if is_sharded(weights):  # an FSDP2 checkpoint: its shards gathered first
@@ -76,15 +76,13 @@ def export_run(path: Path, dtype_name: str | None) -> dict:
     return result
 
 
-def _exportable(run_dir: Path) -> str:
-    """The fix for a missing checkpoint or trained weights: what this run can export, or how to finish it."""
+def how_to_export(run_dir: Path) -> str:
+    """The fix where a run has no export to give: export its trained weights, or a complete checkpoint,
+    or finish the run."""
     layout = RunDirectory(run_dir)
     if layout.adapter.is_dir() or layout.trained.is_dir():
         return f"export its trained weights: hydratune-export {run_dir}"
-    found = sorted(
-        (p for p in layout.checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-    )
+    found = complete_checkpoints(layout.checkpoints)
     resume = f"finish the run: its train command again, with train.resume=auto hydra.run.dir={run_dir}"
     if not found:
         return resume
