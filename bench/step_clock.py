@@ -2,29 +2,16 @@
 
 CUDA kernels run asynchronously: without `torch.cuda.synchronize()` a timestamp taken at
 the end of a step can fall before that step's kernels have finished, and the time is
-charged to whatever waits next (or to nothing). Each side (hydratune, the tutorial script,
-TRL's trainers) takes its step times from here, so every side is timed the same way.
+charged to whatever waits next (or to nothing). The peers (the tutorial script, TRL's trainers)
+take their step times from here, and hydratune's rate log reads the same `synchronized_now`, so
+every side is timed by one rule.
 """
 
 from __future__ import annotations
 
-import time
-
-import torch
 from transformers import TrainerCallback
 
-
-def cuda_in_use() -> bool:
-    """CUDA is there and this process has started it: synchronizing then costs nothing else
-    (asking an uninitialized process to synchronize would start CUDA just to time nothing)."""
-    return torch.cuda.is_available() and torch.cuda.is_initialized()
-
-
-def synchronized_now() -> float:
-    """perf_counter after every queued GPU kernel of this process has finished."""
-    if cuda_in_use():
-        torch.cuda.synchronize()
-    return time.perf_counter()
+from hydratune.training.token_throughput import synchronized_now
 
 
 class StepClock(TrainerCallback):

@@ -54,7 +54,7 @@ def assert_synchronized_before_each_reading(seen: list[str]) -> None:
 def test_the_bench_step_clock_synchronizes_before_each_reading(bench_modules, events, monkeypatch):
     step_clock, _ = bench_modules
     seen, fake_time = events
-    monkeypatch.setattr(step_clock, "time", fake_time())
+    monkeypatch.setattr(token_throughput, "time", fake_time())  # the clock step_clock reads
     clock = step_clock.StepClock()
     for _ in range(3):
         clock.on_step_begin(None, None, None)
@@ -74,7 +74,7 @@ def test_without_cuda_in_use_the_clock_does_not_start_it(bench_modules, monkeypa
 def test_the_matmul_ceiling_is_timed_on_the_synchronized_clock(bench_modules, events, monkeypatch):
     step_clock, train_throughput = bench_modules
     seen, fake_time = events
-    monkeypatch.setattr(step_clock, "time", fake_time())
+    monkeypatch.setattr(token_throughput, "time", fake_time())  # the clock step_clock reads
     train_throughput.matmul_flops_per_second(gpu=False, size=64, repeats=1, windows=2)
     assert seen.count("clock") == 4
     assert_synchronized_before_each_reading(seen)
