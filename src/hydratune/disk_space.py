@@ -32,8 +32,8 @@ class DiskFullError(HydratuneError):
 
     exit_code = 1
 
-    def __init__(self, path: Path, needed: int | None = None, fix: str = "rerun the command"):
-        self.path, self.free, self.needed, self.fix = Path(path), free_bytes(path), needed, fix
+    def __init__(self, path: Path, needed: int | None = None, fix: str = ""):
+        self.path, self.free, self.needed, self.fix = Path(path), free_bytes(path), needed, fix or "rerun the command"
         super().__init__(str(self.path))
 
     def describe(self) -> str:
@@ -103,4 +103,4 @@ def disk_full_exits(path: Path, needed: int | None = None, *, name_file: bool = 
         if not is_disk_full(error, path):
             raise
         where = failed_path(error, path) if name_file else path
-        raise DiskFullError(where, needed, *([fix] if fix else [])) from None
+        raise DiskFullError(where, needed, fix) from None

@@ -16,6 +16,11 @@ from hydratune.config.spec import RunSpec
 from hydratune.disk_space import disk_full_exits
 from hydratune.training.upstream_patches import import_bitsandbytes_only_if_used
 
+# A run the disk stopped holds its spec: the same command alone would be refused as a second run there.
+CONTINUE_AFTER_DISK_FULL = (
+    "continue the run: the same command with train.resume=auto; or start over with hydra.run.dir=<a bigger disk>"
+)
+
 
 def run_train(spec: RunSpec) -> Any:
     sweep_job = HydraConfig.get().mode.name == "MULTIRUN"
@@ -26,12 +31,6 @@ def run_train(spec: RunSpec) -> Any:
 
     with disk_full_exits(spec.output_dir, fix=CONTINUE_AFTER_DISK_FULL):  # one message, exit 1, no traceback
         return run_training(spec, sweep_job=sweep_job)
-
-
-# A run the disk stopped holds its spec: the same command alone would be refused as a second run there.
-CONTINUE_AFTER_DISK_FULL = (
-    "continue the run: the same command with train.resume=auto; or start over with hydra.run.dir=<a bigger disk>"
-)
 
 
 main = hydra_entry(run_train, job_name="train", claims_run_directory=True)

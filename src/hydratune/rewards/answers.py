@@ -86,10 +86,8 @@ def answer_line_end(text: str) -> int | None:
 
 def flexible_answer(text: str) -> Decimal | None:
     """The text's last number; None where there is none, or where the last is no number (`1/3`)."""
-    last = None
-    for last in _ANY.finditer(text):  # noqa: B007 (the loop keeps the last match)
-        pass
-    return _value(last) if last else None
+    numbers = list(_ANY.finditer(text))
+    return _value(numbers[-1]) if numbers else None
 
 
 def reference_answer(answer_field: str) -> Decimal | None:

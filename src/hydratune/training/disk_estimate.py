@@ -13,8 +13,9 @@ everything below lies in the run directory at once:
   tokenizer;
 - records: logs, run.json, plan.json, eval/, curves, TensorBoard events.
 
-The tokenizer's files are sized from its vocabulary: a BPE tokenizer.json (vocabulary and merges)
-takes about 70 bytes per entry (SmolLM2's 49,152 entries: 3.5 MB).
+The tokenizer's files are sized from its vocabulary, rounded up: a BPE tokenizer.json (vocabulary
+and merges) takes about 72 bytes per entry (SmolLM2's: 3,522,871 bytes for 49,152 entries), and
+its config and special-token files a little more.
 """
 
 from __future__ import annotations
