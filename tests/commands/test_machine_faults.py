@@ -11,6 +11,7 @@ from typing import Iterator
 
 import pytest
 
+from ..conftest import REPO
 from ..training.runs import train
 
 
@@ -140,3 +141,15 @@ def test_ctrl_c_at_any_moment_is_one_line_and_the_next_run_works(tmp_path):
     # The data an interrupted preprocessing was building, and a new run directory: the run completes.
     train(tmp_path / "next", "train.max_steps=2", "dataset.max_length=120", timeout=300)
     assert (tmp_path / "next" / "run.json").is_file()
+
+
+def test_the_quiet_ctrl_c_covers_every_console_script():
+    """The import-time Ctrl-C hook names the scripts it covers; setup.cfg is where they are declared."""
+    import configparser
+
+    from hydratune.commands import _SCRIPTS
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    declared = {line.split("=")[0].strip() for line in config["options.entry_points"]["console_scripts"].splitlines()}
+    assert _SCRIPTS == declared - {""}
