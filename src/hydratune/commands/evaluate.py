@@ -4,11 +4,13 @@
     hydratune-eval outputs/runs/<run>/adapter --max-samples 50
     hydratune-eval embedded:smollm2-135m-instruct --task gsm8k --gsm8k-path ../shared/data/gsm8k --max-samples 20
     hydratune-eval outputs/runs/<run> --task lm_eval --lm-eval-tasks arc_easy,hellaswag --max-samples 100
+    hydratune-eval outputs/runs/<run> --num-samples 8 --temperature 0.8  # sampled pass@1, pass@8, maj@8 too
 
 Writes metrics.json and predictions.jsonl (and predictions_base.jsonl) into --out
 (default: <run>/eval/<time>/ beside the evaluation the run made when it finished, else
-./eval-<name>/<time>/), and prints base vs tuned with 95% intervals and McNemar's paired
-test. An evaluation is never written over another: an --out that holds one is refused.
+./eval-<name>/<time>/), and prints base vs tuned with 95% intervals and a paired test
+(McNemar's on greedy answers, a permutation test on sampled scores). An evaluation is never
+written over another: an --out that holds one is refused.
 """
 
 from __future__ import annotations
@@ -43,9 +45,24 @@ OPTION_FLAGS = {
     "backend": str,
     "num_fewshot": int,
     "include_path": str,
+    "num_samples": lambda text: _at_least(int(text), 0, "--num-samples"),
+    "temperature": lambda text: _above(float(text), 0.0, "--temperature"),
+    "sample_seed": int,
 }
 # the same flag under the harness's names (lm_eval)
 HARNESS_NAMES = {"max_samples": "limit", "num_shots": "num_fewshot"}
+
+
+def _at_least(value: int, low: int, flag: str) -> int:
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{flag} must be at least {low}, got {value}")
+    return value
+
+
+def _above(value: float, low: float, flag: str) -> float:
+    if value <= low:
+        raise argparse.ArgumentTypeError(f"{flag} must be above {low}, got {value}")
+    return value
 
 
 def task_options(resolved, args) -> dict[str, Any]:

@@ -388,6 +388,15 @@ class Gsm8kTaskSpec:
     max_new_tokens: int = knob(256, "Generation budget per problem.", ge=1)
     batch_size: int = knob(16, "Problems generated together.", ge=1)
     backend: Literal["hf", "vllm"] = knob("hf", "Generation engine; vllm needs vllm installed and a GPU.")
+    num_samples: int = knob(
+        0,
+        "Sampled replies per problem, scored beside the greedy one; 0: greedy only. With k samples the task "
+        "also reports pass@1 (the mean over the k), pass@k (unbiased estimator) and maj@k (majority answer), "
+        "strict and flexible, each start against result by a paired permutation test.",
+        ge=0,
+    )
+    temperature: float = knob(1.0, "Sampling temperature of the num_samples replies.", gt=0)
+    sample_seed: int = knob(0, "Seed of the sampled replies: the start model and the result draw alike.")
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@ objective names a metric the tasks measure."""
 
 from __future__ import annotations
 
+import re
+
 from hydratune.config.environment import Environment
 from hydratune.config.problems import Problem
 from hydratune.config.spec import RunSpec
+from hydratune.evaluate.sampled_scores import reported_metrics
 from hydratune.evaluate.tasks import TASKS
 from hydratune.evaluate.tasks.harness import harness_problems, objective_problems
 
@@ -54,11 +57,13 @@ def _objective_problems(spec: RunSpec) -> list[Problem]:
                 f"use one of: {', '.join(tasks)}",
             )
         ]
-    if metric not in TASKS[task_name].metrics:
-        names = ", ".join(f"{task_name}.{m}" for m in TASKS[task_name].metrics)
-        return [
-            Problem(f"eval.objective={objective}", f"`{task_name}` has no metric `{metric}`", f"use one of: {names}")
-        ]
+    reported = reported_metrics(TASKS[task_name], tasks[task_name])
+    if metric not in reported:
+        names = ", ".join(f"{task_name}.{m}" for m in reported)
+        fix = f"use one of: {names}"
+        if re.search(r"_(pass|maj)_at_\d+$", metric):  # a sampled score, reported once replies are sampled
+            fix = f"set eval.tasks.{task_name}.num_samples=<k> to score k sampled replies per problem, or {fix}"
+        return [Problem(f"eval.objective={objective}", f"`{task_name}` has no metric `{metric}`", fix)]
     return []
 
 

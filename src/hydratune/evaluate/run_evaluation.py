@@ -20,8 +20,9 @@ from typing import Any, Callable, Optional
 from hydratune.atomic_dir import build_once, write_json_atomic
 from hydratune.config.problems import ConfigError, Problem
 from hydratune.eval_table import render_table
-from hydratune.evaluate.generate import generate_hf, generate_vllm
-from hydratune.evaluate.statistics import mcnemar_exact, wilson_interval
+from hydratune.evaluate.generate import Sampling, generate_hf, generate_vllm
+from hydratune.evaluate.sampled_scores import reported_metrics, score_samples
+from hydratune.evaluate.statistics import mcnemar_exact, mean_interval, paired_permutation_test, wilson_interval
 from hydratune.evaluate.tasks import TASKS, Task
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ def _task_results(
 
     problems = task.load_problems(options, cache_root)
     shots = task.load_shots(options, cache_root) if task.load_shots else []
+    num_samples = getattr(options, "num_samples", 0)
+    sampling = Sampling(num_samples, options.temperature, options.sample_seed) if num_samples else None
     conversations = [task.build_prompt(p, shots, system_prompt) for p in problems]
     if getattr(options, "backend", "hf") == "vllm":
         if target.directory is None:
@@ -72,6 +75,7 @@ def _task_results(
             conversations,
             max_new_tokens=options.max_new_tokens,
             trust_remote_code=target.trust_remote_code,
+            sampling=sampling,
         )
     else:
         model, tokenizer = model_tokenizer()
@@ -82,13 +86,15 @@ def _task_results(
             max_new_tokens=options.max_new_tokens,
             batch_size=options.batch_size,
             label=f"{task.name} on {target.label}",
+            sampling=sampling,
         )
     predictions = []
-    for problem, reply in zip(problems, generations.texts):
+    for i, (problem, reply) in enumerate(zip(problems, generations.texts)):
         scored = task.score(reply, problem)
-        predictions.append({**problem.record, "generated": reply, **scored})
+        sampled = score_samples(task, problem, generations.samples[i]) if generations.samples else {}
+        predictions.append({**problem.record, "generated": reply, **scored, **sampled})
     return {
-        "metrics": accuracy_metrics(predictions, task.metrics),
+        "metrics": accuracy_metrics(predictions, reported_metrics(task, options)),
         "problems_per_second": generations.per_second,
         "seconds": generations.seconds,
         "predictions": predictions,
@@ -96,13 +102,19 @@ def _task_results(
 
 
 def accuracy_metrics(predictions: list[dict], names) -> dict[str, dict]:
-    """Each 0/1 metric over the predictions that carry it: the share correct with its 95% Wilson interval."""
+    """Each metric over the predictions that carry it. A 0/1 metric: the share correct with its 95%
+    Wilson interval. A per-problem share (sampled pass@1, pass@k): the mean with its 95% interval."""
     metrics = {}
     for metric in names:
         outcomes = [p[metric] for p in predictions if metric in p]
-        correct, n = sum(1 for o in outcomes if o), len(outcomes)
-        low, high = wilson_interval(correct, n)
-        metrics[metric] = {"value": correct / n if n else 0.0, "correct": correct, "n": n, "ci95": [low, high]}
+        n = len(outcomes)
+        if all(isinstance(o, bool) for o in outcomes):
+            correct = sum(1 for o in outcomes if o)
+            low, high = wilson_interval(correct, n)
+            metrics[metric] = {"value": correct / n if n else 0.0, "correct": correct, "n": n, "ci95": [low, high]}
+        else:
+            low, high = mean_interval(outcomes)
+            metrics[metric] = {"value": sum(outcomes) / n, "n": n, "ci95": [low, high], "kind": "mean"}
     return metrics
 
 
@@ -145,25 +157,42 @@ def evaluate_target(
 
 
 def compare(tuned: dict[str, dict], base: Optional[dict[str, dict]]) -> dict[str, dict]:
-    """Per task and metric: tuned and base values with intervals, and McNemar's paired test."""
+    """Per task and metric: tuned and base values with intervals, and a paired test: McNemar's for
+    0/1 outcomes, a permutation test for per-problem shares of sampled replies."""
     summary: dict[str, dict] = {}
     for name, result in tuned.items():
         summary[name] = {}
         for metric, value in result["metrics"].items():
             entry = {"tuned": value}
-            if base is not None and name in base:
+            if base is not None and name in base and metric in base[name]["metrics"]:
                 entry["base"] = base[name]["metrics"][metric]
-                paired = mcnemar_exact(
-                    [p[metric] for p in result["predictions"] if metric in p],
-                    [p[metric] for p in base[name]["predictions"] if metric in p],
-                )
-                entry["mcnemar"] = {
-                    "only_tuned_correct": paired["only_first_correct"],
-                    "only_base_correct": paired["only_second_correct"],
-                    "p_value": paired["p_value"],
-                }
+                tuned_outcomes = [p[metric] for p in result["predictions"] if metric in p]
+                base_outcomes = [p[metric] for p in base[name]["predictions"] if metric in p]
+                entry.update(paired_test(tuned_outcomes, base_outcomes, value.get("kind") == "mean"))
             summary[name][metric] = entry
     return summary
+
+
+def paired_test(tuned: list, base: list, shares: bool) -> dict[str, dict]:
+    if shares:
+        paired = paired_permutation_test(tuned, base)
+        return {
+            "permutation": {
+                "better_on_tuned": paired["better_first"],
+                "better_on_base": paired["better_second"],
+                "mean_difference": paired["mean_difference"],
+                "p_value": paired["p_value"],
+                "exact": paired["exact"],
+            }
+        }
+    paired = mcnemar_exact(tuned, base)
+    return {
+        "mcnemar": {
+            "only_tuned_correct": paired["only_first_correct"],
+            "only_base_correct": paired["only_second_correct"],
+            "p_value": paired["p_value"],
+        }
+    }
 
 
 def write_results(out_dir: Path, tuned: dict[str, dict], base: Optional[dict[str, dict]], summary: dict) -> None:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydratune.eval_table import cell
 from hydratune.run_layout import RunDirectory
 
 # The outputs the summary points to: a RunDirectory path by name, and what it holds.
@@ -49,17 +50,18 @@ def trained_line(record: dict[str, Any]) -> str:
 
 
 def metric_lines(record: dict[str, Any], run_dir: Path) -> list[str]:
-    """What the run changed: each generation task's score of the start model (`model.name`) and of
-    the result, with 95% intervals and McNemar's paired p; metrics measured before and after
-    training (`<name>_start` and `<name>`) as start -> result; the rest as they are."""
+    """What the run changed: first the primary metric the run declared (`eval.objective`), then each
+    generation task's scores of the start model (`model.name`) and of the result, with 95% intervals
+    and the paired test (greedy answers: McNemar's; sampled replies: a permutation test); metrics
+    measured before and after training (`<name>_start` and `<name>`) as start -> result; the rest as
+    they are."""
     metrics_file = RunDirectory(run_dir).eval_metrics
     summary = json.loads(metrics_file.read_text()).get("summary", {}) if metrics_file.is_file() else {}
-    lines = [
-        line
-        for task, by_metric in summary.items()
-        for metric, sides in by_metric.items()
-        for line in gain_lines(f"{task}.{metric}", sides)
-    ]
+    objective = record.get("spec", {}).get("eval", {}).get("objective")
+    scored = [(f"{task}.{metric}", sides) for task, by_metric in summary.items() for metric, sides in by_metric.items()]
+    scored.sort(key=lambda item: item[0] != objective)  # stable: the primary first, the rest as scored
+    lines = [f"primary metric: {objective} (eval.objective)"] if any(n == objective for n, _ in scored) else []
+    lines += [line for name, sides in scored for line in gain_lines(name, sides)]
     shown_tasks = {f"{task}." for task in summary} | {f"base.{task}." for task in summary}
     flat = {k: v for k, v in record["metrics"].items() if k != "global_step" and not k.startswith(tuple(shown_tasks))}
     for name, value in flat.items():
@@ -74,24 +76,29 @@ def metric_lines(record: dict[str, Any], run_dir: Path) -> list[str]:
 
 def gain_lines(name: str, sides: dict[str, Any]) -> list[str]:
     """`gsm8k.strict_accuracy: start 21.5% [16.4, 27.7] (43/200) -> result 30.0% [24.1, 36.7] (60/200)`
-    and under it the change, McNemar's p and the problems only one of the two solved."""
+    and under it the change, the paired test's p and the problems only one of the two solved (for
+    sampled scores: on which each did better)."""
     if "base" not in sides:
-        return [f"{name}: {_share(sides['tuned'])}"]
-    start, result, paired = sides["base"], sides["tuned"], sides["mcnemar"]
-    return [
-        f"{name}: start {_share(start)} -> result {_share(result)}",
-        f"  {100 * (result['value'] - start['value']):+.1f} points, McNemar p = {paired['p_value']:.3g}: "
-        f"{paired['only_tuned_correct']} solved by the result only, {paired['only_base_correct']} by the start only",
-    ]
+        return [f"{name}: {cell(sides['tuned']).strip()}"]
+    start, result = sides["base"], sides["tuned"]
+    change = f"  {100 * (result['value'] - start['value']):+.1f} points"
+    if "permutation" in sides:
+        paired = sides["permutation"]
+        tested = (
+            f"permutation p = {paired['p_value']:.3g}: {paired['better_on_tuned']} problems scored higher by the "
+            f"result, {paired['better_on_base']} by the start"
+        )
+    else:
+        paired = sides["mcnemar"]
+        tested = (
+            f"McNemar p = {paired['p_value']:.3g}: {paired['only_tuned_correct']} solved by the result only, "
+            f"{paired['only_base_correct']} by the start only"
+        )
+    return [f"{name}: start {cell(start).strip()} -> result {cell(result).strip()}", f"{change}, {tested}"]
 
 
 def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _share(m: dict[str, Any]) -> str:
-    low, high = m["ci95"]
-    return f"{100 * m['value']:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({m['correct']}/{m['n']})"
 
 
 def run_summary(record: dict[str, Any], run_dir: Path) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 
@@ -35,6 +35,9 @@ class Task:
     )
     load_shots: Optional[Callable[..., Sequence[Question]]] = None  # (options, cache_root) -> worked examples
     score: Optional[Callable[[str, Question], dict[str, Any]]] = None  # reply -> {metric: bool, extracted...}
+    # each answer parsing's (metric, extracted answer) keys in `score`'s result: what sampled
+    # replies are scored and voted by (eval.tasks.<name>.num_samples)
+    parsings: dict[str, tuple[str, str]] = field(default_factory=dict)
     # or a task scored by another library on the whole model (lm-evaluation-harness):
     # (options, model_tokenizer, cache_root, system_prompt) -> {"metric_names", "predictions", "seconds", ...}
     run: Optional[Callable[..., dict[str, Any]]] = None

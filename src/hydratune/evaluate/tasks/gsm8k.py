@@ -72,4 +72,8 @@ TASK = Task(
     load_shots=load_shots,
     build_prompt=build_prompt,
     score=score,
+    parsings={
+        "strict": ("strict_accuracy", "extracted_strict"),
+        "flexible": ("flexible_accuracy", "extracted_flexible"),
+    },
 )
