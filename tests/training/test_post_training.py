@@ -215,3 +215,46 @@ def test_grpo_refuses_prompts_whose_reference_no_reward_can_read(tmp_path):
     rows[5]["answer"], rows[9]["answer"] = "8", "12"  # the fix the message gives
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     train(tmp_path / "fixed", *chosen)
+
+
+def test_dpo_weight_0_trains_the_sft_term_alone_on_the_chosen_replies(tmp_path):
+    """The control of the DPO split: with the preference term off, the rejected replies cannot
+    change what is trained; with it on they do."""
+    from safetensors.torch import load_file
+
+    def trained(name, rejected, *settings):
+        folder = tmp_path / name / "pairs"
+        preference_data(folder)
+        for split in ("train", "test"):
+            rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines()]
+            text = "".join(json.dumps({**r, "rejected": rejected}) + "\n" for r in rows)
+            (folder / f"{split}.jsonl").write_text(text)
+        run = tmp_path / name / "run"
+        overrides = [o for o in dpo(tmp_path / name) if not o.startswith("dataset.path=")]
+        train(run, *overrides, f"dataset.path={folder}", "train.max_steps=3", "eval=[none]", *settings)
+        return load_file(run / "adapter" / "adapter_model.safetensors")
+
+    sft_only = ("method.dpo_weight=0", "method.sft_weight=1.0")
+    a = trained("a", "Sorry, I cannot help with that.", *sft_only)
+    b = trained("b", "No.", *sft_only)
+    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
+    c = trained("c", "No.", "method.sft_weight=1.0")  # RPO: the preference term reads the rejected replies
+    assert not all(torch_equal(b[k], c[k]) for k in b)
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return torch.equal(x, y)
+
+
+def test_dpo_weight_0_without_an_sft_term_is_refused_with_the_fix(tmp_path):
+    from hydratune.commands.cli import compose_spec
+    from hydratune.config.problems import ConfigError
+
+    from ..conftest import cpu_env
+
+    chosen = ["model=tiny_llama", *dpo(tmp_path), "method.dpo_weight=0"]
+    with pytest.raises(ConfigError, match="nothing would be trained"):
+        compose_spec(chosen, env=cpu_env())
+    assert compose_spec([*chosen, "method.sft_weight=1.0"], env=cpu_env()).method.dpo_weight == 0

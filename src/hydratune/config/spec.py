@@ -169,6 +169,12 @@ class MethodSpec:
     sft_weight: float = knob(
         0.0, "dpo: weight of an added SFT loss on the chosen replies (RPO); 0 leaves it out.", ge=0
     )
+    dpo_weight: float = knob(
+        1.0,
+        "dpo: weight of the preference loss (`loss_type`). 0 with sft_weight > 0 trains the SFT term alone on "
+        "the chosen replies, with the same rows, order and steps: the control that shows what the preference adds.",
+        ge=0,
+    )
     precompute_reference: bool = knob(
         False,
         "dpo, kto: compute the reference log-probs once before training and cache them with the data, "

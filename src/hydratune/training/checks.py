@@ -122,6 +122,22 @@ def _post_training_problems(spec: RunSpec, env: Environment) -> list[Problem]:
                 "method.sft_weight", f"the SFT term (RPO) is a dpo option, not {m.name}", "remove method.sft_weight"
             )
         )
+    if m.dpo_weight != 1.0 and m.name != "dpo":
+        out.append(
+            Problem(
+                "method.dpo_weight",
+                f"the preference loss weight is a dpo option, not {m.name}",
+                "remove method.dpo_weight",
+            )
+        )
+    elif m.name == "dpo" and m.dpo_weight == 0 and not m.sft_weight:
+        out.append(
+            Problem(
+                "method.dpo_weight=0",
+                "with no SFT term (method.sft_weight=0) nothing would be trained",
+                "set method.sft_weight=1.0 to train the SFT term alone, or method.dpo_weight above 0",
+            )
+        )
     if m.name == "kto" and (m.loss_type or "kto") == "kto" and t.micro_batch_size < 2:
         out.append(
             Problem(

@@ -58,9 +58,9 @@ def method_arguments(spec: RunSpec, env: Environment) -> dict[str, Any]:
         "gradient_checkpointing": spec.train.gradient_checkpointing,
     }
     if m.name == "dpo":
-        losses, weights = [loss], [1.0]
-        if m.sft_weight:
-            losses, weights = [loss, "sft"], [1.0, m.sft_weight]  # RPO: DPO plus an NLL term on the chosen replies
+        losses, weights = [loss], [m.dpo_weight]
+        if m.sft_weight:  # RPO: DPO plus an NLL term on the chosen replies (with dpo_weight 0, that term alone)
+            losses, weights = [loss, "sft"], [m.dpo_weight, m.sft_weight]
         return {
             **common,
             "loss_type": losses,
