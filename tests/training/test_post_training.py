@@ -218,34 +218,28 @@ def test_grpo_refuses_prompts_whose_reference_no_reward_can_read(tmp_path):
 
 
 def test_dpo_weight_0_trains_the_sft_term_alone_on_the_chosen_replies(tmp_path):
-    """The control of the DPO split: with the preference term off, the rejected replies cannot
-    change what is trained; with it on they do."""
+    """The control of the DPO split: with the preference term off (the weight TRL's trainer ran
+    with), the rejected replies, which that term reads, cannot change what is trained."""
+    import torch
     from safetensors.torch import load_file
 
-    def trained(name, rejected, *settings):
-        folder = tmp_path / name / "pairs"
-        preference_data(folder)
+    def trained(name, rejected):
+        folder = preference_data(tmp_path / name / "pairs")
         for split in ("train", "test"):
             rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines()]
-            text = "".join(json.dumps({**r, "rejected": rejected}) + "\n" for r in rows)
-            (folder / f"{split}.jsonl").write_text(text)
+            (folder / f"{split}.jsonl").write_text(
+                "".join(json.dumps({**r, "rejected": rejected}) + "\n" for r in rows)
+            )
         run = tmp_path / name / "run"
         overrides = [o for o in dpo(tmp_path / name) if not o.startswith("dataset.path=")]
-        train(run, *overrides, f"dataset.path={folder}", "train.max_steps=3", "eval=[none]", *settings)
+        settings = ("method.dpo_weight=0", "method.sft_weight=1.0", "train.max_steps=3", "eval=[none]")
+        train(run, *overrides, f"dataset.path={folder}", *settings)
+        used = torch.load(run / "adapter" / "training_args.bin", weights_only=False)
+        assert (used.loss_type, used.loss_weights) == (["sigmoid", "sft"], [0.0, 1.0])
         return load_file(run / "adapter" / "adapter_model.safetensors")
 
-    sft_only = ("method.dpo_weight=0", "method.sft_weight=1.0")
-    a = trained("a", "Sorry, I cannot help with that.", *sft_only)
-    b = trained("b", "No.", *sft_only)
-    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
-    c = trained("c", "No.", "method.sft_weight=1.0")  # RPO: the preference term reads the rejected replies
-    assert not all(torch_equal(b[k], c[k]) for k in b)
-
-
-def torch_equal(x, y) -> bool:
-    import torch
-
-    return torch.equal(x, y)
+    a, b = trained("a", "Sorry, I cannot help with that."), trained("b", "No.")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_dpo_weight_0_without_an_sft_term_is_refused_with_the_fix(tmp_path):
