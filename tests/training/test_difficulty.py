@@ -120,7 +120,10 @@ def test_prepass_that_keeps_nothing_is_refused_naming_the_fix(tmp_path):
 def test_grpo_trains_on_the_kept_prompts_and_records_the_prepass(tmp_path):
     data = prompt_data(tmp_path / "prompts.jsonl")
     run = tmp_path / "run"
-    out = train(run, *grpo(data, "model=tiny_llama", "train.max_steps=1"))
+    out = train(run, *grpo(data, "model=tiny_llama", "train.max_steps=2"))
+    # one prompt a step: a kept one has completions that pass and fail, a prompt of the other 12 has not
+    steps = [e for e in record(run)["log_history"] if "loss" in e]
+    assert [(e["frac_reward_zero_std"], e["rewards/by_answer/mean"]) for e in steps] == [(0.0, 0.5)] * 2
     found = record(run)["data"]["difficulty"]
     assert {k: found[k] for k in ("estimated", "pass_rates", "kept")} == {
         "estimated": 18,
