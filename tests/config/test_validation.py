@@ -203,6 +203,27 @@ CASES = [
         [Q, "method=grpo", "eval=[none]", "method.num_generations=8", "method.steps_per_generation=2"],
     ),
     (
+        [Q, "method.difficulty_samples=8"],
+        {},
+        "method.difficulty_samples=8",
+        "remove method.difficulty_samples",
+        [Q],
+    ),
+    (
+        [Q, "method=grpo", "eval=[none]", "method.difficulty_samples=1"],
+        {},
+        "method.difficulty_samples=1",
+        "set method.difficulty_samples=2 or more",
+        [Q, "method=grpo", "eval=[none]", "method.difficulty_samples=2"],
+    ),
+    (
+        [Q, "method=grpo", "eval=[none]", "method.difficulty_max_prompts=64"],
+        {},
+        "method.difficulty_max_prompts=64",
+        "set method.difficulty_samples (e.g. 8)",
+        [Q, "method=grpo", "eval=[none]", "method.difficulty_max_prompts=64", "method.difficulty_samples=8"],
+    ),
+    (
         [Q, "method=grpo", "eval=[none]", "method.epsilon_high=0.1"],
         {},
         "method.epsilon_high=0.1",

@@ -242,6 +242,22 @@ class MethodSpec:
         "grpo with vLLM colocated: vLLM releases its weights and KV cache while the model trains and "
         "wakes for each sampling round: its share is free for training, at the cost of reloading weights.",
     )
+    # ---- grpo: the difficulty pre-pass (prompts with a reward spread only)
+    difficulty_samples: int = knob(
+        0,
+        "grpo: before training, sample this many completions of each training prompt with the start model "
+        "(at temperature and max_completion_length) and keep only the prompts some but not all of whose "
+        "completions pass: a prompt always or never solved gives groups without reward spread, and no signal. "
+        "A completion passes when the first of method.rewards scores above 0 (list correctness first). "
+        "Cached with the data, keyed on the start model. 0: off; else at least 2.",
+        ge=0,
+    )
+    difficulty_max_prompts: Optional[int] = knob(
+        None,
+        "grpo with difficulty_samples: estimate only the first this many training prompts (the stored rows are "
+        "shuffled), which bounds the pre-pass's cost; training runs on the kept ones among them. null: all.",
+        ge=1,
+    )
 
     @property
     def is_preference(self) -> bool:

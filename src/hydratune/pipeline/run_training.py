@@ -29,6 +29,7 @@ from hydratune.evaluate.tasks.harness import first_metric
 from hydratune.export.merge_adapter import export_merged
 from hydratune.held_run_files import write_held
 from hydratune.models.inference_placement import CPU_FP32, Placement, inference_placement
+from hydratune.models.model_loading import load_tokenizer
 from hydratune.pipeline.curves import plot_curves
 from hydratune.pipeline.run_directory import RunDirectoryRefused, claim_run_directory, take_run_directory
 from hydratune.pipeline.run_record import parent_record, write_run_record
@@ -37,10 +38,11 @@ from hydratune.pipeline.sample_generation import sample_reply
 from hydratune.run_layout import RunDirectory
 from hydratune.training import mlflow_tracking
 from hydratune.training.checkpoints import finished_at_budget, resolve_resume
+from hydratune.training.difficulty import run_difficulty
 from hydratune.training.disk_estimate import check_disk_space, estimate_disk
 from hydratune.training.fit import check_prepared_rows, fit, read_train_result
 from hydratune.training.launch import needs_relaunch, relaunch
-from hydratune.training.plan import plan_run, write_plan
+from hydratune.training.plan import plan_run, resolve_precision, write_plan
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,8 @@ def _train_and_finish(spec: RunSpec, env, plan, start: float) -> Any:
     if needs_relaunch(spec, env.under_launcher):
         prepared = run_preprocess(spec)  # once, here: the ranks only read the cache
         check_prepared_rows(spec, prepared.load("train"))  # refused here (exit 2), before any rank starts
+        if spec.method.difficulty_samples:  # estimated once, here: the ranks read its cache
+            _estimate_difficulty(spec, env, prepared)
         resolve_resume(spec, prepared.key)
         relaunch(spec)  # LaunchError, with one message, when a rank fails
         if spec.sharding.node_rank != 0:
@@ -128,6 +132,15 @@ def _train_and_finish(spec: RunSpec, env, plan, start: float) -> Any:
             return None
         _release_training_memory()
     return finish_run(spec, plan, started=start)
+
+
+def _estimate_difficulty(spec: RunSpec, env, prepared) -> None:
+    """GRPO's difficulty pre-pass in this process; refused here (exit 2) when it keeps no prompt."""
+    root = cache_root(spec.run.cache_dir)
+    tokenizer = load_tokenizer(spec.model, root)
+    precision = resolve_precision(spec.train.precision, env)
+    run_difficulty(spec, prepared.key, prepared.load("train"), tokenizer, root, precision)
+    _release_training_memory()
 
 
 def finish_run(spec: RunSpec, plan, *, started: float) -> float:

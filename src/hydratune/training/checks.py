@@ -83,6 +83,8 @@ GRPO_ONLY = (
     "mask_truncated_completions",
     "num_iterations",
     "steps_per_generation",
+    "difficulty_samples",
+    "difficulty_max_prompts",
 )
 
 
@@ -194,6 +196,7 @@ def _grpo_problems(spec: RunSpec, env: Environment) -> list[Problem]:
                 "use e.g. 0.3 (TRL's default), or more with method.vllm_sleep_mode=true",
             )
         )
+    out += _difficulty_problems(m)
     if m.generation == "vllm_server" and not m.vllm_server_url:
         out.append(
             Problem(
@@ -203,6 +206,27 @@ def _grpo_problems(spec: RunSpec, env: Environment) -> list[Problem]:
             )
         )
     return out
+
+
+def _difficulty_problems(m: MethodSpec) -> list[Problem]:
+    """The pre-pass needs two samples at least (one gives a rate of 0 or 1, never kept)."""
+    if m.difficulty_samples == 1:
+        return [
+            Problem(
+                "method.difficulty_samples=1",
+                "one completion per prompt passes or fails, so no prompt has a rate between 0 and 1 and none is kept",
+                "set method.difficulty_samples=2 or more (e.g. method.num_generations), or 0 to turn the pre-pass off",
+            )
+        ]
+    if m.difficulty_max_prompts is not None and not m.difficulty_samples:
+        return [
+            Problem(
+                f"method.difficulty_max_prompts={m.difficulty_max_prompts}",
+                "bounds the difficulty pre-pass, which is off (method.difficulty_samples=0)",
+                "set method.difficulty_samples (e.g. 8), or remove method.difficulty_max_prompts",
+            )
+        ]
+    return []
 
 
 def _sharding_problems(spec: RunSpec, env: Environment) -> list[Problem]:

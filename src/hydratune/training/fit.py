@@ -40,6 +40,7 @@ from hydratune.training.checkpoints import (
     run_identity,
 )
 from hydratune.training.compiled_model import compile_in_place, compile_record
+from hydratune.training.difficulty import run_difficulty
 from hydratune.training.hydratune_trainer import HydratuneMixin
 from hydratune.training.parity_rows import parity_batch, save_parity_rows
 from hydratune.training.peak_memory import PeakMemory
@@ -63,6 +64,7 @@ class FitData:
     prepared: PreparedData
     train_rows: Any
     eval_rows: Any  # None when the held-out loss is not measured
+    difficulty: dict | None = None  # GRPO's difficulty pre-pass, when on: what it estimated and kept
 
 
 def fit(spec: RunSpec, env: Environment) -> dict:
@@ -70,8 +72,8 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     start = time.perf_counter()
     root = cache_root(spec.run.cache_dir)
     tokenizer = load_tokenizer(spec.model, root)
-    data = setup_data(spec, tokenizer)
     precision = resolve_precision(spec.train.precision, env)
+    data = setup_data(spec, tokenizer, root, precision)
     args = setup_distributed(spec, env, root, precision, has_eval=data.eval_rows is not None)
     set_seed(spec.train.seed)  # the adapter's initialization must not depend on what ran before
     peak = PeakMemory()
@@ -101,6 +103,7 @@ def fit(spec: RunSpec, env: Environment) -> dict:
                 "directory": str(data.prepared.directory),
                 "most_supervised_per_micro_batch": most_supervised(spec, data.train_rows, data.eval_rows),
                 "longest_row": longest_row(data.train_rows, data.eval_rows),
+                "difficulty": data.difficulty,
             },
             "peak_memory": peak.measured(),
             "first_step_seconds": trainer.first_step.seconds,
@@ -111,18 +114,24 @@ def fit(spec: RunSpec, env: Environment) -> dict:
     return metrics
 
 
-def setup_data(spec: RunSpec, tokenizer) -> FitData:
-    """The prepared rows (a cache hit: the launcher or the first rank built them), checked, and the
-    held-out rows the loss task measures (at most its max_rows)."""
+def setup_data(spec: RunSpec, tokenizer, root: Path, precision: str) -> FitData:
+    """The prepared rows (a cache hit: the launcher or the first rank built them), checked, GRPO's kept
+    by the difficulty pre-pass when it is on, and the held-out rows the loss task measures (at most its max_rows)."""
     prepared = run_preprocess(spec, tokenizer=tokenizer)
     train_rows, eval_rows = prepared.load("train"), prepared.load("eval")
     check_prepared_rows(spec, train_rows)
+    difficulty = None
+    if spec.method.difficulty_samples:
+        # Before the process group and the training model: the ranks do not wait in a collective
+        # meanwhile, and the sampling model is freed before training's loads.
+        found = run_difficulty(spec, prepared.key, train_rows, tokenizer, root, precision)
+        train_rows, difficulty = train_rows.select(found.kept), found.record()
     loss_task = spec.eval.tasks.get("loss")
     if spec.method.name == "grpo" or loss_task is None:
         eval_rows = None  # GRPO's held-out measure is generation (eval=[gsm8k]), after training
     elif loss_task.max_rows and eval_rows is not None:
         eval_rows = eval_rows.select(range(min(loss_task.max_rows, len(eval_rows))))
-    return FitData(prepared, train_rows, eval_rows)
+    return FitData(prepared, train_rows, eval_rows, difficulty)
 
 
 def setup_distributed(spec: RunSpec, env: Environment, root: Path, precision: str, *, has_eval: bool):
