@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -112,13 +113,43 @@ def test_the_filter_never_stalls_when_no_group_has_spread(tmp_path):
     assert "Raise method.group_filter_max_rounds or method.num_generations" in out.stdout + out.stderr
 
 
+# Loaded by the training process at start (sitecustomize): records the advantages of each batch
+# the group filter hands to TRL's training steps, one JSON line per sampling.
+RECORD_BATCHES = """
+import json, os
+from hydratune.training import group_filter
+
+sample = group_filter.GroupFilter._generate_and_score_completions
+
+def recorded(self, inputs):
+    out = sample(self, inputs)
+    if self.model.training:
+        with open(os.environ["GROUP_FILTER_BATCHES"], "a") as f:
+            f.write(json.dumps(out["advantages"].tolist()) + "\\n")
+    return out
+
+group_filter.GroupFilter._generate_and_score_completions = recorded
+"""
+
+
 @pytest.mark.slow
 def test_the_filter_trains_only_on_groups_with_spread(tmp_path):
-    """One group of 4 a step; about half the prompts give no spread and are sampled over."""
+    """One group of 4 a step; about half the prompts give no spread and are sampled over: every
+    batch trained on holds a group whose advantages are not all zero."""
+    import os
+
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(RECORD_BATCHES)
+    batches = tmp_path / "batches.jsonl"
+    path = os.pathsep.join(p for p in (str(tmp_path / "hook"), os.environ.get("PYTHONPATH")) if p)
     run = tmp_path / "run"
-    train(run, *GRPO_FILTERED, "method.group_filter_max_rounds=8", "train.max_steps=4")
+    env = {"PYTHONPATH": path, "GROUP_FILTER_BATCHES": str(batches)}
+    train(run, *GRPO_FILTERED, "method.group_filter_max_rounds=8", "train.max_steps=4", env=env)
     assert len(losses(run)) == 4
     assert_trained_on_spread(run)
     for step in grpo_steps(run):  # one group needed: every round before the last had none with spread
         rounds = step["groups/rounds"]
         assert step["groups/no_spread"] == pytest.approx((rounds - 1) / rounds)
+    trained = [json.loads(line) for line in batches.read_text().splitlines()]
+    assert len(trained) == 4 and all(len(advantages) == 4 for advantages in trained)
+    assert all(any(abs(a) > 1e-3 for a in advantages) for advantages in trained), trained

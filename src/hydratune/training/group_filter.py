@@ -11,6 +11,8 @@ without spread and a warning says so.
 The decision is taken on the rewards gathered from every rank, so all ranks run the same
 rounds (the same generate and forward calls, which FSDP2 and ZeRO-3 need), and each rank then
 takes its own share of the assembled batch: the same number of rows as TRL's own batch.
+Advantages are TRL's, computed per round: with method.scale_rewards=batch a kept group's are
+scaled by the spread of the round it was sampled in.
 """
 
 from __future__ import annotations

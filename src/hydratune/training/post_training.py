@@ -142,22 +142,12 @@ def build_trainer(spec: RunSpec, **kwargs: Any):
 
 
 def _check_group_filter(trainer) -> None:
-    """What the group filter needs of the trainer: prompts it can draw by index, text-only rows."""
+    """The filter assembles batches of text completions; a vision model's image inputs it cannot."""
     if trainer._is_vlm:
         raise ConfigError(
             [
                 Problem(
                     "method.group_filter=spread", "the filter handles text prompts only", "set method.group_filter=none"
-                )
-            ]
-        )
-    if not hasattr(trainer.train_dataset, "__getitem__"):
-        raise ConfigError(
-            [
-                Problem(
-                    "method.group_filter=spread",
-                    "further prompts are drawn by index, and the training rows are a stream",
-                    "set method.group_filter=none",
                 )
             ]
         )
