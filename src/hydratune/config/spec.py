@@ -222,7 +222,8 @@ class MethodSpec:
         "none",
         "grpo: which groups are trained on. none: every sampled group. spread: DAPO's dynamic sampling: a "
         "group whose completions all got the same reward has zero advantage and teaches nothing, so only "
-        "groups whose rewards differ are kept, and more prompts are sampled until the batch is full (at most "
+        "groups whose rewards differ are kept, and more prompts (drawn at random from the training rows) are "
+        "sampled until the batch is full (at most "
         "group_filter_max_rounds sampling rounds; short of that the batch is filled with groups without "
         "spread, and a warning says so).",
     )
