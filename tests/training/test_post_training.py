@@ -204,7 +204,7 @@ def test_runs_under_ddp(method, tmp_path):
 def test_grpo_settings_reach_trls_trainer(tmp_path):
     """DAPO's clip-higher and truncation mask, GSPO's sequence ratio, batch-scaled rewards, and
     completions reused for 2 passes of 2 steps each: TRL's trainer ran with each, and sampled once
-    in 4 steps (on-policy it samples every step)."""
+    in 4 steps (on-policy it samples every step), its two groups passed through the group filter."""
     import torch
 
     run = tmp_path / "run"
@@ -216,7 +216,8 @@ def test_grpo_settings_reach_trls_trainer(tmp_path):
         "num_iterations": 2,
         "steps_per_generation": 2,
     }
-    train(run, *GRPO, "train.max_steps=4", *(f"method.{k}={v}" for k, v in settings.items()))
+    overrides = (f"method.{k}={v}" for k, v in settings.items())
+    train(run, *GRPO, "train.max_steps=4", "method.group_filter=spread", *overrides)
     used = torch.load(run / "adapter" / "training_args.bin", weights_only=False)  # what the trainer ran with
     assert type(used).__name__ == "GRPOConfig"
     assert {k: getattr(used, k) for k in settings} == settings
@@ -224,6 +225,7 @@ def test_grpo_settings_reach_trls_trainer(tmp_path):
     steps = [e for e in record(run)["log_history"] if "loss" in e]
     assert [e["step"] for e in steps] == [1, 2, 3, 4]
     assert [e["step"] for e in steps if "num_tokens" in e] == [1]  # one sampling round fed all four steps
+    assert [e["step"] for e in steps if "groups/rounds" in e] == [1]  # the group filter ran on that round
 
 
 def test_grpo_refuses_prompts_whose_reference_no_reward_can_read(tmp_path):
