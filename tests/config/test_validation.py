@@ -238,6 +238,20 @@ CASES = [
         [Q],
     ),
     (
+        [Q, "method.group_filter=spread"],
+        {},
+        "method.group_filter=spread",
+        "remove method.group_filter",
+        [Q],
+    ),
+    (
+        [Q, "method=grpo", "eval=[none]", "method.group_filter_max_rounds=8"],
+        {},
+        "method.group_filter_max_rounds=8",
+        "set method.group_filter=spread",
+        [Q, "method=grpo", "eval=[none]", "method.group_filter_max_rounds=8", "method.group_filter=spread"],
+    ),
+    (
         [Q, "method=grpo", "eval=[none]", "method.rewards=[gsm8k_corect]"],
         {},
         "method.rewards=gsm8k_corect",

@@ -143,6 +143,14 @@ def text_length(completions, **_):
     return [len(c) / 100 for c in completions]
 
 
+def odd_answers_only(completions, answer, **_):
+    """Spread on about half the prompts: those whose reference answer is odd score their
+    completions' lengths (which differ), the others score 0 on every completion."""
+    from hydratune.rewards.answers import reference_answer
+
+    return [len(c) / 100 if int(reference_answer(a)) % 2 else 0.0 for c, a in zip(completions, answer)]
+
+
 GRPO = [
     "method=grpo",
     "method.num_generations=4",
@@ -156,26 +164,47 @@ GRPO = [
 ]
 
 
+# GRPO's group filter, on a reward that gives spread on about half the prompts.
+GRPO_FILTERED = [
+    *(o for o in GRPO if not o.startswith("method.rewards=")),
+    "method.rewards=[tests.training.test_post_training:odd_answers_only]",
+    "method.group_filter=spread",
+]
+
+
+def assert_trained_on_spread(run_dir: Path) -> None:
+    """Every step of a GRPO_FILTERED run trained on groups with spread only, and some step had to
+    sample past groups without spread to find them."""
+    steps = [e for e in record(run_dir)["log_history"] if "loss" in e]
+    for step in steps:
+        assert step["groups/no_spread_trained"] == 0.0, step
+        # each round samples as many prompts as the batch has groups, and the batch was filled with spread
+        assert step["groups/prompts_per_kept_group"] == step["groups/rounds"], step
+        assert step["rewards/odd_answers_only/std"] > 0
+    assert any(step["groups/rounds"] > 1 and step["groups/no_spread"] > 0 for step in steps), steps
+
+
 @pytest.mark.distributed
 @pytest.mark.parametrize("method", ["kto", "grpo"])
 def test_runs_under_ddp(method, tmp_path):
-    # grpo: full weights with a frozen reference copy (beta > 0); 2 processes x 4 completions = two groups of 4
+    # grpo: full weights with a frozen reference copy (beta > 0); 2 processes x 4 completions = two groups of 4,
+    # kept by the group filter (the rounds are decided alike on both ranks, and groups move between them)
     overrides = (
-        [*GRPO, "method.weights=full", "optim.learning_rate=1e-4"]
+        [*GRPO_FILTERED, "method.weights=full", "optim.learning_rate=1e-4"]
         if method == "grpo"
         else dpo(tmp_path, "method=kto", "train.micro_batch_size=2", "eval=[none]")
     )
     train(tmp_path / "run", *overrides, "sharding=ddp", "train.max_steps=2")
     rec = record(tmp_path / "run")
     assert rec["world_size"] == 2 and len(losses(tmp_path / "run")) == 2
-    if method == "grpo":  # the groups did differ: there was a signal to learn from
-        assert any(e["rewards/text_length/std"] > 0 for e in rec["log_history"] if "loss" in e)
+    if method == "grpo":  # the groups trained on did differ: there was a signal to learn from
+        assert_trained_on_spread(tmp_path / "run")
 
 
 def test_grpo_settings_reach_trls_trainer(tmp_path):
     """DAPO's clip-higher and truncation mask, GSPO's sequence ratio, batch-scaled rewards, and
     completions reused for 2 passes of 2 steps each: TRL's trainer ran with each, and sampled once
-    in 4 steps (on-policy it samples every step)."""
+    in 4 steps (on-policy it samples every step), its two groups passed through the group filter."""
     import torch
 
     run = tmp_path / "run"
@@ -187,7 +216,8 @@ def test_grpo_settings_reach_trls_trainer(tmp_path):
         "num_iterations": 2,
         "steps_per_generation": 2,
     }
-    train(run, *GRPO, "train.max_steps=4", *(f"method.{k}={v}" for k, v in settings.items()))
+    overrides = (f"method.{k}={v}" for k, v in settings.items())
+    train(run, *GRPO, "train.max_steps=4", "method.group_filter=spread", *overrides)
     used = torch.load(run / "adapter" / "training_args.bin", weights_only=False)  # what the trainer ran with
     assert type(used).__name__ == "GRPOConfig"
     assert {k: getattr(used, k) for k in settings} == settings
@@ -195,6 +225,7 @@ def test_grpo_settings_reach_trls_trainer(tmp_path):
     steps = [e for e in record(run)["log_history"] if "loss" in e]
     assert [e["step"] for e in steps] == [1, 2, 3, 4]
     assert [e["step"] for e in steps if "num_tokens" in e] == [1]  # one sampling round fed all four steps
+    assert [e["step"] for e in steps if "groups/rounds" in e] == [1]  # the group filter ran on that round
 
 
 def test_grpo_refuses_prompts_whose_reference_no_reward_can_read(tmp_path):

@@ -224,6 +224,21 @@ class MethodSpec:
         "step). The round's completions (micro_batch_size x world size x this) must be whole groups.",
         ge=1,
     )
+    group_filter: Literal["none", "spread"] = knob(
+        "none",
+        "grpo: which groups are trained on. none: every sampled group. spread: DAPO's dynamic sampling: a "
+        "group whose completions all got the same reward has zero advantage and teaches nothing, so only "
+        "groups whose rewards differ are kept, and more prompts (drawn at random from the training rows) are "
+        "sampled until the batch is full (at most "
+        "group_filter_max_rounds sampling rounds; short of that the batch is filled with groups without "
+        "spread, and a warning says so).",
+    )
+    group_filter_max_rounds: int = knob(
+        4,
+        "grpo with group_filter=spread: sampling rounds per batch at most, each of a full batch of prompts; "
+        "every round costs a round of generation and scoring.",
+        ge=1,
+    )
     generation: Literal["auto", "transformers", "vllm_colocate", "vllm_server"] = knob(
         "auto",
         "grpo: who samples. auto: vLLM colocated on GPUs with vllm installed, else transformers' generate. "

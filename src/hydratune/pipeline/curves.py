@@ -1,7 +1,9 @@
-"""A run's curves as one PNG: loss and learning rate; GRPO adds its rewards, KL and clipping;
-DPO and KTO add the implicit rewards of the chosen and rejected replies, their margin, and the
-share of pairs ranked right. Each panel is a series per training step, with the held-out
-evaluations as points of the same colour."""
+"""A run's curves as one PNG: loss and learning rate; GRPO adds its rewards with KL, the share of
+tokens whose ratio was clipped, and its groups (the share without reward spread; with
+method.group_filter=spread the prompts sampled per group kept); DPO and KTO add the implicit
+rewards of the chosen and rejected replies, their margin, and the share of pairs ranked right.
+Each panel is a series per training step, with the held-out evaluations as points of the same
+colour."""
 
 from __future__ import annotations
 
@@ -10,7 +12,18 @@ from pathlib import Path
 from typing import Optional
 
 # What a GRPO step logs beside its loss, drawn dashed with its rewards (TRL's log names).
-GRPO_EXTRAS = ("kl", "clip_ratio/region_mean")
+GRPO_EXTRAS = ("kl",)
+# TRL's shares of completion tokens whose policy ratio was clipped: below 1 - epsilon with a
+# negative advantage, above 1 + epsilon_high with a positive one, and either.
+GRPO_CLIPPING = {"clip_ratio/low_mean": "low", "clip_ratio/high_mean": "high", "clip_ratio/region_mean": "either"}
+# The groups of a step: without the filter TRL's share of groups whose rewards are all equal; with
+# method.group_filter=spread the share among all groups sampled, among those trained on, and the
+# prompts sampled per group kept (hydratune.training.group_filter).
+GRPO_GROUPS = {
+    "groups/no_spread": "no spread (sampled)",
+    "groups/no_spread_trained": "no spread (trained on)",
+    "groups/prompts_per_kept_group": "prompts per kept group",
+}
 # What TRL's preference trainers log per step (and with an `eval_` prefix per evaluation).
 PREFERENCE_REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/margins")
 PREFERENCE_ACCURACY = "rewards/accuracies"
@@ -52,26 +65,7 @@ def panels(log_history: list[dict]) -> list[Panel]:
         Panel("loss", [Series("loss", _series(log_history, "loss"), _held_out(log_history, "loss"))]),
         Panel("learning rate", [Series("learning rate", _series(log_history, "learning_rate"))]),
     ]
-    rewards = sorted({k for e in log_history for k in e if k.startswith("rewards/") and k.endswith("/mean")})
-    if rewards:
-        out.append(
-            Panel(
-                "reward (mean, band: spread)",
-                [
-                    Series(
-                        key.removeprefix("rewards/").removesuffix("/mean"),
-                        _series(log_history, key),
-                        spread=dict(_series(log_history, key.replace("/mean", "/std"))),
-                    )
-                    for key in rewards
-                ]
-                + [
-                    Series(key, _series(log_history, key), dashed=True)
-                    for key in GRPO_EXTRAS
-                    if _series(log_history, key)
-                ],
-            )
-        )
+    out += _grpo_panels(log_history)
     preference = [
         Series(key.removeprefix("rewards/"), _series(log_history, key), _held_out(log_history, key))
         for key in PREFERENCE_REWARDS
@@ -83,6 +77,42 @@ def panels(log_history: list[dict]) -> list[Panel]:
     if accuracy:
         ranked = Series("pairs ranked right", accuracy, _held_out(log_history, PREFERENCE_ACCURACY))
         out.append(Panel("reward accuracy", [ranked], ylim=(-0.05, 1.05)))
+    return out
+
+
+def _grpo_panels(log_history: list[dict]) -> list[Panel]:
+    """Rewards (each function's and, with several, their weighted sum), clipping, groups."""
+    rewards = sorted({k for e in log_history for k in e if k.startswith("rewards/") and k.endswith("/mean")})
+    if not rewards:
+        return []
+    series = [
+        Series(
+            key.removeprefix("rewards/").removesuffix("/mean"),
+            _series(log_history, key),
+            spread=dict(_series(log_history, key.replace("/mean", "/std"))),
+        )
+        for key in rewards
+    ]
+    if len(rewards) > 1 and _series(log_history, "reward"):
+        series.append(
+            Series(
+                "reward (weighted sum)", _series(log_history, "reward"), spread=dict(_series(log_history, "reward_std"))
+            )
+        )
+    extras = [Series(key, _series(log_history, key), dashed=True) for key in GRPO_EXTRAS if _series(log_history, key)]
+    out = [Panel("reward (mean, band: spread)", series + extras)]
+    clipped = [
+        Series(label, _series(log_history, key)) for key, label in GRPO_CLIPPING.items() if _series(log_history, key)
+    ]
+    if clipped:
+        out.append(Panel("tokens clipped (share)", clipped))
+    groups = [
+        Series(label, _series(log_history, key)) for key, label in GRPO_GROUPS.items() if _series(log_history, key)
+    ]
+    if not groups and _series(log_history, "frac_reward_zero_std"):
+        groups = [Series("no spread", _series(log_history, "frac_reward_zero_std"))]
+    if groups:
+        out.append(Panel("groups (share; prompts per kept group)", groups))
     return out
 
 

@@ -85,6 +85,8 @@ GRPO_ONLY = (
     "steps_per_generation",
     "difficulty_samples",
     "difficulty_max_prompts",
+    "group_filter",
+    "group_filter_max_rounds",
 )
 
 
@@ -180,6 +182,19 @@ def _grpo_problems(spec: RunSpec, env: Environment) -> list[Problem]:
                 f"set method.epsilon_high above {m.epsilon} (DAPO: 0.28), or remove it",
             )
         )
+    if m.group_filter == "none" and m.group_filter_max_rounds != MethodSpec().group_filter_max_rounds:
+        out.append(
+            Problem(
+                f"method.group_filter_max_rounds={m.group_filter_max_rounds}",
+                "bounds the sampling rounds of method.group_filter=spread, and the filter is off",
+                "set method.group_filter=spread, or remove method.group_filter_max_rounds",
+            )
+        )
+    return out + _vllm_problems(m, env)
+
+
+def _vllm_problems(m: MethodSpec, env: Environment) -> list[Problem]:
+    out = []
     if m.generation.startswith("vllm") and not (env.cuda and env.has("vllm")):
         out.append(
             Problem(

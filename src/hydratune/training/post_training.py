@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from hydratune.config.environment import Environment
+from hydratune.config.problems import ConfigError, Problem
 from hydratune.config.spec import RunSpec
 from hydratune.rewards import for_trainer
 from hydratune.training.compiled_model import eager_generation
 from hydratune.training.fast_sampling import can_fold_adapter, fast_sampling, in_eval_mode
+from hydratune.training.group_filter import GroupFilter
 from hydratune.training.hydratune_trainer import HydratuneMixin, HydratuneTrainer
 from hydratune.training.lean_loss import use_chunked_loss
 from hydratune.training.support_matrix import LOSS_TYPES, resolve_generation
@@ -122,7 +124,7 @@ def build_trainer(spec: RunSpec, **kwargs: Any):
         return HydratuneTrainer(chunked_loss=use_chunked_loss(spec, kwargs["model"]), **kwargs)
     trl_trainer, _ = _trl_classes(spec.method.name)
     if spec.method.name == "grpo":
-        trainer_class = type("HydratuneGRPOTrainer", (FastSampling, HydratuneMixin, trl_trainer), {})
+        trainer_class = type("HydratuneGRPOTrainer", (GroupFilter, FastSampling, HydratuneMixin, trl_trainer), {})
         kwargs.pop("data_collator", None)  # GRPO samples its own batches
         server_url = spec.method.vllm_server_url if kwargs["args"].vllm_server_base_url else None
         with lent_credentials(kwargs["args"], "vllm_server_base_url", server_url):  # TRL's client connects in here
@@ -130,10 +132,25 @@ def build_trainer(spec: RunSpec, **kwargs: Any):
         # Under FSDP2 and ZeRO-3 each forward gathers weights with the other ranks, and ranks whose
         # batches repeat prompts differently would run different numbers of forwards.
         trainer.sampling_shortcuts = spec.sharding.strategy in ("single", "ddp")
+        if spec.method.group_filter == "spread":
+            _check_group_filter(trainer)
+            trainer.group_filter_max_rounds = spec.method.group_filter_max_rounds
         return trainer
     kwargs.pop("data_collator", None)  # TRL's preference collators pad prompt and replies
     trainer_class = type(f"Hydratune{trl_trainer.__name__}", (PretokenizedRows, HydratuneMixin, trl_trainer), {})
     return trainer_class(**kwargs)
+
+
+def _check_group_filter(trainer) -> None:
+    """The filter assembles batches of text completions; a vision model's image inputs it cannot."""
+    if trainer._is_vlm:
+        raise ConfigError(
+            [
+                Problem(
+                    "method.group_filter=spread", "the filter handles text prompts only", "set method.group_filter=none"
+                )
+            ]
+        )
 
 
 class FastSampling:
