@@ -3,8 +3,9 @@
 Same start model, LoRA (rank 8, alpha 16, all linear layers, no dropout), prompts (the generated
 arithmetic training questions as one user turn), group size, completion length, temperature,
 beta, loss and reward (the number after `####` equals the reference's) as
-`train +experiment=arithmetic_grpo`. Prints the steps, TRL's train_runtime and each step's
-seconds on the synchronized clock (step_clock.py) as JSON.
+`train +experiment=arithmetic_grpo`. Prints the steps, TRL's train_runtime, each step's
+seconds on the synchronized clock (step_clock.py) and the groups trained on whose rewards
+differed, as JSON.
 Used by grpo_step.py.
 """
 
@@ -83,7 +84,12 @@ def main(model_dir: str, train_file: str, steps: int, out_dir: str, settings: di
     )
     result = trainer.train()
     timed = {"train_runtime": result.metrics["train_runtime"], "step_seconds": clock.durations()}
-    print("RESULT " + json.dumps({"steps": result.global_step, **timed}))
+    # the groups each step trained on whose rewards differed (the rest had zero advantage)
+    groups = settings["completions_per_step"] // settings["num_generations"]
+    spread = [
+        groups * (1 - e["frac_reward_zero_std"]) for e in trainer.state.log_history if "frac_reward_zero_std" in e
+    ]
+    print("RESULT " + json.dumps({"steps": result.global_step, **timed, "groups_with_spread": round(sum(spread))}))
 
 
 if __name__ == "__main__":
