@@ -170,9 +170,17 @@ def check_post_training(outputs: Path) -> None:
         "completions/mean_length",
         "frac_reward_zero_std",
         "clip_ratio/region_mean",
+        "groups/no_spread",
+        "groups/prompts_per_kept_group",
     ):
         assert all(key in e for e in steps), key
     assert (grpo / "curves.png").is_file()
+    # its declared primary metric, sampled pass@1, start against result by the permutation test
+    scored = json.loads((grpo / "eval" / "metrics.json").read_text())["summary"]["gsm8k"]
+    assert (
+        rec["objective"]["name"] == "gsm8k.strict_pass_at_1" and "p_value" in scored["strict_pass_at_1"]["permutation"]
+    )
+    assert "mcnemar" in scored["strict_accuracy"] and "flexible_pass_at_1" in scored
     assert_merged_loads_and_generates(grpo)
     dpo = outputs / "examples" / "chain" / "dpo"
     summary = json.loads((dpo / "eval" / "metrics.json").read_text())["summary"]["gsm8k"]["strict_accuracy"]
