@@ -153,3 +153,12 @@ def test_the_filter_trains_only_on_groups_with_spread(tmp_path):
     trained = [json.loads(line) for line in batches.read_text().splitlines()]
     assert len(trained) == 4 and all(len(advantages) == 4 for advantages in trained)
     assert all(any(abs(a) > 1e-3 for a in advantages) for advantages in trained), trained
+
+
+def test_outputs_the_filter_cannot_pad_are_refused_with_the_setting_to_change():
+    from hydratune.config.problems import ConfigError
+
+    output = round_output(3, 2, 0)
+    output["pixel_values"] = torch.zeros(4, 3)
+    with pytest.raises(ConfigError, match="pixel_values.*set method.group_filter=none"):
+        Assembler()._assemble([output], Selection([(0, 0), (0, 1)], with_spread=2), 4)

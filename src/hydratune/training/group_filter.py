@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from hydratune.config.problems import ConfigError, Problem
+
 log = logging.getLogger(__name__)
 
 # TRL's per-completion outputs, with how each is padded: (side, pad value; None: the tokenizer's pad id).
@@ -140,10 +142,15 @@ class GroupFilter:
     def _assemble(self, outputs: list[dict], selection: Selection, local_rows: int) -> dict[str, Any]:
         """This rank's rows of the selected groups, as one output of TRL's own shape."""
         unknown = set(outputs[0]) - set(PADDED) - set(PER_ROW) - {"num_items_in_batch"}
-        if unknown:
-            raise NotImplementedError(
-                f"method.group_filter=spread cannot assemble GRPO's {sorted(unknown)} (vision inputs); "
-                "set method.group_filter=none"
+        if unknown:  # outputs this filter does not know how to pad (images, or a TRL release's new ones)
+            raise ConfigError(
+                [
+                    Problem(
+                        "method.group_filter=spread",
+                        f"the filter cannot assemble GRPO's {sorted(unknown)} outputs",
+                        "set method.group_filter=none",
+                    )
+                ]
             )
         n = self.num_generations
         global_rows = local_rows * self.accelerator.num_processes
